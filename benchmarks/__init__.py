@@ -1,0 +1,1 @@
+"""Runner, grid, profiles, aggregation, plots and performance benchmarks."""

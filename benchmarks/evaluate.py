@@ -1,0 +1,85 @@
+"""Evaluation of a method on a split, and its cost (parameters, MACs, time per image)."""
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+from torch.utils.flop_counter import FlopCounterMode
+
+from datasets.transforms import to_float
+from methods import Method
+
+from .metrics import SegmentationMeter
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """bfloat16 autocast when ``precision == "bf16"``, else a no-op."""
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def prepare_images(images_u8: Tensor, device: torch.device, channels_last: bool) -> Tensor:
+    images = to_float(images_u8.to(device, non_blocking=True))
+    return images.contiguous(memory_format=torch.channels_last) if channels_last else images
+
+
+@torch.inference_mode()
+def evaluate(
+    method: Method,
+    images_u8: Tensor,
+    masks_u8: Tensor,
+    class_names: list[str] | tuple[str, ...],
+    device: torch.device,
+    batch_size: int = 32,
+    precision: str = "fp32",
+    channels_last: bool = False,
+    variants: bool = False,
+) -> dict:
+    """Metrics of ``method.predict`` (and, with ``variants``, of each ``predict_variants`` entry)."""
+    was_training = method.training
+    method.eval()
+    meters: dict[str, SegmentationMeter] = {}
+    try:
+        for start in range(0, len(images_u8), batch_size):
+            images = prepare_images(images_u8[start : start + batch_size], device, channels_last)
+            masks = masks_u8[start : start + batch_size].long()
+            with autocast(device, precision):
+                outputs = {"default": method.predict(images)}
+                if variants:
+                    outputs.update(method.predict_variants(images))
+            for name, logits in outputs.items():
+                meter = meters.setdefault(name, SegmentationMeter(len(class_names), class_names))
+                meter.update(logits.argmax(1).cpu(), masks)
+    finally:
+        method.train(was_training)
+    result = meters.pop("default").compute()
+    if meters:
+        result["variants"] = {name: meter.compute() for name, meter in meters.items()}
+    return result
+
+
+def count_macs(fn: Callable[[Tensor], Tensor], example: Tensor) -> int:
+    """Multiply-accumulates of ``fn(example)`` (FLOPs / 2, from torch.utils.flop_counter)."""
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        fn(example)
+    return counter.get_total_flops() // 2
+
+
+@torch.inference_mode()
+def time_per_image(fn: Callable[[Tensor], Tensor], example: Tensor, repeats: int = 5) -> float:
+    """Median milliseconds per image of ``fn`` on a batch (after one warm-up call)."""
+    fn(example)
+    if example.device.type == "cuda":
+        torch.cuda.synchronize(example.device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn(example)
+        if example.device.type == "cuda":
+            torch.cuda.synchronize(example.device)
+        times.append(time.perf_counter() - start)
+    return 1000.0 * sorted(times)[len(times) // 2] / example.shape[0]

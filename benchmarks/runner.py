@@ -1,0 +1,355 @@
+"""One run = (dataset, labelled ratio, method, seed, profile): train, validate, test, write results.
+
+The runner owns the data, the optimiser (Adam), the schedule, validation, checkpoints and metrics;
+the method only computes losses and predictions. A run directory holds:
+
+    config.yaml      the resolved run config (with its hash)
+    split.json       the exact split (uids) so the run can be reproduced anywhere
+    train_log.csv    step, named losses, validation mean Dice, elapsed seconds
+    best.pt          weights with the best validation mean Dice over defect classes (paper rule)
+    last.pt          periodic checkpoint to resume from (model, optimiser, RNG states, step)
+    metrics.json     test metrics, written atomically last: its presence means the run completed
+    failure.json     written instead when the run raised (reason and traceback)
+"""
+from __future__ import annotations
+
+import csv
+import math
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from datasets import get_dataset
+from datasets.cache import load_arrays
+from datasets.splits import make_split
+from datasets.transforms import random_flip_rot90
+from methods import LabeledBatch, Method, build_method
+
+from .config import config_hash, run_dir
+from .environment import environment, resolve_device
+from .evaluate import autocast, count_macs, evaluate, prepare_images, time_per_image
+from .io import read_json, save_torch, write_json, write_yaml
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss became NaN or infinite; the message names the loss part and the step."""
+
+
+@dataclass
+class RunData:
+    class_names: tuple[str, ...]
+    in_channels: int
+    labeled_images: Tensor  # uint8 (N, C, H, W)
+    labeled_masks: Tensor  # uint8 (N, H, W)
+    unlabeled_images: Tensor
+    val_images: Tensor
+    val_masks: Tensor
+    test_images: Tensor
+    test_masks: Tensor
+
+
+def load_run_data(run_config: dict[str, Any], data_root: Path | None, cache_dir: Path | None, split_path: Path | None) -> RunData:
+    """Dataset -> split (written to ``split_path``) -> decoded uint8 tensors of each subset."""
+    dataset = get_dataset(run_config["dataset"], data_root, **run_config["dataset_options"])
+    records = dataset.records()
+    split = make_split(dataset, records, run_config["split_seed"], run_config["ratio"])
+    if split_path is not None:
+        split.to_json(split_path)
+    bundle = load_arrays(dataset, records, run_config["train"]["image_size"], cache_dir)
+
+    def images(uids: list[str]) -> Tensor:
+        return torch.from_numpy(bundle.subset(uids).images.copy())
+
+    def masks(uids: list[str]) -> Tensor:
+        return torch.from_numpy(bundle.subset(uids).masks.copy())
+
+    max_val = run_config["train"]["val_max_images"]
+    val_uids = split.val[:max_val] if max_val else split.val
+    # with every training image labelled, the unlabelled stream reuses the labelled images
+    unlabeled_uids = split.unlabeled or split.labeled
+    return RunData(
+        class_names=tuple(dataset.class_names),
+        in_channels=dataset.in_channels,
+        labeled_images=images(split.labeled),
+        labeled_masks=masks(split.labeled),
+        unlabeled_images=images(unlabeled_uids),
+        val_images=images(val_uids),
+        val_masks=masks(val_uids),
+        test_images=images(split.test),
+        test_masks=masks(split.test),
+    )
+
+
+class EpochSampler:
+    """Indices of ``size`` items in shuffled epochs, ``batch_size`` at a time, resumable."""
+
+    def __init__(self, size: int, batch_size: int, seed: int) -> None:
+        self.size, self.batch_size = size, batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+        self.order = torch.empty(0, dtype=torch.int64)
+
+    def next(self) -> Tensor:
+        while len(self.order) < self.batch_size:
+            self.order = torch.cat([self.order, torch.randperm(self.size, generator=self.generator)])
+        batch, self.order = self.order[: self.batch_size], self.order[self.batch_size :]
+        return batch
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state(), "order": self.order.clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        self.order = state["order"].clone()
+
+
+class TrainLog:
+    """Append-only CSV of the training log; on resume, rows after the checkpoint are dropped."""
+
+    def __init__(self, path: Path, resume_step: int) -> None:
+        self.path = path
+        self.rows: list[dict] = []
+        if resume_step > 0 and path.exists():
+            with open(path, newline="") as handle:
+                self.rows = [row for row in csv.DictReader(handle) if int(row["step"]) <= resume_step]
+        self._flush()
+
+    def append(self, row: dict) -> None:
+        self.rows.append(row)
+        self._flush()
+
+    def _flush(self) -> None:
+        fields: list[str] = []
+        for row in self.rows:
+            fields += [key for key in row if key not in fields]
+        with open(self.path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fields or ["step"])
+            writer.writeheader()
+            writer.writerows(self.rows)
+
+
+def _rng_state(device: torch.device) -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _validation_score(metrics: dict) -> float:
+    mdice = metrics["standard"]["mdice"]
+    return 0.0 if mdice is None else mdice
+
+
+def train_run(
+    run_config: dict[str, Any],
+    results_dir: Path,
+    data_root: Path | None = None,
+    device: str = "auto",
+    cache_dir: Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train and test one run; returns its metrics (also written to ``metrics.json``).
+
+    A run whose ``metrics.json`` carries the same config hash is not run again. A run with a
+    ``last.pt`` of the same config hash resumes from it. On error, ``failure.json`` records why.
+    """
+    directory = run_dir(results_dir, run_config)
+    directory.mkdir(parents=True, exist_ok=True)
+    digest = config_hash(run_config)
+    metrics_path = directory / "metrics.json"
+    if metrics_path.exists() and read_json(metrics_path).get("config_hash") == digest:
+        return read_json(metrics_path)
+    (directory / "failure.json").unlink(missing_ok=True)
+    try:
+        return _train(run_config, digest, directory, data_root, resolve_device(device), cache_dir, progress)
+    except BaseException as error:
+        write_json(
+            directory / "failure.json",
+            {
+                "config_hash": digest,
+                "error": type(error).__name__,
+                "reason": str(error),
+                "traceback": traceback.format_exc(),
+            },
+        )
+        raise
+
+
+def _train(
+    run_config: dict[str, Any],
+    digest: str,
+    directory: Path,
+    data_root: Path | None,
+    device: torch.device,
+    cache_dir: Path | None,
+    progress: bool,
+) -> dict[str, Any]:
+    train = run_config["train"]
+    if train["num_threads"]:
+        torch.set_num_threads(int(train["num_threads"]))
+    write_yaml(directory / "config.yaml", {**run_config, "config_hash": digest})
+    data = load_run_data(run_config, data_root, cache_dir, directory / "split.json")
+    seed = run_config["seed"]
+    torch.manual_seed(seed)
+    method = build_method(run_config["method"], run_config["method_options"], data.in_channels, len(data.class_names))
+    method.to(device)
+    if train["channels_last"]:
+        method.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(
+        [p for p in method.parameters() if p.requires_grad], lr=train["lr"], weight_decay=train["weight_decay"]
+    )
+    labeled_sampler = EpochSampler(len(data.labeled_images), train["batch_size"], seed * 1000 + 1)
+    unlabeled_sampler = EpochSampler(len(data.unlabeled_images), train["unlabeled_batch_size"], seed * 1000 + 2)
+    augment_generator = torch.Generator().manual_seed(seed * 1000 + 3)
+
+    total = int(train["iterations"])
+    state = {"step": 0, "best_score": -math.inf, "best_step": 0, "train_seconds": 0.0}
+    last_path, best_path = directory / "last.pt", directory / "best.pt"
+    if last_path.exists():
+        checkpoint = torch.load(last_path, map_location=device, weights_only=False)
+        if checkpoint["config_hash"] == digest:
+            method.load_state_dict(checkpoint["method"])
+            optimizer.load_state_dict(checkpoint["optimizer"])
+            labeled_sampler.load_state_dict(checkpoint["labeled_sampler"])
+            unlabeled_sampler.load_state_dict(checkpoint["unlabeled_sampler"])
+            augment_generator.set_state(checkpoint["augment_generator"])
+            _set_rng_state(checkpoint["rng"], device)
+            state = checkpoint["state"]
+    log = TrainLog(directory / "train_log.csv", state["step"])
+
+    def batch(images: Tensor, masks: Tensor | None, sampler: EpochSampler) -> tuple[Tensor, Tensor | None]:
+        index = sampler.next()
+        x = images[index]
+        y = None if masks is None else masks[index].long()
+        if train["augment"]:
+            x, y = random_flip_rot90(x, y, generator=augment_generator)
+        x = prepare_images(x, device, train["channels_last"])
+        return x, None if y is None else y.to(device, non_blocking=True)
+
+    def validate() -> float:
+        metrics = evaluate(
+            method, data.val_images, data.val_masks, data.class_names, device,
+            train["eval_batch_size"], train["precision"], train["channels_last"],
+        )
+        return _validation_score(metrics)
+
+    method.train()
+    bar = tqdm(
+        total=total, initial=state["step"], disable=not progress, leave=False,
+        desc=f"{run_config['method']}/{run_config['dataset']}/{run_config['ratio']:g}/seed{seed}",
+    )
+    tick = time.perf_counter()
+    for step in range(state["step"], total):
+        images, masks = batch(data.labeled_images, data.labeled_masks, labeled_sampler)
+        unlabeled, _ = batch(data.unlabeled_images, None, unlabeled_sampler)
+        with autocast(device, train["precision"]):
+            losses = method.training_step(LabeledBatch(images, masks), unlabeled, step, total)
+        optimizer.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        optimizer.step()
+        method.on_step_end(step)
+        done = step + 1
+        bar.update(1)
+        log_now = done % train["log_every"] == 0 or done == total
+        val_now = done % train["val_every"] == 0 or done == total
+        if not (log_now or val_now or done % train["checkpoint_every"] == 0):
+            continue
+        now = time.perf_counter()
+        state["train_seconds"] += now - tick
+        row: dict[str, Any] = {"step": done}
+        values = {name: float(value.detach()) for name, value in losses.items()}
+        bad = [name for name, value in values.items() if not math.isfinite(value)]
+        if bad:
+            raise NonFiniteLossError(f"non-finite loss {bad} = {[values[b] for b in bad]} at step {done} (run {directory})")
+        row.update(values)
+        bar.set_postfix(loss=f"{values['loss']:.4f}")
+        if val_now:
+            score = validate()
+            row["val_mdice"] = score
+            if score > state["best_score"]:
+                state.update(best_score=score, best_step=done)
+                save_torch(best_path, method.state_dict())
+        row["elapsed_s"] = round(state["train_seconds"], 3)
+        log.append(row)
+        state["step"] = done
+        if done % train["checkpoint_every"] == 0 and done < total:
+            save_torch(
+                last_path,
+                {
+                    "config_hash": digest,
+                    "method": method.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "labeled_sampler": labeled_sampler.state_dict(),
+                    "unlabeled_sampler": unlabeled_sampler.state_dict(),
+                    "augment_generator": augment_generator.get_state(),
+                    "rng": _rng_state(device),
+                    "state": dict(state),
+                },
+            )
+        tick = time.perf_counter()
+    bar.close()
+
+    method.load_state_dict(torch.load(best_path, map_location=device, weights_only=True))
+    metrics = _test_metrics(method, data, train, device)
+    metrics.update(
+        status="completed",
+        config_hash=digest,
+        run={k: run_config[k] for k in ("profile", "dataset", "ratio", "method", "seed", "split_seed")},
+        best_step=state["best_step"],
+        best_val_mdice=state["best_score"],
+        train_seconds=round(state["train_seconds"], 3),
+        iterations_per_second=total / state["train_seconds"] if state["train_seconds"] > 0 else None,
+        environment=environment(device),
+    )
+    write_json(directory / "metrics.json", metrics)
+    last_path.unlink(missing_ok=True)
+    return metrics
+
+
+def _test_metrics(method: Method, data: RunData, train: dict, device: torch.device) -> dict[str, Any]:
+    metrics = evaluate(
+        method, data.test_images, data.test_masks, data.class_names, device,
+        train["eval_batch_size"], train["precision"], train["channels_last"], variants=True,
+    )
+    example = prepare_images(data.test_images[:1], device, train["channels_last"])
+    batch = prepare_images(data.test_images[: train["eval_batch_size"]], device, train["channels_last"])
+    method.eval()
+    with autocast(device, train["precision"]):
+        metrics["eval_ms_per_image"] = time_per_image(method.predict, batch)
+    metrics["macs"] = count_macs(method.predict, example)
+    metrics["params"] = sum(p.numel() for p in method.parameters() if p.requires_grad)
+    metrics["num_test_images"] = len(data.test_images)
+    return metrics
+
+
+def evaluate_checkpoint(run_directory: Path, split: str, data_root: Path | None, device: str = "auto", cache_dir: Path | None = None) -> dict[str, Any]:
+    """Metrics of a run's ``best.pt`` on its ``val`` or ``test`` split."""
+    import yaml
+
+    if split not in ("val", "test"):
+        raise ValueError(f"split must be 'val' or 'test', got {split!r}")
+    run_directory = Path(run_directory)
+    config_path = run_directory / "config.yaml"
+    if not config_path.exists():
+        raise FileNotFoundError(f"{config_path} not found: expected a run directory written by 'run_all.py train'")
+    run_config = yaml.safe_load(config_path.read_text())
+    run_config.pop("config_hash", None)
+    torch_device = resolve_device(device)
+    data = load_run_data(run_config, data_root, cache_dir, None)
+    method = build_method(run_config["method"], run_config["method_options"], data.in_channels, len(data.class_names))
+    method.load_state_dict(torch.load(run_directory / "best.pt", map_location=torch_device, weights_only=True))
+    method.to(torch_device)
+    images, masks = (data.val_images, data.val_masks) if split == "val" else (data.test_images, data.test_masks)
+    train = run_config["train"]
+    return evaluate(method, images, masks, data.class_names, torch_device, train["eval_batch_size"], train["precision"], train["channels_last"], variants=True)

@@ -1,0 +1,29 @@
+"""Methods: the ``Method`` base class, the registry and one module per method.
+
+Importing this package registers every built-in method.
+"""
+from . import supervised  # noqa: F401  (registers)
+from .base import COMMON_DEFAULTS, ConfigError, LabeledBatch, Method
+from .registry import (
+    PluginError,
+    available_methods,
+    build_method,
+    get_method_class,
+    load_entry_point_plugins,
+    load_plugin,
+    register_method,
+)
+
+__all__ = [
+    "COMMON_DEFAULTS",
+    "ConfigError",
+    "LabeledBatch",
+    "Method",
+    "PluginError",
+    "available_methods",
+    "build_method",
+    "get_method_class",
+    "load_entry_point_plugins",
+    "load_plugin",
+    "register_method",
+]

@@ -1,0 +1,87 @@
+"""The one interface every method implements; the runner owns everything else.
+
+A method owns its networks and losses. The runner gives it, at every step, a labelled batch
+(normalised images and class-id masks), an unlabelled batch of images, the step counter and the
+total number of steps; the method returns its named losses, of which ``"loss"`` is optimised and
+every other entry is logged. After the optimiser step the runner calls ``on_step_end`` (for EMA
+teachers and the like). For evaluation the runner calls ``predict``, which returns logits.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any, ClassVar, NamedTuple
+
+from torch import Tensor, nn
+
+from .ramps import sigmoid_rampup
+
+# Options every method accepts, on top of its own ``defaults``.
+COMMON_DEFAULTS: dict[str, Any] = {
+    # network: "unet" (paper U-Net), "unet-tconv", or "smp:<Arch>:<encoder>"
+    "backbone": "unet",
+    # length of every sigmoid ramp-up as a fraction of the run's iterations; 0.34 is the UAPS
+    # code's 200 "epochs" x 80 iterations out of its ~47,000 iterations
+    "rampup_fraction": 0.34,
+}
+
+
+class ConfigError(ValueError):
+    """An unknown or invalid configuration key; the message names it and lists the valid ones."""
+
+
+class LabeledBatch(NamedTuple):
+    images: Tensor  # (B, C, H, W) float, normalised
+    masks: Tensor  # (B, H, W) int64 class ids
+
+
+def resolve_options(name: str, defaults: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
+    """``defaults`` overridden by ``options``; an unknown key raises ConfigError listing the valid ones."""
+    unknown = sorted(set(options) - set(defaults))
+    if unknown:
+        raise ConfigError(
+            f"unknown option(s) {unknown} for method {name!r}; valid options: {sorted(defaults)}"
+        )
+    return {**defaults, **options}
+
+
+class Method(nn.Module, ABC):
+    """Base class of all semi-supervised segmentation methods.
+
+    Subclasses set ``defaults`` (their own options with default values) and implement
+    ``training_step`` and ``predict``. ``self.options`` holds the resolved options.
+    """
+
+    name: ClassVar[str] = ""
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, options: Mapping[str, Any], in_channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.options = resolve_options(self.name, self.all_defaults(), options)
+        self.in_channels = in_channels
+        self.num_classes = num_classes
+
+    @classmethod
+    def all_defaults(cls) -> dict[str, Any]:
+        return {**COMMON_DEFAULTS, **cls.defaults}
+
+    @abstractmethod
+    def training_step(
+        self, labeled: LabeledBatch, unlabeled: Tensor, step: int, total_steps: int
+    ) -> dict[str, Tensor]:
+        """Losses of one step: ``{"loss": total, <part>: value, ...}`` (tensors)."""
+
+    def on_step_end(self, step: int) -> None:
+        """Called after each optimiser step (e.g. to update an EMA teacher)."""
+
+    @abstractmethod
+    def predict(self, images: Tensor) -> Tensor:
+        """Logits (B, num_classes, H, W) used for evaluation."""
+
+    def predict_variants(self, images: Tensor) -> dict[str, Tensor]:
+        """Extra named predictions evaluated beside ``predict`` (e.g. main decoder vs ensemble)."""
+        return {}
+
+    def rampup(self, step: int, total_steps: int) -> float:
+        """Sigmoid ramp-up in [0, 1] over ``rampup_fraction`` of the run."""
+        return sigmoid_rampup(step, round(self.options["rampup_fraction"] * total_steps))

@@ -1,0 +1,127 @@
+#!/usr/bin/env python
+"""Semi-supervised defect segmentation benchmark: one command line for every task.
+
+    run_all.py train --dataset neu --ratio 0.1 --method supervised --seed 0 --profile quick
+    run_all.py eval --run-dir results/runs/quick/neu/0.1/supervised/seed0 --split test
+    run_all.py benchmark --profile quick
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from benchmarks.aggregate import collect_runs, format_summary, summarize
+from benchmarks.config import load_profile, resolve_run, run_dir
+from benchmarks.grid import expand_grid, run_grid
+from benchmarks.runner import evaluate_checkpoint, train_run
+from datasets import DATASETS
+from datasets.base import DATA_ROOT_ENV, resolve_data_root
+from methods import ConfigError, PluginError, available_methods, load_entry_point_plugins, load_plugin
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--results-dir", type=Path, default=Path("results"), help="where runs/ tables/ figures go (default: results)")
+    parser.add_argument("--data-root", type=Path, default=None, help=f"folder holding NEU_data/, MTiles_data/, DAGM_data/ (default: ${DATA_ROOT_ENV} or data/)")
+    parser.add_argument("--cache-dir", type=Path, default=None, help="decoded-array cache (default: <results-dir>/cache)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1 ... (default: auto)")
+    parser.add_argument("--plugin", type=Path, action="append", default=[], help="Python file registering extra methods (repeatable)")
+
+
+def _profile_options(parser: argparse.ArgumentParser, default_profile: str) -> None:
+    parser.add_argument("--profile", default=default_profile, help=f"profile name in benchmarks/configs/ or a YAML path (default: {default_profile})")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override any profile value, e.g. --set train.iterations=200 --set method_options.uaps.aux_decoders=2 (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train and test one run")
+    _common(train)
+    _profile_options(train, "quick")
+    train.add_argument("--dataset", required=True, help=f"one of {sorted(DATASETS)}")
+    train.add_argument("--ratio", type=float, required=True, help="labelled fraction of the training images, e.g. 0.1")
+    train.add_argument("--method", required=True, help="registered method name (see 'run_all.py list')")
+    train.add_argument("--seed", type=int, default=0, help="training seed (default: 0)")
+
+    evaluate = sub.add_parser("eval", help="evaluate a run's best checkpoint on a split")
+    _common(evaluate)
+    evaluate.add_argument("--run-dir", type=Path, required=True, help="a run directory written by 'train' or 'benchmark'")
+    evaluate.add_argument("--split", choices=["val", "test"], default="test", help="which split (default: test)")
+
+    bench = sub.add_parser("benchmark", help="run a profile's grid of methods x datasets x ratios x seeds")
+    _common(bench)
+    _profile_options(bench, "quick")
+    bench.add_argument("--methods", nargs="+", help="override the profile's methods")
+    bench.add_argument("--datasets", nargs="+", help="override the profile's datasets ('available': all found)")
+    bench.add_argument("--ratios", nargs="+", type=float, help="override the profile's labelled ratios")
+    bench.add_argument("--seeds", nargs="+", type=int, help="override the profile's seeds")
+
+    listing = sub.add_parser("list", help="list registered methods, datasets and profiles")
+    _common(listing)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        load_entry_point_plugins()
+        for plugin in args.plugin:
+            load_plugin(plugin)
+        return COMMANDS[args.command](args)
+    except (ConfigError, PluginError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    profile = load_profile(args.profile, args.overrides)
+    run_config = resolve_run(profile, args.dataset, args.ratio, args.method, args.seed)
+    metrics = train_run(run_config, args.results_dir, args.data_root, args.device, _cache_dir(args))
+    print(f"results: {run_dir(args.results_dir, run_config)}")
+    print(json.dumps({k: metrics[k] for k in ("standard", "paper")}, indent=2))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    metrics = evaluate_checkpoint(args.run_dir, args.split, args.data_root, args.device, _cache_dir(args))
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    profile = load_profile(args.profile, args.overrides)
+    runs = expand_grid(profile, args.data_root, args.methods, args.datasets, args.ratios, args.seeds)
+    print(f"profile {profile['profile']}: {len(runs)} runs; data root {resolve_data_root(args.data_root).resolve()}")
+    result = run_grid(runs, args.results_dir, args.data_root, args.device, _cache_dir(args))
+    summary = summarize(collect_runs(args.results_dir, profile["profile"]))
+    print(format_summary(summary))
+    print(f"results written under {(args.results_dir / 'runs' / profile['profile']).resolve()}")
+    if result.failed:
+        print(f"{len(result.failed)} run(s) failed:", file=sys.stderr)
+        for run_config, reason in result.failed:
+            print(f"  {run_dir(args.results_dir, run_config)}: {reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from benchmarks.config import CONFIG_DIR
+    from datasets import available_datasets
+
+    print("methods:  ", " ".join(available_methods()))
+    print("datasets: ", " ".join(sorted(DATASETS)), f"(found under {resolve_data_root(args.data_root)}: {' '.join(available_datasets(args.data_root))})")
+    print("profiles: ", " ".join(sorted(p.stem for p in CONFIG_DIR.glob('*.yaml'))))
+    return 0
+
+
+def _cache_dir(args: argparse.Namespace) -> Path:
+    return args.cache_dir or args.results_dir / "cache"
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "benchmark": cmd_benchmark, "list": cmd_list}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""Profiles, overrides and the validation of config keys."""
+import pytest
+
+from benchmarks.config import apply_override, config_hash, load_profile, resolve_run, run_dir
+from methods import ConfigError
+
+
+def test_every_shipped_profile_loads():
+    from benchmarks.config import CONFIG_DIR
+
+    names = [p.stem for p in CONFIG_DIR.glob("*.yaml")]
+    assert {"smoke", "quick"} <= set(names)
+    for name in names:
+        assert load_profile(name)["profile"] == name
+
+
+def test_override_any_value_parsed_as_yaml():
+    profile = load_profile("smoke", ["train.iterations=7", "train.precision=bf16", "ratios=[0.1, 0.5]"])
+    assert profile["train"]["iterations"] == 7
+    assert profile["train"]["precision"] == "bf16"
+    assert profile["ratios"] == [0.1, 0.5]
+
+
+def test_unknown_key_lists_valid_keys():
+    with pytest.raises(ConfigError, match=r"unknown config key 'train.iteratons'.*'iterations'"):
+        load_profile("smoke", ["train.iteratons=3"])
+    with pytest.raises(ConfigError, match="unknown config key 'foo'"):
+        apply_override(load_profile("smoke"), "foo=1")
+
+
+def test_unknown_profile_lists_known_ones():
+    with pytest.raises(ConfigError, match="known profiles"):
+        load_profile("nope")
+
+
+def test_bad_profile_file_names_the_key(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("train: {lr: 0.01, epochs: 3}\n")
+    with pytest.raises(ConfigError, match="train.epochs"):
+        load_profile(str(path))
+
+
+def test_unknown_method_option_lists_valid_options():
+    profile = load_profile("smoke", ["method_options.supervised.depth=3"])
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) \['depth'\] for method 'supervised'.*backbone"):
+        resolve_run(profile, "synthetic", 0.1, "supervised", 0)
+
+
+def test_unknown_method_is_an_error():
+    with pytest.raises(ConfigError, match="unknown method 'nope'"):
+        resolve_run(load_profile("smoke"), "synthetic", 0.1, "nope", 0)
+
+
+def test_resolved_run_hash_and_directory(tmp_path):
+    profile = load_profile("smoke")
+    a = resolve_run(profile, "synthetic", 0.1, "supervised", 0)
+    assert a["method_options"]["backbone"] == "unet"
+    assert config_hash(a) == config_hash(resolve_run(profile, "synthetic", 0.1, "supervised", 0))
+    assert config_hash(a) != config_hash(resolve_run(profile, "synthetic", 0.1, "supervised", 1))
+    assert run_dir(tmp_path, a) == tmp_path / "runs" / "smoke" / "synthetic" / "0.1" / "supervised" / "seed0"
