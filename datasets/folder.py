@@ -1,0 +1,76 @@
+"""Base class of the datasets read from ``<data root>/<folder>``, and layout checks they share."""
+from __future__ import annotations
+
+import os
+from abc import abstractmethod
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from .base import DATA_ROOT_ENV, DatasetError, Record, SegmentationDataset
+from .imagefiles import decode_image
+
+
+class FolderDataset(SegmentationDataset):
+    """A dataset stored as files in its upstream layout under ``<data root>/<folder>``.
+
+    Subclasses implement ``scan()`` (records in any order) and ``read_mask()``; records are
+    scanned once per instance, and the folder must exist at construction and on every call.
+    """
+
+    # how to obtain the data, appended to the "not found" message
+    how_to_get: ClassVar[str] = (
+        "Run `make data` to download it, or set {env} (or pass --data-root) to a folder "
+        "that contains {folder}/."
+    )
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.path = Path(root).resolve() / self.folder
+        self._records: list[Record] | None = None
+        self._require_folder()
+
+    def _require_folder(self) -> None:
+        if not self.path.is_dir():
+            hint = self.how_to_get.format(env=DATA_ROOT_ENV, folder=self.folder)
+            raise DatasetError(f"{self.name} data not found: expected the folder {self.path}. {hint}")
+
+    @abstractmethod
+    def scan(self) -> list[Record]:
+        """Records found in the layout; raises DatasetError if the layout is wrong."""
+
+    def records(self) -> list[Record]:
+        self._require_folder()
+        if self._records is None:
+            self._records = sorted(self.scan(), key=lambda record: record.uid)
+        return list(self._records)
+
+    def read_image(self, record: Record) -> np.ndarray:
+        return decode_image(record.image_path, self.in_channels)
+
+
+def relative_uid(path: Path, base: Path) -> str:
+    """Stable record id: the POSIX path of ``path`` relative to the dataset folder ``base``."""
+    return path.relative_to(base).as_posix()
+
+
+def require_dir(path: Path, expected: str) -> Path:
+    """``path`` if it is a folder, else a DatasetError saying what it should hold."""
+    if not path.is_dir():
+        raise DatasetError(f"missing folder {path}: expected {expected}")
+    return path
+
+
+def list_files(folder: Path, pattern: str) -> list[Path]:
+    """Files matching ``pattern`` in ``folder`` (sorted); a DatasetError if there are none."""
+    files = sorted(path for path in require_dir(folder, f"{pattern} files").glob(pattern) if path.is_file())
+    if not files:
+        raise DatasetError(f"no {pattern} files in {folder}")
+    return files
+
+
+def require_mask(image: Path, mask: Path) -> Path:
+    """``mask`` if it exists, else a DatasetError naming the image that lacks it."""
+    if not mask.is_file():
+        raise DatasetError(f"image {image} has no mask: expected {mask}")
+    return mask

@@ -1,0 +1,33 @@
+"""Shared test helpers: train a method in the smoke profile and compare it with an untrained model."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from benchmarks.config import load_profile, resolve_run
+from benchmarks.evaluate import evaluate
+from benchmarks.runner import load_run_data, train_run
+from methods import build_method
+
+SMOKE_DATASET = "synthetic"
+SMOKE_RATIO = 0.2
+
+
+def smoke_config(method: str, overrides: tuple[str, ...] = (), seed: int = 0) -> dict:
+    return resolve_run(load_profile("smoke", list(overrides)), SMOKE_DATASET, SMOKE_RATIO, method, seed)
+
+
+def train_smoke(method: str, results_dir: Path, overrides: tuple[str, ...] = (), seed: int = 0) -> dict:
+    """Train ``method`` in the smoke profile on CPU; returns its metrics.json content."""
+    return train_run(smoke_config(method, overrides, seed), results_dir, device="cpu", cache_dir=results_dir / "cache", progress=False)
+
+
+def untrained_miou(method: str, results_dir: Path, overrides: tuple[str, ...] = (), seed: int = 0) -> float:
+    """Standard test mIoU of the same method, freshly initialised (same seed), on the same split."""
+    run_config = smoke_config(method, overrides, seed)
+    data = load_run_data(run_config, None, results_dir / "cache", None)
+    torch.manual_seed(seed)
+    model = build_method(method, run_config["method_options"], data.in_channels, len(data.class_names))
+    metrics = evaluate(model, data.test_images, data.test_masks, data.class_names, torch.device("cpu"))
+    return metrics["standard"]["miou"] or 0.0
