@@ -5,8 +5,11 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PROFILE ?= quick
 RESULTS ?= results
+# profiles for tables/plots/report, e.g. PROFILES="cpu quick"; empty: every profile under $(RESULTS)/runs
+PROFILES ?=
+PROFILE_ARGS = $(if $(strip $(PROFILES)),--profile $(PROFILES))
 
-.PHONY: setup test benchmark data clean-results
+.PHONY: setup test benchmark data clean-results tables plots report
 
 setup: $(STAMP)
 
@@ -24,8 +27,20 @@ test: setup
 benchmark: setup
 	$(PY) run_all.py benchmark --profile $(PROFILE) --results-dir $(RESULTS)
 
+# tables -> $(RESULTS)/tables, figures -> $(RESULTS)/figures, report (with both) -> $(RESULTS)/report/index.md
+tables: setup
+	$(PY) run_all.py tables --results-dir $(RESULTS) $(PROFILE_ARGS)
+
+plots: setup
+	$(PY) run_all.py plots --results-dir $(RESULTS) $(PROFILE_ARGS)
+
+report: setup
+	$(PY) run_all.py report --results-dir $(RESULTS) $(PROFILE_ARGS)
+
+# make data                      download NEU-Seg and MTiles into $DEFECTSEG_DATA_ROOT (or data/)
+# make data FROM=../shared/data  link them from a local copy instead
 data: setup
-	$(PY) -m datasets.download
+	$(PY) -m datasets.download $(if $(FROM),--from-dir $(FROM))
 
 clean-results:
 	rm -rf $(RESULTS)/runs $(RESULTS)/cache
