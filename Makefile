@@ -9,7 +9,7 @@ RESULTS ?= results
 PROFILES ?=
 PROFILE_ARGS = $(if $(strip $(PROFILES)),--profile $(PROFILES))
 
-.PHONY: setup test benchmark data clean-results tables plots report
+.PHONY: setup test benchmark data clean-results tables plots report perf
 
 setup: $(STAMP)
 
@@ -36,6 +36,10 @@ plots: setup
 
 report: setup
 	$(PY) run_all.py report --results-dir $(RESULTS) $(PROFILE_ARGS)
+
+# training speed, reference vs fast path -> $(RESULTS)/perf (options: PERF_ARGS="--configs 128:8:8 --variants bf16+cl")
+perf: setup
+	$(PY) -m benchmarks.perf --out $(RESULTS)/perf $(PERF_ARGS)
 
 # make data                      download NEU-Seg and MTiles into $DEFECTSEG_DATA_ROOT (or data/)
 # make data FROM=../shared/data  link them from a local copy instead

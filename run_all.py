@@ -4,6 +4,8 @@
     run_all.py train --dataset neu --ratio 0.1 --method supervised --seed 0 --profile quick
     run_all.py eval --run-dir results/runs/quick/neu/0.1/supervised/seed0 --split test
     run_all.py benchmark --profile quick
+    run_all.py report --results-dir results    (tables, figures and results/report/index.md)
+    run_all.py uncertainty --run-dir results/runs/quick/neu/0.1/uaps/seed0    (also: similarity, predictions)
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from benchmarks.aggregate import collect_runs, format_summary, summarize
+from benchmarks.aggregate import ResultsError, collect_runs, format_summary, summarize
 from benchmarks.config import load_profile, resolve_run, run_dir
 from benchmarks.grid import expand_grid, run_grid
 from benchmarks.runner import evaluate_checkpoint, train_run
@@ -32,6 +34,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def _profile_options(parser: argparse.ArgumentParser, default_profile: str) -> None:
     parser.add_argument("--profile", default=default_profile, help=f"profile name in benchmarks/configs/ or a YAML path (default: {default_profile})")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override any profile value, e.g. --set train.iterations=200 --set method_options.uaps.aux_decoders=2 (repeatable)")
+
+
+def _output_options(parser: argparse.ArgumentParser, default_subdir: str) -> None:
+    parser.add_argument("--results-dir", type=Path, default=Path("results"), help="folder holding runs/<profile>/... (default: results)")
+    parser.add_argument("--profile", dest="profiles", action="extend", nargs="+", default=None, metavar="P", help="only these profiles (repeatable; default: every profile under <results-dir>/runs)")
+    parser.add_argument("--out", type=Path, default=None, help=f"output folder (default: <results-dir>/{default_subdir})")
+    parser.set_defaults(plugin=[])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,6 +67,33 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--datasets", nargs="+", help="override the profile's datasets ('available': all found)")
     bench.add_argument("--ratios", nargs="+", type=float, help="override the profile's labelled ratios")
     bench.add_argument("--seeds", nargs="+", type=int, help="override the profile's seeds")
+    bench.add_argument("--jobs", type=int, default=None, help="runs at a time (default: 1 on CPU, one per GPU on CUDA, capped there); each run gets cores // jobs CPU threads")
+    bench.add_argument("--backend", choices=["local", "dask"], default="local", help="local: joblib worker processes here; dask: the Dask cluster at --scheduler (default: local)")
+    bench.add_argument("--scheduler", default=None, metavar="ADDRESS", help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 (with --backend dask)")
+
+    for name, what, default in (
+        ("tables", "CSV/Markdown/LaTeX tables", "tables"),
+        ("plots", "figures (PNG + PDF)", "figures"),
+        ("report", "the report (index.md, index.html) with fresh tables and figures", "report"),
+    ):
+        output = sub.add_parser(name, help=f"write {what} from the runs on disk")
+        _output_options(output, default)
+    sub.choices["report"].add_argument("--tables-dir", type=Path, default=None, help="where the report writes its tables (default: <results-dir>/tables)")
+    sub.choices["report"].add_argument("--figures-dir", type=Path, default=None, help="where the report writes its figures (default: <results-dir>/figures)")
+
+    for name, what in (
+        ("similarity", "each member network's/decoder's B x B similarity maps on test images"),
+        ("uncertainty", "image, ground truth, prediction, error and uncertainty maps of test images"),
+        ("predictions", "a grid of test images, ground truth and predictions"),
+    ):
+        picture = sub.add_parser(name, help=f"picture of a trained run: {what} (PNG + PDF)")
+        _common(picture)
+        picture.add_argument("--run-dir", type=Path, required=True, help="a run directory written by 'train' or 'benchmark'")
+        picture.add_argument("--out", type=Path, default=None, help=f"output path without suffix (default: <run-dir>/figures/{name})")
+    sub.choices["similarity"].add_argument("--num-images", type=int, default=8, help="test images in the batch (default: 8)")
+    sub.choices["predictions"].add_argument("--num-images", type=int, default=8, help="test images shown (default: 8)")
+    sub.choices["uncertainty"].add_argument("--images", nargs="+", default=["worst"], metavar="worst|IDX", help="'worst' or test-image indices (default: worst)")
+    sub.choices["uncertainty"].add_argument("--num-images", type=int, default=4, help="how many worst images by per-image IoU (default: 4)")
 
     listing = sub.add_parser("list", help="list registered methods, datasets and profiles")
     _common(listing)
@@ -71,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         for plugin in args.plugin:
             load_plugin(plugin)
         return COMMANDS[args.command](args)
-    except (ConfigError, PluginError) as error:
+    except (ConfigError, PluginError, ResultsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
@@ -95,10 +131,14 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     profile = load_profile(args.profile, args.overrides)
     runs = expand_grid(profile, args.data_root, args.methods, args.datasets, args.ratios, args.seeds)
     print(f"profile {profile['profile']}: {len(runs)} runs; data root {resolve_data_root(args.data_root).resolve()}")
-    result = run_grid(runs, args.results_dir, args.data_root, args.device, _cache_dir(args))
+    result = run_grid(
+        runs, args.results_dir, args.data_root, args.device, _cache_dir(args),
+        jobs=args.jobs, backend=args.backend, scheduler=args.scheduler, plugins=args.plugin,
+    )
     summary = summarize(collect_runs(args.results_dir, profile["profile"]))
     print(format_summary(summary))
-    print(f"results written under {(args.results_dir / 'runs' / profile['profile']).resolve()}")
+    print(", ".join(f"{count} {status}" for status, count in result.counts().items()))
+    print(f"results written under {(args.results_dir / 'runs' / profile['profile']).resolve()} (summary.json lists every run)")
     if result.failed:
         print(f"{len(result.failed)} run(s) failed:", file=sys.stderr)
         for run_config, reason in result.failed:
@@ -117,11 +157,60 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_outputs(results_dir: Path, written: dict[str, list[Path]], notes: list[str]) -> int:
+    for note in notes:
+        print(f"note: {note}")
+    for profile, paths in written.items():
+        print(f"profile {profile}: {len(paths)} file(s) in {paths[0].parent if paths else '-'}")
+    if not written:
+        print(f"error: nothing written: no completed runs under {results_dir / 'runs'}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_tables(args: argparse.Namespace) -> int:
+    from benchmarks.tables import write_tables
+
+    return _print_outputs(args.results_dir, *write_tables(args.results_dir, args.out or args.results_dir / "tables", args.profiles))
+
+
+def cmd_plots(args: argparse.Namespace) -> int:
+    from benchmarks.plots import write_figures
+
+    return _print_outputs(args.results_dir, *write_figures(args.results_dir, args.out or args.results_dir / "figures", args.profiles))
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from benchmarks.report import write_report
+
+    pages, notes = write_report(args.results_dir, args.out or args.results_dir / "report", args.profiles, args.tables_dir, args.figures_dir)
+    for note in notes:
+        print(f"note: {note}")
+    print(f"report: {pages[0]} and {pages[1]}")
+    return 0
+
+
+def cmd_picture(args: argparse.Namespace) -> int:
+    from benchmarks.visualize import draw_figure
+
+    paths = draw_figure(
+        args.command, args.run_dir, args.out, args.num_images, getattr(args, "images", None),
+        args.data_root, _cache_dir(args), args.device,
+    )
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
+
+
 def _cache_dir(args: argparse.Namespace) -> Path:
     return args.cache_dir or args.results_dir / "cache"
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "benchmark": cmd_benchmark, "list": cmd_list}
+COMMANDS = {
+    "train": cmd_train, "eval": cmd_eval, "benchmark": cmd_benchmark, "list": cmd_list,
+    "tables": cmd_tables, "plots": cmd_plots, "report": cmd_report,
+    "similarity": cmd_picture, "uncertainty": cmd_picture, "predictions": cmd_picture,
+}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,50 +1,249 @@
-"""Collect ``metrics.json`` files into a table: one row per run, then mean ± std over seeds."""
+"""Collect run directories into tables: one row per run, then mean ± std over seeds per cell.
+
+A run directory is ``<results>/runs/<profile>/<dataset>/<ratio>/<method>/seed<k>/``. It is
+*completed* when its ``metrics.json`` carries the config hash of its ``config.yaml``, *failed*
+when it holds a ``failure.json``, and *incomplete* otherwise (running, killed, or a stale
+``metrics.json`` from an older config). Metric values are stored as fractions; here they become
+percentages (mIoU, mDice) so every table and figure shows %.
+
+Ablation variants (``method`` a variant name, ``base_method`` the registered method) are told
+apart by their resolved ``method_options`` from ``config.yaml``, never by their names.
+"""
 from __future__ import annotations
 
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+import yaml
 
 from .io import read_json
 
 RUN_KEYS = ["profile", "dataset", "ratio", "method", "seed"]
+CELL_KEYS = ["profile", "dataset", "ratio", "method"]
+RUN_COLUMNS = [
+    *RUN_KEYS, "base_method", "miou", "mdice", "paper_miou", "miou_with_bg", "pixel_accuracy",
+    "params_m", "gmacs", "eval_ms", "image_size", "iterations", "train_seconds", "path",
+]
+# options read from config.yaml's method_options for the ablation studies (UAPS's names)
+ABLATION_OPTIONS = ("losses", "lambda1", "lambda2", "mixing", "aux_decoders")
+FLOAT_OPTIONS = ("lambda1", "lambda2")
+LOSS_ORDER = ("seg", "ps", "ups", "un")
+FAILURE_COLUMNS = [*RUN_KEYS, "status", "error", "reason", "path"]
 
 
-def collect_runs(results_dir: Path, profile: str | None = None) -> pd.DataFrame:
-    """One row per completed run under ``results_dir/runs`` (optionally of one profile); mIoU in %."""
+class ResultsError(ValueError):
+    """A results file that cannot be read as expected; the message names the file."""
+
+
+def find_profiles(results_dir: Path) -> list[str]:
+    """Names of the profiles with a folder under ``results_dir/runs``."""
     root = Path(results_dir) / "runs"
-    pattern = f"{profile}/*/*/*/seed*/metrics.json" if profile else "*/*/*/*/seed*/metrics.json"
-    rows = []
-    for path in sorted(root.glob(pattern)):
-        metrics = read_json(path)
-        rows.append(
-            {
-                **{key: metrics["run"][key] for key in RUN_KEYS},
-                "miou": _percent(metrics["standard"]["miou"]),
-                "mdice": _percent(metrics["standard"]["mdice"]),
-                "paper_miou": _percent(metrics["paper"]["miou"]),
-                "params_m": metrics["params"] / 1e6,
-                "gmacs": metrics["macs"] / 1e9,
-                "train_seconds": metrics["train_seconds"],
-                "path": str(path.parent),
-            }
-        )
-    return pd.DataFrame(rows, columns=[*RUN_KEYS, "miou", "mdice", "paper_miou", "params_m", "gmacs", "train_seconds", "path"])
+    return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+
+
+def _profiles(results_dir: Path, profile: str | Iterable[str] | None) -> list[str]:
+    if profile is None:
+        return find_profiles(results_dir)
+    return [profile] if isinstance(profile, str) else list(profile)
+
+
+def run_directories(results_dir: Path, profile: str | Iterable[str] | None = None) -> list[Path]:
+    """Every ``seed<k>`` run directory of the given profiles (default: all), sorted."""
+    root = Path(results_dir) / "runs"
+    return sorted(d for name in _profiles(results_dir, profile) for d in root.glob(f"{name}/*/*/*/seed*") if d.is_dir())
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ResultsError(f"{path} is not valid YAML: {error}") from error
+    if not isinstance(data, dict):
+        raise ResultsError(f"{path} must hold a mapping (a resolved run config)")
+    return data
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = read_json(path)
+    except ValueError as error:
+        raise ResultsError(f"{path} is not valid JSON: {error}") from error
+    if not isinstance(data, dict):
+        raise ResultsError(f"{path} must hold a JSON object")
+    return data
+
+
+def _read_metrics(path: Path) -> dict[str, Any]:
+    metrics = _read_json(path)
+    missing = [key for key in ("run", "standard", "paper") if key not in metrics]
+    if missing:
+        raise ResultsError(f"{path} lacks key(s) {missing}; expected a metrics.json written by benchmarks.runner")
+    missing = [key for key in RUN_KEYS if key not in metrics["run"]]
+    if missing:
+        raise ResultsError(f"{path}: 'run' lacks key(s) {missing}; expected {RUN_KEYS}")
+    return metrics
+
+
+def run_status(directory: Path) -> str:
+    """``completed``, ``failed`` or ``incomplete`` (see the module docstring)."""
+    metrics_path, config_path = directory / "metrics.json", directory / "config.yaml"
+    if metrics_path.exists():
+        expected = _read_yaml(config_path).get("config_hash") if config_path.exists() else None
+        if expected is None or _read_json(metrics_path).get("config_hash") == expected:
+            return "completed"
+    return "failed" if (directory / "failure.json").exists() else "incomplete"
 
 
 def _percent(value: float | None) -> float:
     return float("nan") if value is None else 100.0 * value
 
 
+def _number(value: float | None, scale: float = 1.0) -> float:
+    return float("nan") if value is None else value * scale
+
+
+def canonical_losses(value: Any) -> str | None:
+    """``["ups", "un"]`` -> ``"seg+ups+un"``: the loss terms in a fixed order (ℓ_seg is always on)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        names = value.replace(",", "+").replace(" ", "+").split("+")
+    elif isinstance(value, dict):
+        names = [name for name, on in value.items() if on]
+    else:
+        names = list(value)
+    found = {str(name).strip().lower() for name in names if str(name).strip()} | {"seg"}
+    known = [name for name in LOSS_ORDER if name in found]
+    return "+".join(known + sorted(found - set(LOSS_ORDER)))
+
+
+def _option_value(key: str, options: dict[str, Any]) -> Any:
+    value = options.get(key)
+    if key == "losses":
+        return canonical_losses(value)
+    if key in FLOAT_OPTIONS and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)  # lambda1: 0 and lambda1: 0.0 are one setting
+    return value
+
+
+def _run_row(directory: Path, metrics: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    standard, paper, run = metrics["standard"], metrics["paper"], metrics["run"]
+    options = config.get("method_options") or {}
+    train = config.get("train") or {}
+    variant_ms = metrics.get("variant_ms_per_image") or {}
+    variant_macs = metrics.get("variant_macs") or {}
+    row: dict[str, Any] = {
+        **{key: run[key] for key in RUN_KEYS},
+        "base_method": config.get("base_method") or run["method"],
+        "miou": _percent(standard["miou"]),
+        "mdice": _percent(standard["mdice"]),
+        "paper_miou": _percent(paper["miou"]),
+        "miou_with_bg": _percent(standard.get("miou_with_bg")),
+        "pixel_accuracy": _percent(standard.get("pixel_accuracy")),
+        "params_m": _number(metrics.get("params"), 1e-6),
+        "gmacs": _number(metrics.get("macs"), 1e-9),
+        "eval_ms": _number(metrics.get("eval_ms_per_image")),
+        "image_size": train.get("image_size", float("nan")),
+        "iterations": train.get("iterations", float("nan")),
+        "train_seconds": _number(metrics.get("train_seconds")),
+        "path": str(directory),
+        "per_class_iou": standard.get("per_class_iou") or {},
+        "paper_per_class_iou": paper.get("per_class_iou") or {},
+        "options": options,
+        "environment": metrics.get("environment") or {},
+    }
+    for key in ABLATION_OPTIONS:
+        row[f"opt_{key}"] = _option_value(key, options)
+    for name, variant in (metrics.get("variants") or {}).items():
+        row[f"{name}:miou"] = _percent(variant["standard"]["miou"])
+        row[f"{name}:paper_miou"] = _percent(variant["paper"]["miou"])
+        row[f"{name}:eval_ms"] = _number(variant_ms.get(name))
+        row[f"{name}:gmacs"] = _number(variant_macs.get(name), 1e-9)
+    return row
+
+
+def collect_runs(results_dir: Path, profile: str | Iterable[str] | None = None) -> pd.DataFrame:
+    """One row per completed run of the given profiles (default: all); mIoU and mDice in %.
+
+    Besides ``RUN_COLUMNS``: ``per_class_iou`` / ``paper_per_class_iou`` (dicts of fractions),
+    ``options`` (method_options), ``environment``, ``opt_<name>`` for each ``ABLATION_OPTIONS``
+    entry (losses canonicalised), and ``<variant>:miou``, ``<variant>:paper_miou``,
+    ``<variant>:eval_ms``, ``<variant>:gmacs`` for each prediction variant (NaN when not recorded).
+    """
+    rows = []
+    for directory in run_directories(results_dir, profile):
+        if run_status(directory) != "completed":
+            continue
+        config_path = directory / "config.yaml"
+        config = _read_yaml(config_path) if config_path.exists() else {}
+        rows.append(_run_row(directory, _read_metrics(directory / "metrics.json"), config))
+    frame = pd.DataFrame(rows)
+    for column in RUN_COLUMNS:
+        if column not in frame:
+            frame[column] = pd.Series(dtype=float)
+    return frame
+
+
+def collect_failures(results_dir: Path, profile: str | Iterable[str] | None = None) -> pd.DataFrame:
+    """One row per failed or incomplete run, with its error and reason (from ``failure.json``)."""
+    root = Path(results_dir) / "runs"
+    rows = []
+    for directory in run_directories(results_dir, profile):
+        status = run_status(directory)
+        if status == "completed":
+            continue
+        profile_name, dataset, ratio, method, seed = directory.relative_to(root).parts
+        row = {
+            "profile": profile_name, "dataset": dataset, "ratio": float(ratio), "method": method,
+            "seed": int(seed.removeprefix("seed")), "status": status, "error": "", "reason": "", "path": str(directory),
+        }
+        if status == "failed":
+            failure = _read_json(directory / "failure.json")
+            row.update(error=failure.get("error", ""), reason=failure.get("reason", ""))
+        else:
+            row["reason"] = "no metrics.json for the current config.yaml (still running, interrupted, or stale)"
+        rows.append(row)
+    return pd.DataFrame(rows, columns=FAILURE_COLUMNS)
+
+
+def variant_metric(runs: pd.DataFrame, variant: str, metric: str) -> pd.Series:
+    """``<variant>:<metric>`` of each run; where not recorded, the default prediction's ``metric``
+    if the run's ``eval_mode`` option says the default prediction is that variant, else NaN."""
+    recorded = runs[f"{variant}:{metric}"] if f"{variant}:{metric}" in runs else pd.Series(float("nan"), index=runs.index)
+    is_default = pd.Series([options.get("eval_mode") == variant for options in runs["options"]], index=runs.index, dtype=bool)
+    return recorded.where(recorded.notna() | ~is_default, runs[metric])
+
+
+def main_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs of registered methods with their own options (not ablation variants)."""
+    return runs[runs["method"] == runs["base_method"]]
+
+
+def aggregate(runs: pd.DataFrame, keys: Sequence[str], values: Sequence[str]) -> pd.DataFrame:
+    """Mean, std (over seeds, ddof 1) and ``seeds`` (run count) of ``values`` per group of ``keys``."""
+    columns = [f"{v}_{stat}" for v in values for stat in ("mean", "std")]
+    present = [v for v in values if v in runs]
+    if runs.empty:
+        return pd.DataFrame(columns=[*keys, *columns, "seeds"])
+    grouped = runs.groupby(list(keys), sort=True, dropna=False)
+    table = grouped[present].agg(["mean", "std"]) if present else pd.DataFrame(index=grouped.size().index)
+    table.columns = [f"{v}_{stat}" for v, stat in table.columns]
+    for column in columns:
+        if column not in table:
+            table[column] = float("nan")
+    table = table[columns]
+    table["seeds"] = grouped.size()
+    return table.reset_index()
+
+
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     """Mean and std over seeds of each (profile, dataset, ratio, method) cell, with the seed count."""
-    cells = ["profile", "dataset", "ratio", "method"]
-    grouped = runs.groupby(cells, sort=True)
-    summary = grouped[["miou", "paper_miou", "mdice"]].agg(["mean", "std"])
-    summary.columns = [f"{metric}_{stat}" for metric, stat in summary.columns]
-    summary["seeds"] = grouped.size()
-    summary["train_seconds"] = grouped["train_seconds"].mean()
-    return summary.reset_index()
+    summary = aggregate(runs, CELL_KEYS, ["miou", "paper_miou", "mdice", "train_seconds"])
+    return summary.drop(columns="train_seconds_std").rename(columns={"train_seconds_mean": "train_seconds"})
 
 
 def format_summary(summary: pd.DataFrame) -> str:
@@ -67,3 +266,54 @@ def format_summary(summary: pd.DataFrame) -> str:
         }
     )
     return table.to_string(index=False)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return a == b
+
+
+def _reference_options(family: pd.DataFrame, base_method: str) -> dict[str, Any]:
+    """Options of the plain ``base_method`` run if there is one, else each option's most common value."""
+    plain = family[family["method"] == base_method]
+    if not plain.empty:
+        return dict(plain.iloc[0]["options"])
+    keys = {key for options in family["options"] for key in options}
+    reference = {}
+    for key in keys:
+        counts = Counter(yaml.safe_dump(options.get(key)) for options in family["options"])
+        reference[key] = yaml.safe_load(counts.most_common(1)[0][0])
+    return reference
+
+
+def ablation_runs(runs: pd.DataFrame, option: str, base_method: str = "uaps", per_ratio: bool = True) -> pd.DataFrame:
+    """Runs of ``base_method`` (plain or variants) whose options differ from the reference only in ``option``.
+
+    The reference is, per profile, the plain ``base_method`` run's options (or, without one, each
+    option's most common value). Adds ``value``: the option's value (losses canonicalised). Only
+    cells where the option takes more than one value are kept: cells are (dataset, ratio), or
+    datasets when not ``per_ratio`` (for a study across ratios). When a variant repeats the
+    reference's options, its seeds are not counted twice.
+    """
+    if runs.empty:
+        return runs.assign(value=pd.Series(dtype=object))
+    parts = []
+    for _, family in runs[runs["base_method"] == base_method].groupby("profile", sort=True):
+        reference = _reference_options(family, base_method)
+        keep = [
+            all(_same(options.get(k), reference.get(k)) for k in set(options) | set(reference) if k != option)
+            for options in family["options"]
+        ]
+        selected = family[keep]
+        selected = selected.assign(value=[_option_value(option, o) for o in selected["options"]])
+        selected = selected[selected["value"].notna()]
+        # the plain run first, so that it wins over a variant repeating its options
+        selected = selected.assign(_plain=selected["method"] != base_method).sort_values(["_plain", "method"])
+        selected = selected.drop_duplicates(["dataset", "ratio", "seed", "value"], keep="first")
+        cell = ["dataset", "ratio"] if per_ratio else ["dataset"]
+        varied = selected.groupby(cell)["value"].transform(lambda v: v.astype(str).nunique() > 1)
+        parts.append(selected[varied.astype(bool)].drop(columns="_plain"))
+    if not parts:
+        return runs.iloc[0:0].assign(value=pd.Series(dtype=object))
+    return pd.concat(parts, ignore_index=True)

@@ -3,6 +3,18 @@
 A profile is a partial override of ``PROFILE_DEFAULTS``. Every key is checked: an unknown key is a
 ConfigError that names it and lists the valid ones. ``--set a.b=value`` overrides any key (the
 value is parsed as YAML). Per-method options are checked against the method's own defaults.
+
+Method variants (for ablations) name a registered method with fixed options::
+
+    method_variants:
+      uaps_d2: {method: uaps, options: {aux_decoders: 2}}
+      uaps_mix_average: {method: uaps, options: {mixing: average}, ratios: [0.1, 0.3, 0.5]}
+
+A variant name is used in ``methods:`` like a method name and names the run directory. Its options
+are the base method's defaults <- ``common_method_options`` <- ``method_options.<base>`` <- the
+variant's ``options``. ``ratios`` (optional) replaces the profile's ratios for that variant only
+(``--ratios`` on the command line still overrides everything). The resolved run config stores
+``method`` (the variant name) and ``base_method`` (the registered name; equal for plain methods).
 """
 from __future__ import annotations
 
@@ -43,12 +55,15 @@ PROFILE_DEFAULTS: dict[str, Any] = {
         "channels_last": False,
         "num_threads": None,  # torch CPU threads; None keeps torch's default
     },
+    "skip_missing_datasets": False,  # drop listed datasets not found under the data root (else an error)
     "common_method_options": {},  # options given to every method (e.g. backbone)
     "method_options": {},  # {method name: {option: value}}
+    "method_variants": {},  # {variant name: {method: registered name, options: {...}, ratios: [...]}}
     "dataset_options": {},  # {dataset name: {option: value}}
 }
-FREE_FORM = ("common_method_options", "method_options", "dataset_options")  # checked where used
+FREE_FORM = ("common_method_options", "method_options", "method_variants", "dataset_options")  # checked where used
 PRECISIONS = ("fp32", "bf16")
+VARIANT_KEYS = ("method", "options", "ratios")
 
 
 def _check_keys(data: dict, reference: dict, where: str) -> None:
@@ -98,8 +113,51 @@ def load_profile(name_or_path: str, overrides: list[str] | None = None) -> dict[
         config = apply_override(config, override)
     if config["train"]["precision"] not in PRECISIONS:
         raise ConfigError(f"train.precision must be one of {PRECISIONS}, got {config['train']['precision']!r}")
+    _check_variants(config["method_variants"])
     config["profile"] = path.stem
     return config
+
+
+def _check_variants(variants: Any) -> None:
+    """The shape of ``method_variants`` (registry checks happen in ``resolve_run``)."""
+    if not isinstance(variants, dict):
+        raise ConfigError(f"method_variants must be a mapping of variant name -> {{method, options}}, got {variants!r}")
+    for name, variant in variants.items():
+        where = f"method_variants.{name}"
+        if not isinstance(variant, dict):
+            raise ConfigError(f"{where} must be a mapping with keys {list(VARIANT_KEYS)}, got {variant!r}")
+        unknown = sorted(set(variant) - set(VARIANT_KEYS))
+        if unknown:
+            raise ConfigError(f"unknown config key(s) {unknown} in {where}; valid keys: {list(VARIANT_KEYS)}")
+        if not isinstance(variant.get("method"), str):
+            raise ConfigError(f"{where}.method must name a registered method, got {variant.get('method')!r}")
+        if not isinstance(variant.get("options", {}), dict):
+            raise ConfigError(f"{where}.options must be a mapping of method options, got {variant['options']!r}")
+        ratios = variant.get("ratios")
+        if ratios is not None and (
+            not isinstance(ratios, list) or not ratios or not all(isinstance(r, (int, float)) and not isinstance(r, bool) for r in ratios)
+        ):
+            raise ConfigError(f"{where}.ratios must be a non-empty list of labelled fractions, got {ratios!r}")
+
+
+def method_base(profile: dict[str, Any], method: str) -> tuple[str, dict[str, Any]]:
+    """(registered method name, the variant's options) of a method or variant name."""
+    variants = profile["method_variants"]
+    if method not in variants:
+        get_method_class(method)  # ConfigError naming the registered methods
+        return method, {}
+    if method in available_methods():
+        raise ConfigError(f"method_variants.{method}: the variant name clashes with the registered method {method!r}; rename the variant")
+    base = variants[method]["method"]
+    if base not in available_methods():
+        raise ConfigError(f"method_variants.{method}.method: unknown method {base!r}; registered methods: {available_methods()}")
+    return base, variants[method].get("options", {})
+
+
+def method_ratios(profile: dict[str, Any], method: str) -> list[float]:
+    """The labelled ratios of a method: its variant's ``ratios`` if it has some, else the profile's."""
+    variant = profile["method_variants"].get(method, {})
+    return variant.get("ratios") or profile["ratios"]
 
 
 def apply_override(config: dict, assignment: str) -> dict:
@@ -117,21 +175,29 @@ def apply_override(config: dict, assignment: str) -> dict:
 
 
 def resolve_run(profile: dict[str, Any], dataset: str, ratio: float, method: str, seed: int) -> dict[str, Any]:
-    """The complete config of one run, with every method option resolved and checked."""
+    """The complete config of one run, with every method option resolved and checked.
+
+    ``method`` is a registered method or a variant from the profile's ``method_variants``.
+    """
     unknown_methods = sorted(set(profile["method_options"]) - set(available_methods()))
     if unknown_methods:
-        raise ConfigError(f"method_options names unknown method(s) {unknown_methods}; registered: {available_methods()}")
-    method_cls = get_method_class(method)
-    options = {**profile["common_method_options"], **profile["method_options"].get(method, {})}
+        raise ConfigError(
+            f"method_options names unknown method(s) {unknown_methods}; registered: {available_methods()} "
+            "(options of a variant go under method_variants.<name>.options)"
+        )
+    base, variant_options = method_base(profile, method)
+    options = {**profile["common_method_options"], **profile["method_options"].get(base, {}), **variant_options}
+    label = method if base == method else f"{method} (variant of {base})"
     return {
         "profile": profile["profile"],
         "dataset": dataset,
         "ratio": float(ratio),
         "method": method,
+        "base_method": base,
         "seed": int(seed),
         "split_seed": int(profile["split_seed"]),
         "train": copy.deepcopy(profile["train"]),
-        "method_options": resolve_options(method, method_cls.all_defaults(), options),
+        "method_options": resolve_options(label, get_method_class(base).all_defaults(), options),
         "dataset_options": copy.deepcopy(profile["dataset_options"].get(dataset, {})),
     }
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import platform
 import subprocess
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import torch
@@ -26,13 +27,18 @@ def device_name(device: torch.device) -> str:
     return f"{platform.processor() or platform.machine()} CPU ({torch.get_num_threads()} threads)"
 
 
-def environment(device: torch.device) -> dict:
-    import segmentation_models_pytorch
+def _package_version(name: str) -> str | None:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
 
+
+def environment(device: torch.device) -> dict:
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "segmentation_models_pytorch": segmentation_models_pytorch.__version__,
+        "segmentation_models_pytorch": _package_version("segmentation-models-pytorch"),
         "platform": platform.platform(),
         "device": device_name(device),
         "git_commit": git_commit(),

@@ -1,23 +1,80 @@
-"""The grid: methods x datasets x ratios x seeds of a profile, expanded into runs and executed."""
+"""The grid: methods x datasets x ratios x seeds of a profile, expanded into runs and executed.
+
+Execution goes through joblib, one task per run:
+
+* ``backend="local"``: ``jobs`` worker processes (loky; ``jobs=1`` runs in this process). Each run
+  sets torch's CPU threads to ``cores // jobs`` so workers x threads <= cores. On CUDA, ``jobs``
+  defaults to (and is capped at) the number of visible GPUs, and every run leases one GPU
+  exclusively for its duration (a lock file per device on the host, see ``locks.lease_device``),
+  so no two runs ever share a device, also across benchmark processes on the same machine.
+* ``backend="dask"``: the same tasks on a Dask cluster (``joblib.parallel_config("dask")`` with a
+  ``dask.distributed.Client``). Each run takes ``cores // (Dask worker threads on its host)`` CPU
+  threads and, on GPU hosts, leases a GPU of its host. Paths are made absolute: the results, data
+  and cache directories must be on a filesystem shared by the workers at the same path, and the
+  workers must import this repository (same code and environment).
+
+Every run is isolated: it is skipped when its ``metrics.json`` exists for the same resolved
+config ("skipped (done)"), skipped when another live process holds its ``<run dir>/.lock``
+("skipped (running elsewhere)"), resumed from its ``last.pt`` when it was interrupted, and
+recorded as failed (``failure.json`` plus the summary) when it raises or its loss becomes NaN,
+while the grid carries on. ``<results>/runs/<profile>/summary.json`` (rewritten atomically after
+every run) lists what this invocation completed, skipped and saw fail.
+"""
 from __future__ import annotations
 
+import os
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
+import torch
+from joblib import Parallel, delayed, parallel_config
 from tqdm.auto import tqdm
 
-from datasets import available_datasets
-from methods import available_methods
+from datasets import DATASETS, available_datasets
+from datasets.base import resolve_data_root
+from methods import ConfigError, available_methods, load_entry_point_plugins, load_plugin
 
-from .config import resolve_run, run_dir
-from .runner import train_run
+from .config import method_ratios, resolve_run, run_dir
+from .io import write_json
+from .locks import FileLock, describe_owner, lease_device
+from .runner import completed_metrics, train_run, write_failure
+
+BACKENDS = ("local", "dask")
+COMPLETED, SKIPPED_DONE, SKIPPED_RUNNING, FAILED = "completed", "skipped (done)", "skipped (running elsewhere)", "failed"
+SUMMARY_KEYS = {"completed": COMPLETED, "skipped_done": SKIPPED_DONE, "skipped_running": SKIPPED_RUNNING, "failed": FAILED}
+RUN_LOCK_NAME = ".lock"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEVICE_LOCK_DIR = Path(tempfile.gettempdir()) / "defectseg-device-locks"
 
 
 @dataclass
 class GridResult:
-    completed: list[dict[str, Any]] = field(default_factory=list)
-    failed: list[tuple[dict[str, Any], str]] = field(default_factory=list)
+    """Outcome of every run of one invocation, in grid order."""
+
+    completed: list[dict[str, Any]] = field(default_factory=list)  # run configs
+    skipped_done: list[dict[str, Any]] = field(default_factory=list)
+    skipped_running: list[tuple[dict[str, Any], str]] = field(default_factory=list)  # (run config, lock owner)
+    failed: list[tuple[dict[str, Any], str]] = field(default_factory=list)  # (run config, reason)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            COMPLETED: len(self.completed),
+            SKIPPED_DONE: len(self.skipped_done),
+            SKIPPED_RUNNING: len(self.skipped_running),
+            FAILED: len(self.failed),
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# expansion
 
 
 def expand_grid(
@@ -28,20 +85,68 @@ def expand_grid(
     ratios: list[float] | None = None,
     seeds: list[int] | None = None,
 ) -> list[dict[str, Any]]:
-    """Resolved run configs, dataset-major; explicit arguments override the profile's lists."""
-    method_names = methods or profile["methods"]
-    if method_names == "all" or method_names == ["all"]:
-        method_names = available_methods()
-    dataset_names = datasets or profile["datasets"]
-    if dataset_names == "available" or dataset_names == ["available"]:
-        dataset_names = available_datasets(data_root)
+    """Resolved run configs, dataset-major; explicit arguments override the profile's lists.
+
+    ``all`` among the methods stands for every registered method (variants are named one by one),
+    ``available`` among the datasets for every dataset found under the data root. A listed dataset
+    that is missing is an error, or dropped with a note when the profile sets
+    ``skip_missing_datasets``. A variant with its own ``ratios`` runs at those ratios only, unless
+    ``ratios`` is given here.
+    """
+    method_names = _expand(methods or profile["methods"], "all", available_methods)
+    dataset_names = _select_datasets(datasets or profile["datasets"], data_root, profile["skip_missing_datasets"])
+    ratios_of = {method: [float(r) for r in (ratios or method_ratios(profile, method))] for method in method_names}
+    all_ratios = list(dict.fromkeys(r for method in method_names for r in ratios_of[method]))
     return [
         resolve_run(profile, dataset, ratio, method, seed)
         for dataset in dataset_names
-        for ratio in (ratios or profile["ratios"])
+        for ratio in all_ratios
         for method in method_names
+        if ratio in ratios_of[method]
         for seed in (seeds or profile["seeds"])
     ]
+
+
+def _expand(names: str | list[str], keyword: str, expansion: Any) -> list[str]:
+    names = [names] if isinstance(names, str) else list(names)
+    expanded = [item for name in names for item in (expansion() if name == keyword else [name])]
+    return list(dict.fromkeys(expanded))
+
+
+def _select_datasets(names: str | list[str], data_root: Path | None, skip_missing: bool) -> list[str]:
+    found = available_datasets(data_root)
+    selected = _expand(names, "available", lambda: found)
+    unknown = [name for name in selected if name not in DATASETS]
+    if unknown:
+        raise ConfigError(f"unknown dataset(s) {unknown}; valid names: {sorted(DATASETS)} or 'available'")
+    missing = [name for name in selected if name not in found]
+    if missing:
+        root = resolve_data_root(data_root).resolve()
+        folders = [f"{DATASETS[name].folder}/" for name in missing]
+        if not skip_missing:
+            raise ConfigError(
+                f"dataset(s) {missing} not found under the data root {root} (expected {folders}); "
+                "download them (make data), pass --datasets with the ones you have, or set skip_missing_datasets: true"
+            )
+        print(f"note: skipping dataset(s) {missing}: not found under {root} (expected {folders})", file=sys.stderr)
+    return [name for name in selected if name in found]
+
+
+# ---------------------------------------------------------------------------------------------
+# execution
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything a worker needs besides the run config (absolute paths; picklable)."""
+
+    results_dir: Path
+    data_root: Path
+    cache_dir: Path | None
+    device: str
+    plugins: tuple[Path, ...]
+    progress: bool
+    slots: int | dict[str, int]  # concurrent runs on a host: one number, or per Dask worker address
 
 
 def run_grid(
@@ -50,13 +155,264 @@ def run_grid(
     data_root: Path | None = None,
     device: str = "auto",
     cache_dir: Path | None = None,
+    jobs: int | None = None,
+    backend: str = "local",
+    scheduler: str | None = None,
+    plugins: list[Path] | tuple[Path, ...] = (),
+    progress: bool = True,
 ) -> GridResult:
-    """Run every run in turn; a failing run is recorded (failure.json) and the grid carries on."""
-    result = GridResult()
-    for run_config in tqdm(runs, desc="benchmark", unit="run"):
+    """Run every run (see the module docstring); a failing run is recorded and the grid carries on."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if (backend == "dask") != (scheduler is not None):
+        raise ConfigError("--backend dask needs --scheduler ADDRESS, and --scheduler needs --backend dask")
+    results_dir = Path(results_dir).resolve()
+    settings = RunSettings(
+        results_dir=results_dir,
+        data_root=resolve_data_root(data_root).resolve(),
+        cache_dir=None if cache_dir is None else Path(cache_dir).resolve(),
+        device=device,
+        plugins=tuple(Path(p).resolve() for p in plugins),
+        progress=False,
+        slots=1,
+    )
+    tracker = _Tracker(runs, results_dir, backend, progress)
+    pending = []
+    for index, run_config in enumerate(runs):
+        if completed_metrics(run_config, results_dir) is not None:
+            tracker.record({"index": index, "status": SKIPPED_DONE, "detail": None, "seconds": 0.0}, quiet=True)
+        else:
+            pending.append((index, run_config))
+    if len(pending) < len(runs):
+        tqdm.write(f"{len(runs) - len(pending)} run(s) already done: skipped (done)")
+    try:
+        if pending and backend == "local":
+            jobs = _local_jobs(jobs, device)
+            tracker.jobs = jobs
+            settings = _replace(settings, slots=jobs, progress=progress and jobs == 1)
+            parallel = Parallel(n_jobs=jobs, return_as="generator_unordered")
+            for outcome in parallel(delayed(execute_run)(index, run, settings) for index, run in pending):
+                tracker.record(outcome)
+        elif pending:
+            _run_on_dask(pending, settings, scheduler, tracker)
+    finally:
+        tracker.close()
+    return tracker.result
+
+
+def _run_on_dask(pending: list[tuple[int, dict]], settings: RunSettings, scheduler: str, tracker: _Tracker) -> None:
+    from dask.distributed import Client
+
+    with Client(scheduler) as client:
+        _check_cluster_imports(client, scheduler)
+        workers = client.scheduler_info()["workers"]
+        tracker.jobs = sum(int(info["nthreads"]) for info in workers.values())
+        settings = _replace(settings, slots=_slots_per_worker(workers))
+        with parallel_config(backend="dask"):
+            parallel = Parallel(n_jobs=-1, return_as="generator_unordered")
+            for outcome in parallel(delayed(execute_run)(index, run, settings) for index, run in pending):
+                tracker.record(outcome)
+
+
+def _check_cluster_imports(client: Any, address: str) -> None:
+    """Fail fast where Dask would hang: the scheduler and every worker must import this repository."""
+    probe = ("import benchmarks.grid", {})  # exec'd remotely: our tasks are pickled by reference
+    try:
+        client.run_on_scheduler(exec, *probe)
+        client.run(exec, *probe)
+    except ImportError as error:
+        raise ConfigError(
+            f"the Dask cluster at {address} cannot import this repository ({error}); start its scheduler and "
+            f"workers with PYTHONPATH={REPO_ROOT} and the same Python environment as here"
+        ) from error
+
+
+def _slots_per_worker(workers: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """Dask worker address -> total worker threads on that worker's host (runs there at once)."""
+    per_host: dict[str, int] = {}
+    for info in workers.values():
+        per_host[info["host"]] = per_host.get(info["host"], 0) + int(info["nthreads"])
+    return {address: per_host[info["host"]] for address, info in workers.items()}
+
+
+def _replace(settings: RunSettings, **changes: Any) -> RunSettings:
+    return RunSettings(**{**settings.__dict__, **changes})
+
+
+def cuda_devices(device: str) -> list[str]:
+    """The GPUs a ``--device`` value means here: all visible ones for auto/cuda, one for cuda:N."""
+    if device in ("auto", "cuda"):
+        return [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    return [device] if device.startswith("cuda:") else []
+
+
+def available_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _local_jobs(jobs: int | None, device: str) -> int:
+    if jobs is not None and jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1, got {jobs}")
+    devices = cuda_devices(device)
+    if devices:
+        if jobs is not None and jobs > len(devices):
+            tqdm.write(f"note: --jobs {jobs} capped at {len(devices)}: one run per GPU at a time")
+        return min(jobs or len(devices), len(devices))
+    jobs = jobs or 1
+    if jobs > available_cores():
+        tqdm.write(f"note: --jobs {jobs} exceeds the {available_cores()} CPU cores: one thread per run, oversubscribed")
+    return jobs
+
+
+def execute_run(index: int, run_config: dict[str, Any], settings: RunSettings) -> dict[str, Any]:
+    """One grid task, run in a worker: never raises for a run's own failure."""
+    start = time.perf_counter()
+    status, detail = _execute(run_config, settings)
+    return {"index": index, "status": status, "detail": detail, "seconds": time.perf_counter() - start}
+
+
+def _execute(run_config: dict[str, Any], settings: RunSettings) -> tuple[str, str | None]:
+    results_dir = settings.results_dir
+    if completed_metrics(run_config, results_dir) is not None:
+        return SKIPPED_DONE, None
+    directory = run_dir(results_dir, run_config)
+    directory.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(directory / RUN_LOCK_NAME)
+    if not lock.acquire():
+        return SKIPPED_RUNNING, describe_owner(lock.owner())
+    try:
+        if completed_metrics(run_config, results_dir) is not None:  # finished while we looked
+            return SKIPPED_DONE, None
         try:
-            result.completed.append(train_run(run_config, results_dir, data_root, device, cache_dir))
-        except Exception as error:  # noqa: BLE001 - isolation: recorded, reported, exit code set
-            result.failed.append((run_config, f"{type(error).__name__}: {error}"))
-            tqdm.write(f"FAILED {run_dir(results_dir, run_config)}: {type(error).__name__}: {error}")
-    return result
+            _prepare_worker(settings)
+        except Exception as error:  # noqa: BLE001 - e.g. a plugin that fails to load here
+            write_failure(run_config, results_dir, error)
+            return FAILED, f"{type(error).__name__}: {error}"
+        try:
+            with _device(settings.device) as device:
+                train_run(run_config, results_dir, settings.data_root, device, settings.cache_dir, settings.progress)
+        except Exception as error:  # noqa: BLE001 - isolation: train_run wrote failure.json
+            return FAILED, f"{type(error).__name__}: {error}"
+        return COMPLETED, None
+    finally:
+        lock.release()
+
+
+def _prepare_worker(settings: RunSettings) -> None:
+    """Register plugin methods in this worker process and take its share of the CPU threads."""
+    load_entry_point_plugins()
+    for plugin in settings.plugins:
+        if f"defectseg_plugin_{plugin.stem}" not in sys.modules:  # the name load_plugin imports it as
+            load_plugin(plugin)
+    torch.set_num_threads(max(1, available_cores() // max(1, _host_slots(settings.slots))))
+
+
+def _host_slots(slots: int | dict[str, int]) -> int:
+    if isinstance(slots, int):
+        return slots
+    from distributed import get_worker
+
+    return slots.get(get_worker().address, 1)
+
+
+@contextmanager
+def _device(device: str) -> Iterator[str]:
+    devices = cuda_devices(device)
+    if not devices:
+        yield device
+        return
+    with lease_device(devices, DEVICE_LOCK_DIR) as leased:
+        yield leased
+
+
+# ---------------------------------------------------------------------------------------------
+# reporting
+
+
+class _Tracker:
+    """Collects outcomes, prints one line per run and keeps ``summary.json`` up to date."""
+
+    def __init__(self, runs: list[dict[str, Any]], results_dir: Path, backend: str, progress: bool) -> None:
+        self.runs, self.results_dir, self.backend = runs, results_dir, backend
+        self.outcomes: dict[int, dict[str, Any]] = {}
+        self.jobs: int | None = None
+        self.started = time.time()
+        self.bar = tqdm(total=len(runs), desc="benchmark", unit="run", disable=not progress or not runs)
+        profiles = sorted({run["profile"] for run in runs})
+        self.summary_path = results_dir / "runs" / profiles[0] / "summary.json" if len(profiles) == 1 else None
+        self.result = GridResult()
+
+    def record(self, outcome: dict[str, Any], quiet: bool = False) -> None:
+        """Add one outcome; unless ``quiet``, print it and rewrite the summary."""
+        self.outcomes[outcome["index"]] = outcome
+        self.bar.update(1)
+        self._rebuild()
+        if quiet:
+            return
+        run = self.runs[outcome["index"]]
+        line = f"{outcome['status']:<27} {_run_label(run)}  ({outcome['seconds']:.0f} s)"
+        if outcome["detail"]:
+            line += f": {outcome['detail']}"
+        tqdm.write(line)
+        self._write_summary(finished=False)
+
+    def close(self) -> None:
+        self.bar.close()
+        self._write_summary(finished=True)
+
+    def _rebuild(self) -> None:
+        result = GridResult()
+        for index in sorted(self.outcomes):
+            outcome, run = self.outcomes[index], self.runs[index]
+            status = outcome["status"]
+            if status == COMPLETED:
+                result.completed.append(run)
+            elif status == SKIPPED_DONE:
+                result.skipped_done.append(run)
+            elif status == SKIPPED_RUNNING:
+                result.skipped_running.append((run, outcome["detail"]))
+            else:
+                result.failed.append((run, outcome["detail"]))
+        self.result = result
+
+    def _write_summary(self, finished: bool) -> None:
+        if self.summary_path is None:
+            return
+
+        def entry(index: int) -> dict[str, Any]:
+            run, outcome = self.runs[index], self.outcomes[index]
+            item = {key: run[key] for key in ("dataset", "ratio", "method", "base_method", "seed")}
+            item["dir"] = str(run_dir(self.results_dir, run).relative_to(self.summary_path.parent))
+            item["seconds"] = round(outcome["seconds"], 1)
+            if outcome["detail"]:
+                item["reason" if outcome["status"] == FAILED else "held_by"] = outcome["detail"]
+            return item
+
+        by_status = {status: [entry(i) for i in sorted(self.outcomes) if self.outcomes[i]["status"] == status]
+                     for status in (COMPLETED, SKIPPED_DONE, SKIPPED_RUNNING, FAILED)}
+        write_json(
+            self.summary_path,
+            {
+                "profile": self.summary_path.parent.name,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "backend": self.backend,
+                "jobs": self.jobs,
+                "started": _timestamp(self.started),
+                "finished": _timestamp(time.time()) if finished else None,
+                "runs": len(self.runs),
+                "pending": len(self.runs) - len(self.outcomes),
+                **{key: by_status[status] for key, status in SUMMARY_KEYS.items()},
+                "counts": {key: len(by_status[status]) for key, status in SUMMARY_KEYS.items()},
+            },
+        )
+
+
+def _run_label(run: dict[str, Any]) -> str:
+    return f"{run['dataset']}/{run['ratio']:g}/{run['method']}/seed{run['seed']}"
+
+
+def _timestamp(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(seconds))

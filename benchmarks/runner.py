@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import csv
 import math
+import random
 import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
@@ -30,6 +32,7 @@ from datasets.cache import load_arrays
 from datasets.splits import make_split
 from datasets.transforms import random_flip_rot90
 from methods import LabeledBatch, Method, build_method
+from methods.registry import check_step_output
 
 from .config import config_hash, run_dir
 from .environment import environment, resolve_device
@@ -134,7 +137,8 @@ class TrainLog:
 
 
 def _rng_state(device: torch.device) -> dict:
-    state = {"torch": torch.get_rng_state()}
+    """Every global RNG a method may draw from (torch, CUDA, numpy, Python), for exact resumes."""
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
     return state
@@ -142,8 +146,75 @@ def _rng_state(device: torch.device) -> dict:
 
 def _set_rng_state(state: dict, device: torch.device) -> None:
     torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
     if device.type == "cuda" and "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def completed_metrics(run_config: dict[str, Any], results_dir: Path) -> dict[str, Any] | None:
+    """The run's ``metrics.json`` if it exists for this exact config (same hash), else None."""
+    metrics_path = run_dir(results_dir, run_config) / "metrics.json"
+    if not metrics_path.exists():
+        return None
+    metrics = read_json(metrics_path)
+    return metrics if metrics.get("config_hash") == config_hash(run_config) else None
+
+
+def base_method(run_config: dict[str, Any]) -> str:
+    """The registered method a run builds (its ``method`` may name a variant)."""
+    return run_config.get("base_method", run_config["method"])
+
+
+def setup_training(method: Method, device: torch.device, train: dict[str, Any]) -> torch.optim.Optimizer:
+    """Move ``method`` to ``device`` (channels-last if configured); its Adam over trainable parameters."""
+    method.to(device)
+    if train["channels_last"]:
+        method.to(memory_format=torch.channels_last)
+    return torch.optim.Adam(
+        [p for p in method.parameters() if p.requires_grad], lr=train["lr"], weight_decay=train["weight_decay"]
+    )
+
+
+def sample_batch(
+    images: Tensor,
+    masks: Tensor | None,
+    sampler: EpochSampler,
+    generator: torch.Generator,
+    device: torch.device,
+    train: dict[str, Any],
+) -> tuple[Tensor, Tensor | None]:
+    """The sampler's next batch of uint8 rows, augmented as one batch, normalised and on ``device``."""
+    index = sampler.next()
+    x = images[index]
+    y = None if masks is None else masks[index].long()
+    if train["augment"]:
+        x, y = random_flip_rot90(x, y, generator=generator)
+    x = prepare_images(x, device, train["channels_last"])
+    return x, None if y is None else y.to(device, non_blocking=True)
+
+
+def optimizer_step(
+    method: Method,
+    optimizer: torch.optim.Optimizer,
+    labeled: LabeledBatch,
+    unlabeled: Tensor,
+    step: int,
+    total: int,
+    device: torch.device,
+    precision: str,
+) -> dict[str, Tensor]:
+    """One training step: the method's losses (under autocast), backward, Adam, ``on_step_end``.
+
+    Nothing here synchronises with the device: the caller reads losses only when it logs.
+    """
+    with autocast(device, precision):
+        losses = check_step_output(method.name, method.training_step(labeled, unlabeled, step, total))
+    optimizer.zero_grad(set_to_none=True)
+    losses["loss"].backward()
+    optimizer.step()
+    method.on_step_end(step)
+    return losses
 
 
 def _validation_score(metrics: dict) -> float:
@@ -167,23 +238,28 @@ def train_run(
     directory = run_dir(results_dir, run_config)
     directory.mkdir(parents=True, exist_ok=True)
     digest = config_hash(run_config)
-    metrics_path = directory / "metrics.json"
-    if metrics_path.exists() and read_json(metrics_path).get("config_hash") == digest:
-        return read_json(metrics_path)
+    done = completed_metrics(run_config, results_dir)
+    if done is not None:
+        return done
     (directory / "failure.json").unlink(missing_ok=True)
     try:
         return _train(run_config, digest, directory, data_root, resolve_device(device), cache_dir, progress)
     except BaseException as error:
-        write_json(
-            directory / "failure.json",
-            {
-                "config_hash": digest,
-                "error": type(error).__name__,
-                "reason": str(error),
-                "traceback": traceback.format_exc(),
-            },
-        )
+        write_failure(run_config, results_dir, error)
         raise
+
+
+def write_failure(run_config: dict[str, Any], results_dir: Path, error: BaseException) -> None:
+    """Record why a run failed in its ``failure.json`` (call from inside the ``except`` block)."""
+    write_json(
+        run_dir(results_dir, run_config) / "failure.json",
+        {
+            "config_hash": config_hash(run_config),
+            "error": type(error).__name__,
+            "reason": str(error),
+            "traceback": traceback.format_exc(),
+        },
+    )
 
 
 def _train(
@@ -202,13 +278,10 @@ def _train(
     data = load_run_data(run_config, data_root, cache_dir, directory / "split.json")
     seed = run_config["seed"]
     torch.manual_seed(seed)
-    method = build_method(run_config["method"], run_config["method_options"], data.in_channels, len(data.class_names))
-    method.to(device)
-    if train["channels_last"]:
-        method.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(
-        [p for p in method.parameters() if p.requires_grad], lr=train["lr"], weight_decay=train["weight_decay"]
-    )
+    np.random.seed(seed)
+    random.seed(seed)
+    method = build_method(base_method(run_config), run_config["method_options"], data.in_channels, len(data.class_names))
+    optimizer = setup_training(method, device, train)
     labeled_sampler = EpochSampler(len(data.labeled_images), train["batch_size"], seed * 1000 + 1)
     unlabeled_sampler = EpochSampler(len(data.unlabeled_images), train["unlabeled_batch_size"], seed * 1000 + 2)
     augment_generator = torch.Generator().manual_seed(seed * 1000 + 3)
@@ -217,7 +290,9 @@ def _train(
     state = {"step": 0, "best_score": -math.inf, "best_step": 0, "train_seconds": 0.0}
     last_path, best_path = directory / "last.pt", directory / "best.pt"
     if last_path.exists():
-        checkpoint = torch.load(last_path, map_location=device, weights_only=False)
+        # on the CPU: RNG and generator states must stay CPU tensors; weights and Adam state are
+        # copied/cast to their parameters' device by load_state_dict
+        checkpoint = torch.load(last_path, map_location="cpu", weights_only=False)
         if checkpoint["config_hash"] == digest:
             method.load_state_dict(checkpoint["method"])
             optimizer.load_state_dict(checkpoint["optimizer"])
@@ -227,15 +302,6 @@ def _train(
             _set_rng_state(checkpoint["rng"], device)
             state = checkpoint["state"]
     log = TrainLog(directory / "train_log.csv", state["step"])
-
-    def batch(images: Tensor, masks: Tensor | None, sampler: EpochSampler) -> tuple[Tensor, Tensor | None]:
-        index = sampler.next()
-        x = images[index]
-        y = None if masks is None else masks[index].long()
-        if train["augment"]:
-            x, y = random_flip_rot90(x, y, generator=augment_generator)
-        x = prepare_images(x, device, train["channels_last"])
-        return x, None if y is None else y.to(device, non_blocking=True)
 
     def validate() -> float:
         metrics = evaluate(
@@ -251,14 +317,9 @@ def _train(
     )
     tick = time.perf_counter()
     for step in range(state["step"], total):
-        images, masks = batch(data.labeled_images, data.labeled_masks, labeled_sampler)
-        unlabeled, _ = batch(data.unlabeled_images, None, unlabeled_sampler)
-        with autocast(device, train["precision"]):
-            losses = method.training_step(LabeledBatch(images, masks), unlabeled, step, total)
-        optimizer.zero_grad(set_to_none=True)
-        losses["loss"].backward()
-        optimizer.step()
-        method.on_step_end(step)
+        images, masks = sample_batch(data.labeled_images, data.labeled_masks, labeled_sampler, augment_generator, device, train)
+        unlabeled, _ = sample_batch(data.unlabeled_images, None, unlabeled_sampler, augment_generator, device, train)
+        losses = optimizer_step(method, optimizer, LabeledBatch(images, masks), unlabeled, step, total, device, train["precision"])
         done = step + 1
         bar.update(1)
         log_now = done % train["log_every"] == 0 or done == total
@@ -305,7 +366,7 @@ def _train(
     metrics.update(
         status="completed",
         config_hash=digest,
-        run={k: run_config[k] for k in ("profile", "dataset", "ratio", "method", "seed", "split_seed")},
+        run={**{k: run_config[k] for k in ("profile", "dataset", "ratio", "method", "seed", "split_seed")}, "base_method": base_method(run_config)},
         best_step=state["best_step"],
         best_val_mdice=state["best_score"],
         train_seconds=round(state["train_seconds"], 3),
@@ -347,7 +408,7 @@ def evaluate_checkpoint(run_directory: Path, split: str, data_root: Path | None,
     run_config.pop("config_hash", None)
     torch_device = resolve_device(device)
     data = load_run_data(run_config, data_root, cache_dir, None)
-    method = build_method(run_config["method"], run_config["method_options"], data.in_channels, len(data.class_names))
+    method = build_method(base_method(run_config), run_config["method_options"], data.in_channels, len(data.class_names))
     method.load_state_dict(torch.load(run_directory / "best.pt", map_location=torch_device, weights_only=True))
     method.to(torch_device)
     images, masks = (data.val_images, data.val_masks) if split == "val" else (data.test_images, data.test_masks)

@@ -3,6 +3,9 @@
 Importing this package registers every built-in method.
 """
 from . import supervised  # noqa: F401  (registers)
+from . import cct, cross_teaching, urpc  # noqa: F401  (register)
+from . import simeps, uaps  # noqa: F401  (register)
+from . import cps, mean_teacher, ua_mt  # noqa: F401  (register)
 from .base import COMMON_DEFAULTS, ConfigError, LabeledBatch, Method
 from .registry import (
     PluginError,

@@ -82,6 +82,10 @@ class Method(nn.Module, ABC):
         """Extra named predictions evaluated beside ``predict`` (e.g. main decoder vs ensemble)."""
         return {}
 
+    def member_outputs(self, images: Tensor) -> dict[str, Tensor]:
+        """Logits of each member network or decoder by name (for pictures); one entry by default."""
+        return {"prediction": self.predict(images)}
+
     def rampup(self, step: int, total_steps: int) -> float:
         """Sigmoid ramp-up in [0, 1] over ``rampup_fraction`` of the run."""
         return sigmoid_rampup(step, round(self.options["rampup_fraction"] * total_steps))

@@ -1,0 +1,207 @@
+"""Exclusive locks on run directories (and GPUs) that hold across processes, hosts and Dask workers.
+
+A lock is a small file created with ``O_CREAT | O_EXCL``: exactly one creator succeeds, on a
+local disk and on NFS (v3 and later) alike. It holds the owner's pid, host, start time and a
+random token, and its owner refreshes its modification time every ``HEARTBEAT_SECONDS`` from a
+daemon thread. A lock is *stale*, and may be broken, when
+
+* its owner ran on this host and that pid no longer exists (a killed or crashed run), or
+* it has not been refreshed for ``stale_after`` seconds (owner on another host that died, or a
+  pid reused by an unrelated process).
+
+Breaking a stale lock is itself guarded by a ``<lock>.break`` file (also O_EXCL), so two
+processes that both find the same stale lock cannot remove a fresh lock the other just created.
+
+Why not ``fcntl.flock``: flock locks vanish with their process (no stale locks), but on NFS they
+are emulated with byte-range locks that depend on the server's lock manager, and they are not
+honoured at all on several shared filesystems (some FUSE, CIFS and Lustre mounts), where two
+Dask workers on different machines would both get the lock. An O_EXCL file with a heartbeat
+works wherever file creation is atomic, and a reader can see who holds it and since when.
+Clocks: the staleness age compares the local clock with the file's mtime; hosts sharing a
+results directory need clocks within a few minutes of each other (NTP).
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+HEARTBEAT_SECONDS = 30.0
+STALE_AFTER_SECONDS = 600.0  # a lock not refreshed for this long is stale, whatever its host
+BREAK_GUARD_STALE_SECONDS = 60.0  # a breaker that died mid-break leaves its guard this long at most
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
+def _create_exclusive(path: Path, content: bytes) -> bool:
+    """Create ``path`` with ``content`` if it does not exist; False if it does."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(content)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return True
+
+
+def _read(path: Path) -> tuple[bytes, float] | None:
+    """(content, mtime) of ``path``, or None if it does not exist."""
+    try:
+        with open(path, "rb") as handle:
+            content = handle.read()
+            return content, os.fstat(handle.fileno()).st_mtime
+    except FileNotFoundError:
+        return None
+
+
+def _parse(content: bytes) -> dict[str, Any] | None:
+    try:
+        owner = json.loads(content)
+    except ValueError:  # being written by its creator, or garbage
+        return None
+    return owner if isinstance(owner, dict) else None
+
+
+def describe_owner(owner: dict[str, Any] | None) -> str:
+    if owner is None:
+        return "an unknown owner"
+    started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(owner.get("started", 0)))
+    return f"pid {owner.get('pid')} on {owner.get('host')} since {started}"
+
+
+class FileLock:
+    """An exclusive, heartbeat-refreshed lock file; ``acquire()`` never blocks."""
+
+    def __init__(
+        self,
+        path: Path,
+        heartbeat: float = HEARTBEAT_SECONDS,
+        stale_after: float = STALE_AFTER_SECONDS,
+    ) -> None:
+        if heartbeat >= stale_after:
+            raise ValueError(f"heartbeat ({heartbeat} s) must be shorter than stale_after ({stale_after} s)")
+        self.path = Path(path)
+        self.heartbeat, self.stale_after = heartbeat, stale_after
+        self.token: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def held(self) -> bool:
+        return self.token is not None
+
+    def owner(self) -> dict[str, Any] | None:
+        """The current owner record (pid, host, started, token), or None if unlocked or unreadable."""
+        found = _read(self.path)
+        return None if found is None else _parse(found[0])
+
+    def acquire(self) -> bool:
+        """Take the lock; False if a live owner holds it. Stale locks are broken on the way."""
+        if self.held:
+            raise RuntimeError(f"lock {self.path} is already held by this object")
+        for _ in range(5):
+            token = uuid.uuid4().hex
+            record = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(), "token": token}
+            if _create_exclusive(self.path, json.dumps(record).encode()):
+                self.token = token
+                self._start_heartbeat()
+                return True
+            found = _read(self.path)
+            if found is not None and not self._is_stale(*found):
+                return False
+            if found is not None:
+                self._break(found[0])
+        return False
+
+    def release(self) -> None:
+        """Stop the heartbeat and remove the lock file if this object still owns it."""
+        if not self.held:
+            return
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        owner = self.owner()
+        if owner is not None and owner.get("token") == self.token:
+            self.path.unlink(missing_ok=True)
+        self.token, self._thread = None, None
+
+    def __enter__(self) -> FileLock:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+    def _is_stale(self, content: bytes, mtime: float) -> bool:
+        if time.time() - mtime > self.stale_after:
+            return True
+        owner = _parse(content)
+        if owner is None or owner.get("host") != socket.gethostname():
+            return False
+        return not _pid_alive(int(owner.get("pid", -1)))
+
+    def _break(self, stale_content: bytes) -> None:
+        """Remove the lock if it still is the stale one we saw; one breaker at a time."""
+        guard = self.path.with_name(self.path.name + ".break")
+        if not _create_exclusive(guard, str(os.getpid()).encode()):
+            found = _read(guard)
+            if found is not None and time.time() - found[1] > BREAK_GUARD_STALE_SECONDS:
+                guard.unlink(missing_ok=True)
+            else:
+                time.sleep(0.05)
+            return
+        try:
+            current = _read(self.path)
+            if current is not None and current[0] == stale_content and self._is_stale(*current):
+                self.path.unlink(missing_ok=True)
+        finally:
+            guard.unlink(missing_ok=True)
+
+    def _start_heartbeat(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat {self.path}", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.heartbeat):
+            try:
+                os.utime(self.path)
+            except FileNotFoundError:
+                return
+
+
+@contextmanager
+def lease_device(devices: list[str], lock_dir: Path, poll_seconds: float = 2.0) -> Iterator[str]:
+    """Hold one of ``devices`` (e.g. ``cuda:0``) exclusively on this host; waits while all are taken.
+
+    ``lock_dir`` must be local to the host (device names are per host), e.g. the temp directory.
+    """
+    if not devices:
+        raise ValueError("lease_device needs at least one device")
+    Path(lock_dir).mkdir(parents=True, exist_ok=True)
+    while True:
+        for device in devices:
+            lock = FileLock(Path(lock_dir) / f"{device.replace(':', '')}.lock")
+            if lock.acquire():
+                try:
+                    yield device
+                finally:
+                    lock.release()
+                return
+        time.sleep(poll_seconds)

@@ -1,0 +1,263 @@
+"""The benchmark report: ``<out>/index.md`` and ``<out>/index.html`` from the runs on disk.
+
+It (re)writes the tables and figures first (``benchmarks.tables``, ``benchmarks.plots``), then a
+page with: how to regenerate everything, the environment of the runs and of this checkout, per
+profile its setup, tables and figures (relative links), and the failed or incomplete runs with
+their reasons. The HTML is rendered from the same blocks as the Markdown (no extra dependency).
+"""
+from __future__ import annotations
+
+import html
+import os
+import platform
+import re
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from datasets.base import DATA_ROOT_ENV
+
+from .aggregate import collect_failures, collect_runs, find_profiles
+from .environment import REPO_ROOT, git_commit
+from .plots import write_figures
+from .tables import Table, build_tables, dataset_label, load_paper_reference, ordered_datasets, ordered_methods, ratio_label, write_tables
+
+ENVIRONMENT_KEYS = ("python", "torch", "segmentation_models_pytorch", "device", "platform", "git_commit")
+REASON_CHARS = 300
+FIGURE_CAPTIONS = {
+    "miou_vs_ratio_standard": "mIoU (standard protocol) against the labelled ratio; error bars: std over seeds.",
+    "miou_vs_ratio_paper": "mIoU (paper protocol) against the labelled ratio, with the published numbers as diamonds.",
+    "ablation_losses": "UAPS loss combinations (paper protocol); diamonds: published; hatched: no runs.",
+    "ablation_lambdas": "UAPS loss coefficients λ1 and λ2 (paper protocol).",
+    "ablation_mixing": "UAPS dynamic mixing against averaging over labelled ratios (paper protocol).",
+    "ablation_aux_decoders": "UAPS auxiliary decoders D: mIoU, inference time, parameters, MACs; diamonds: published.",
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# a tiny document model rendered to Markdown and HTML
+
+
+@dataclass
+class Block:
+    kind: str  # heading | text | code | list | table | image
+    text: str = ""
+    level: int = 2
+    items: Sequence[str] = ()
+    table: Table | None = None
+
+
+def heading(text: str, level: int = 2) -> Block:
+    return Block("heading", text, level=level)
+
+
+def _inline_html(text: str) -> str:
+    """Escape, then render Markdown's `code` and [label](link) spans."""
+    out = html.escape(text, quote=False)
+    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
+    return re.sub(r"\[([^\]]+)\]\(([^)]+)\)", lambda m: f'<a href="{html.escape(m.group(2))}">{m.group(1)}</a>', out)
+
+
+def to_markdown(blocks: Sequence[Block]) -> str:
+    parts = []
+    for b in blocks:
+        if b.kind == "heading":
+            parts.append(f"{'#' * b.level} {b.text}")
+        elif b.kind == "text":
+            parts.append(b.text)
+        elif b.kind == "code":
+            parts.append(f"```bash\n{b.text}\n```")
+        elif b.kind == "list":
+            parts.append("\n".join(f"- {item}" for item in b.items))
+        elif b.kind == "table":
+            parts.append(b.table.markdown().rstrip())
+        elif b.kind == "image":
+            parts.append(f"![{b.text}]({b.items[0]})\n\n*{b.text}* ([PDF]({b.items[1]}))")
+    return "\n\n".join(parts) + "\n"
+
+
+def to_html(blocks: Sequence[Block], title: str) -> str:
+    parts = []
+    for b in blocks:
+        if b.kind == "heading":
+            parts.append(f"<h{b.level}>{html.escape(b.text)}</h{b.level}>")
+        elif b.kind == "text":
+            parts.append(f"<p>{_inline_html(b.text)}</p>")
+        elif b.kind == "code":
+            parts.append(f"<pre><code>{html.escape(b.text)}</code></pre>")
+        elif b.kind == "list":
+            parts.append("<ul>" + "".join(f"<li>{_inline_html(item)}</li>" for item in b.items) + "</ul>")
+        elif b.kind == "table":
+            parts.append(b.table.html())
+        elif b.kind == "image":
+            png, pdf = (html.escape(p) for p in b.items)
+            parts.append(f'<figure><img src="{png}" alt="{html.escape(b.text)}"><figcaption>{html.escape(b.text)} '
+                         f'(<a href="{pdf}">PDF</a>)</figcaption></figure>')
+    style = (
+        "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.4}"
+        "table{border-collapse:collapse;margin:1em 0;font-size:90%}caption{text-align:left;padding:.3em 0}"
+        "th,td{border-top:1px solid #ccc;border-bottom:1px solid #ccc;padding:.2em .6em}td.num{text-align:right}"
+        "img{max-width:100%}pre{background:#f5f5f5;padding:.6em;overflow-x:auto}.note{font-size:85%;color:#555}"
+    )
+    return (
+        f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+        f"<style>{style}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n"
+    )
+
+
+def simple_table(name: str, header: list[str], rows: list[list[str]], data: pd.DataFrame | None = None, label_columns: int = 1) -> Table:
+    return Table(name, "", header, rows, data if data is not None else pd.DataFrame(rows, columns=header), label_columns=label_columns)
+
+
+# ---------------------------------------------------------------------------------------------
+# sections
+
+
+def _relative(path: Path, start: Path) -> str:
+    return Path(os.path.relpath(Path(path).resolve(), Path(start).resolve())).as_posix()
+
+
+def _git_dirty() -> bool | None:
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                             capture_output=True, text=True, check=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(out.stdout.strip())
+
+
+def reproduce_section(results_dir: Path, profiles: Sequence[str], out: Path, tables_dir: Path, figures_dir: Path) -> list[Block]:
+    selection = "".join(f" --profile {p}" for p in profiles)
+    dirs = f"--results-dir {results_dir} --out {out} --tables-dir {tables_dir} --figures-dir {figures_dir}"
+    benchmark = "\n".join(f".venv/bin/python run_all.py benchmark --profile {p} --results-dir {results_dir}" for p in profiles)
+    return [
+        heading("How to regenerate"),
+        Block("text", f"From a clone of the repository at the git commit of the runs (under Environment) (data under `data/` or `${DATA_ROOT_ENV}`, "
+                      "see `make data`): train every run of the profile(s), then rebuild tables, figures and this page. "
+                      "Runs already completed with the same resolved config are skipped."),
+        Block("code", f"make setup\n{benchmark}\n.venv/bin/python run_all.py report {dirs}{selection}"),
+        Block("text", f"Tables alone: `run_all.py tables --results-dir {results_dir} --out {tables_dir}{selection}`; "
+                      f"figures alone: `run_all.py plots --results-dir {results_dir} --out {figures_dir}{selection}` "
+                      "(or `make tables`, `make plots`, `make report` with `RESULTS=<dir>`)."),
+    ]
+
+
+def environment_section(runs: pd.DataFrame) -> list[Block]:
+    dirty = _git_dirty()
+    current = [
+        f"python {platform.python_version()}, torch {torch.__version__}",
+        f"git commit {git_commit() or 'unknown'}" + (" (with uncommitted changes)" if dirty else ""),
+    ]
+    blocks = [heading("Environment"), Block("text", "This checkout (where the report was built):"), Block("list", items=current)]
+    if runs.empty:
+        return blocks
+    envs = pd.DataFrame([{k: str(env.get(k, "?")) for k in ENVIRONMENT_KEYS} for env in runs["environment"]])
+    envs.insert(0, "profile", runs["profile"].values)
+    counts = envs.groupby(["profile", *ENVIRONMENT_KEYS], sort=True).size().reset_index(name="runs")
+    header = ["Profile", "Python", "torch", "smp", "Device", "Platform", "Git commit", "Runs"]
+    rows = [[str(v) for v in row] for row in counts.itertuples(index=False)]
+    table = simple_table("environment", header, rows, counts, label_columns=len(header) - 1)
+    blocks += [Block("text", "The runs (from each run's `metrics.json`):"), Block("table", table=table)]
+    return blocks
+
+
+def setup_blocks(runs: pd.DataFrame, failures: pd.DataFrame, profile: str) -> list[Block]:
+    mine = runs[runs["profile"] == profile]
+    failed = failures[failures["profile"] == profile]
+    iterations = sorted({int(v) for v in mine["iterations"].dropna()})
+    sizes = sorted({int(v) for v in mine["image_size"].dropna()})
+    items = [
+        f"completed runs: {len(mine)}; failed: {int((failed['status'] == 'failed').sum())}; "
+        f"incomplete: {int((failed['status'] == 'incomplete').sum())}",
+        "datasets: " + ", ".join(dataset_label(d) for d in ordered_datasets(mine["dataset"])),
+        "labelled ratios: " + ", ".join(ratio_label(r) for r in sorted(mine["ratio"].unique())),
+        "methods: " + ", ".join(ordered_methods(mine.loc[mine["method"] == mine["base_method"], "method"])),
+        "ablation variants: " + (", ".join(sorted(set(mine.loc[mine["method"] != mine["base_method"], "method"]))) or "none"),
+        "seeds: " + ", ".join(str(s) for s in sorted(mine["seed"].unique())),
+        f"training: {'/'.join(map(str, iterations))} iterations on {'/'.join(map(str, sizes))}-pixel square images "
+        "(full settings: each run's `config.yaml`)",
+    ]
+    return [Block("list", items=items)]
+
+
+def failure_section(failures: pd.DataFrame, out: Path) -> list[Block]:
+    blocks = [heading("Failed and incomplete runs")]
+    if failures.empty:
+        return blocks + [Block("text", "None.")]
+    rows = []
+    for f in failures.itertuples():
+        reason = " ".join(f"{f.error}: {f.reason}".strip(": ").split())
+        reason = reason if len(reason) <= REASON_CHARS else reason[: REASON_CHARS - 1] + "…"
+        rows.append([f.profile, dataset_label(f.dataset), ratio_label(f.ratio), f.method, str(f.seed), f.status, reason,
+                     _relative(Path(f.path), out)])
+    header = ["Profile", "Dataset", "Labels", "Method", "Seed", "Status", "Reason", "Run directory"]
+    return blocks + [
+        Block("text", "Full tracebacks are in each run directory's `failure.json`. These runs are left out of every mean; "
+                      "a cell with no completed seed is shown as —."),
+        Block("table", table=simple_table("failures", header, rows, failures, label_columns=len(header))),
+    ]
+
+
+def profile_section(runs: pd.DataFrame, failures: pd.DataFrame, profile: str, out: Path, tables_dir: Path,
+                    figures: list[Path]) -> list[Block]:
+    tables, skipped = build_tables(runs, profile, load_paper_reference())
+    blocks = [heading(f"Profile {profile}"), *setup_blocks(runs, failures, profile)]
+    groups = [
+        ("Main results", lambda n: n.startswith("main_")),
+        ("Comparison with the published numbers", lambda n: n.startswith("paper_")),
+        ("Ablations", lambda n: n.startswith("ablation_")),
+        ("Per-class IoU", lambda n: n.startswith("per_class_")),
+    ]
+    for title, selected in groups:
+        chosen = [t for t in tables if selected(t.name)]
+        if chosen:
+            blocks.append(heading(title, 3))
+            blocks += [Block("table", table=t) for t in chosen]
+    files = f"[{_relative(tables_dir / profile, out)}/]({_relative(tables_dir / profile, out)}/)"
+    blocks.append(Block("text", f"Every table as CSV (numbers, std, seed counts, best flags), Markdown and LaTeX: {files}."))
+    if skipped:
+        blocks.append(Block("text", f"Not built for lack of matching runs: {', '.join(skipped)}."))
+    pngs = [p for p in figures if p.suffix == ".png"]
+    if pngs:
+        blocks.append(heading("Figures", 3))
+        for png in pngs:
+            caption = FIGURE_CAPTIONS.get(png.stem, png.stem)
+            blocks.append(Block("image", caption, items=(_relative(png, out), _relative(png.with_suffix(".pdf"), out))))
+    return blocks
+
+
+def write_report(results_dir: Path, out: Path, profiles: Sequence[str] | None = None, tables_dir: Path | None = None,
+                 figures_dir: Path | None = None) -> tuple[list[Path], list[str]]:
+    """Write tables, figures, ``out/index.md`` and ``out/index.html``; returns the pages and notes."""
+    results_dir, out = Path(results_dir), Path(out)
+    tables_dir = Path(tables_dir or results_dir / "tables")
+    figures_dir = Path(figures_dir or results_dir / "figures")
+    names = list(profiles) if profiles else find_profiles(results_dir)
+    _, table_notes = write_tables(results_dir, tables_dir, names)
+    figures, figure_notes = write_figures(results_dir, figures_dir, names)
+    runs, failures = collect_runs(results_dir, names), collect_failures(results_dir, names)
+    title = "Semi-supervised defect segmentation benchmark"
+    blocks = [
+        heading(title, 1),
+        Block("text", f"Built from `{results_dir}/runs` (profiles: {', '.join(names) or 'none found'}). mIoU is over the "
+                      "defect classes, in %. Standard protocol: one confusion matrix over the whole test set; paper protocol: "
+                      "per-image IoU over the defect classes present, averaged over images (as the UAPS authors computed "
+                      "theirs). Every number comes from a run's `metrics.json`; cells without runs are shown as —."),
+        *reproduce_section(results_dir, names, out, tables_dir, figures_dir),
+        *environment_section(runs),
+    ]
+    for profile in names:
+        if runs.empty or not (runs["profile"] == profile).any():
+            blocks += [heading(f"Profile {profile}"), Block("text", "No completed runs.")]
+            continue
+        blocks += profile_section(runs, failures, profile, out, tables_dir, figures.get(profile, []))
+    blocks += failure_section(failures, out)
+    out.mkdir(parents=True, exist_ok=True)
+    pages = [out / "index.md", out / "index.html"]
+    pages[0].write_text(to_markdown(blocks))
+    pages[1].write_text(to_html(blocks, title))
+    return pages, table_notes + figure_notes

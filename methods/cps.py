@@ -1,0 +1,109 @@
+"""CPS: Chen, Yuan, Zeng & Wang, "Semi-supervised semantic segmentation with cross pseudo
+supervision", CVPR 2021.
+
+Two networks of the same architecture (``build_network(backbone)`` twice: independent random
+initialisations) see the same images; each is trained with cross-entropy against the other's
+hard pseudo-label (argmax, detached):
+
+    sum_k 0.5 * (CE + Dice)(net_k(labelled), masks)
+    + consistency * rampup(step) * [CE(net1(x), argmax net2(x)) + CE(net2(x), argmax net1(x))]
+
+where x is the unlabelled batch, plus the labelled batch when ``cross_on_labeled`` (default True:
+the CPS paper's L_cps = L_cps^l + L_cps^u). As in the CPS code, the cross-entropy is one mean
+over all pixels of the concatenated labelled + unlabelled batch. Both networks see the labelled
+and unlabelled images in one forward pass each. Since every pseudo-label is detached, the sum
+of both networks' losses optimised by one Adam equals SSL4MIS's two optimisers.
+
+Defaults: ``consistency`` 0.1 with the sigmoid ramp-up of ``self.rampup`` (SSL4MIS
+``train_cross_pseudo_supervision_2D.py``; the CPS paper's lambda is 1.5 on VOC and 6 on
+Cityscapes without ramp-up, tuned for DeepLabv3+ on natural images); cross loss cross-entropy (CPS
+paper and SSL4MIS); ``cross_on_labeled`` True (CPS paper). ``eval_mode``: "net1" (default; the CPS
+paper infers with one network, SSL4MIS validates each separately), "net2", or "ensemble" (log of
+the mean of both softmax maps); the other two are reported as ``predict_variants`` entries.
+
+Deviations:
+* Supervised loss 0.5 * (CE + Dice), the benchmark's and SSL4MIS's; the CPS paper uses CE.
+* Networks initialised by two independent draws of PyTorch's default initialisation (what the
+  CPS paper's "different initialisation" means in its code: two Kaiming draws); SSL4MIS uses
+  Kaiming-normal for one network and Xavier-normal for the other.
+* SSL4MIS applies the cross loss to unlabelled images only (``cross_on_labeled: false``).
+* No CutMix (the CPS paper's optional "CPS + CutMix" variant).
+* Optimiser and schedule are the benchmark's (Adam, runner).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .base import ConfigError, LabeledBatch, Method
+from .losses import cross_entropy, segmentation_loss
+from .networks import build_network
+from .registry import register_method
+
+EVAL_MODES = ("net1", "net2", "ensemble")
+
+
+def cross_pseudo_supervision(logits1: Tensor, logits2: Tensor) -> tuple[Tensor, Tensor]:
+    """(CE of net 1 against net 2's argmax, CE of net 2 against net 1's argmax); labels detached."""
+    pseudo_label1 = logits1.detach().argmax(dim=1)
+    pseudo_label2 = logits2.detach().argmax(dim=1)
+    return cross_entropy(logits1, pseudo_label2), cross_entropy(logits2, pseudo_label1)
+
+
+@register_method("cps")
+class CPS(Method):
+    defaults = {
+        "consistency": 0.1,
+        "cross_on_labeled": True,
+        "eval_mode": "net1",
+    }
+
+    def __init__(self, options: Mapping[str, Any], in_channels: int, num_classes: int) -> None:
+        super().__init__(options, in_channels, num_classes)
+        self._check_options()
+        self.net1 = build_network(self.options["backbone"], in_channels, num_classes)
+        self.net2 = build_network(self.options["backbone"], in_channels, num_classes)
+
+    def _check_options(self) -> None:
+        o = self.options
+        if isinstance(o["consistency"], bool) or not isinstance(o["consistency"], (int, float)) or o["consistency"] < 0:
+            raise ConfigError(f"option 'consistency' of method {self.name!r} must be a number >= 0, got {o['consistency']!r}")
+        if not isinstance(o["cross_on_labeled"], bool):
+            raise ConfigError(f"option 'cross_on_labeled' of method {self.name!r} must be true or false, got {o['cross_on_labeled']!r}")
+        if o["eval_mode"] not in EVAL_MODES:
+            raise ConfigError(f"option 'eval_mode' of method {self.name!r} must be one of {EVAL_MODES}, got {o['eval_mode']!r}")
+
+    def training_step(self, labeled: LabeledBatch, unlabeled: Tensor, step: int, total_steps: int) -> dict[str, Tensor]:
+        num_labeled = labeled.images.shape[0]
+        images = torch.cat([labeled.images, unlabeled])
+        logits1, logits2 = self.net1(images), self.net2(images)
+        loss_sup1 = segmentation_loss(logits1[:num_labeled], labeled.masks)
+        loss_sup2 = segmentation_loss(logits2[:num_labeled], labeled.masks)
+        start = 0 if self.options["cross_on_labeled"] else num_labeled
+        loss_cps1, loss_cps2 = cross_pseudo_supervision(logits1[start:], logits2[start:])
+        weight = self.options["consistency"] * self.rampup(step, total_steps)
+        return {
+            "loss": loss_sup1 + loss_sup2 + weight * (loss_cps1 + loss_cps2),
+            "loss_sup1": loss_sup1,
+            "loss_sup2": loss_sup2,
+            "loss_cps1": loss_cps1,
+            "loss_cps2": loss_cps2,
+            "consistency_weight": loss_sup1.new_tensor(weight),
+        }
+
+    def _predict(self, mode: str, images: Tensor) -> Tensor:
+        if mode == "net1":
+            return self.net1(images)
+        if mode == "net2":
+            return self.net2(images)
+        mean_probs = (self.net1(images).float().softmax(1) + self.net2(images).float().softmax(1)) / 2
+        return mean_probs.clamp_min(torch.finfo(mean_probs.dtype).tiny).log()
+
+    def predict(self, images: Tensor) -> Tensor:
+        return self._predict(self.options["eval_mode"], images)
+
+    def predict_variants(self, images: Tensor) -> dict[str, Tensor]:
+        return {mode: self._predict(mode, images) for mode in EVAL_MODES if mode != self.options["eval_mode"]}

@@ -1,0 +1,113 @@
+"""Mean Teacher: Tarvainen & Valpola, "Mean teachers are better role models", NeurIPS 2017.
+
+The student is the paper U-Net (``build_network(backbone)``); the teacher is an exponential moving
+average (EMA) of the student's weights (``methods.teacher``: frozen copy, no gradients, updated in
+``on_step_end`` after every optimiser step, BatchNorm buffers copied from the student). Loss:
+
+    0.5 * (CE + Dice)(student(labelled), masks)
+    + consistency * rampup(step) * MSE(softmax student(u + n1), softmax teacher(u + n2))
+
+on the unlabelled batch u, with independent input noise n1, n2 = clamp(N(0, 1) * 0.1, -0.2, 0.2).
+The student sees the labelled and the noisy unlabelled images in one forward pass (BatchNorm
+statistics over both, as SSL4MIS's single ``model(volume_batch)`` call); the teacher runs under
+``no_grad`` in the method's train/eval mode (train mode while training: dropout active, batch
+statistics in BatchNorm, as SSL4MIS's EMA model).
+
+Defaults (SSL4MIS ``train_mean_teacher_2D.py``, Luo et al., the code base of the UAPS authors):
+``ema_decay`` 0.99, ``consistency`` 0.1 with the sigmoid ramp-up of ``self.rampup``
+(``rampup_fraction`` of the run), ``noise_std`` 0.1, ``noise_clip`` 0.2. ``eval_mode``
+"student" (default) or "teacher" picks the network ``predict`` uses; the other one is reported as
+a ``predict_variants`` entry. The student is the default because it is the network trained on
+the labels and the one SSL4MIS validates and saves.
+
+Deviations:
+* Noise on both inputs, as in the Mean Teacher paper (eta, eta'); SSL4MIS noises the teacher's
+  input only.
+* The consistency loss is on from step 0 under the ramp-up; SSL4MIS also zeroes it for the
+  first 1000 iterations.
+* The teacher starts as a copy of the student (SSL4MIS initialises it independently); with the
+  EMA warm-up (alpha = 0 at step 0) both give the student's weights after the first update.
+* Buffers are copied from the student instead of accumulated by the teacher's own passes (see
+  ``methods.teacher``); this only affects ``eval_mode: teacher``.
+* Optimiser and schedule are the benchmark's (Adam, runner), not SSL4MIS's SGD + poly decay.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .base import ConfigError, LabeledBatch, Method
+from .losses import segmentation_loss, softmax_mse
+from .networks import build_network
+from .registry import register_method
+from .teacher import ema_alpha, ema_update, frozen_copy, input_noise
+
+EVAL_MODES = ("student", "teacher")
+
+
+@register_method("mean_teacher")
+class MeanTeacher(Method):
+    defaults = {
+        "ema_decay": 0.99,
+        "consistency": 0.1,
+        "noise_std": 0.1,
+        "noise_clip": 0.2,
+        "eval_mode": "student",
+    }
+
+    def __init__(self, options: Mapping[str, Any], in_channels: int, num_classes: int) -> None:
+        super().__init__(options, in_channels, num_classes)
+        self._check_options()
+        self.student = build_network(self.options["backbone"], in_channels, num_classes)
+        self.teacher = frozen_copy(self.student)
+
+    def _check_options(self) -> None:
+        o = self.options
+        for key, upper in (("ema_decay", 1.0), ("consistency", None), ("noise_std", None), ("noise_clip", None)):
+            value = o[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (upper is not None and value > upper):
+                expected = f"a number in [0, {upper:g}]" if upper is not None else "a number >= 0"
+                raise ConfigError(f"option {key!r} of method {self.name!r} must be {expected}, got {value!r}")
+        if o["eval_mode"] not in EVAL_MODES:
+            raise ConfigError(f"option 'eval_mode' of method {self.name!r} must be one of {EVAL_MODES}, got {o['eval_mode']!r}")
+
+    def noisy(self, images: Tensor) -> Tensor:
+        return input_noise(images, self.options["noise_std"], self.options["noise_clip"])
+
+    def training_step(self, labeled: LabeledBatch, unlabeled: Tensor, step: int, total_steps: int) -> dict[str, Tensor]:
+        num_labeled = labeled.images.shape[0]
+        logits = self.student(torch.cat([labeled.images, self.noisy(unlabeled)]))
+        loss_sup = segmentation_loss(logits[:num_labeled], labeled.masks)
+        loss_consistency, extras = self.consistency_loss(logits[num_labeled:], unlabeled, step, total_steps)
+        weight = self.options["consistency"] * self.rampup(step, total_steps)
+        return {
+            "loss": loss_sup + weight * loss_consistency,
+            "loss_sup": loss_sup,
+            "loss_consistency": loss_consistency,
+            "consistency_weight": loss_sup.new_tensor(weight),
+            **extras,
+        }
+
+    def consistency_loss(
+        self, student_logits: Tensor, unlabeled: Tensor, step: int, total_steps: int
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Softmax MSE to the teacher on independently noised unlabelled images; extra log entries."""
+        with torch.no_grad():
+            teacher_logits = self.teacher(self.noisy(unlabeled))
+        return softmax_mse(student_logits, teacher_logits), {}
+
+    def on_step_end(self, step: int) -> None:
+        ema_update(self.teacher, self.student, ema_alpha(step, self.options["ema_decay"]))
+
+    def _network(self, mode: str) -> nn.Module:
+        return self.student if mode == "student" else self.teacher
+
+    def predict(self, images: Tensor) -> Tensor:
+        return self._network(self.options["eval_mode"])(images)
+
+    def predict_variants(self, images: Tensor) -> dict[str, Tensor]:
+        other = next(mode for mode in EVAL_MODES if mode != self.options["eval_mode"])
+        return {other: self._network(other)(images)}

@@ -1,0 +1,117 @@
+"""Mean Teacher: frozen EMA teacher, exact EMA step, noisy consistency, checkpoints, smoke training."""
+import pytest
+import torch
+
+from methods import ConfigError, LabeledBatch, build_method
+from methods.teacher import ema_alpha
+from tests.helpers import train_smoke, untrained_miou
+
+SMOKE_OVERRIDES: tuple[str, ...] = ()  # the smoke profile as it is
+
+
+def tiny_batch(num_classes: int = 3) -> tuple[LabeledBatch, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(2, 1, 32, 32, generator=generator)
+    masks = torch.randint(0, num_classes, (2, 32, 32), generator=generator)
+    return LabeledBatch(images, masks), torch.randn(2, 1, 32, 32, generator=generator)
+
+
+def runner_optimizer(method: torch.nn.Module) -> torch.optim.Adam:
+    """The optimiser exactly as benchmarks.runner builds it."""
+    return torch.optim.Adam([p for p in method.parameters() if p.requires_grad], lr=1e-3)
+
+
+def test_teacher_gets_no_gradient_and_is_not_optimised():
+    method = build_method("mean_teacher", {}, 1, 3)
+    optimizer = runner_optimizer(method)
+    labeled, unlabeled = tiny_batch()
+    method.training_step(labeled, unlabeled, 5, 10)["loss"].backward()
+    assert all(not p.requires_grad and p.grad is None for p in method.teacher.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in method.student.parameters())
+    optimised = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    assert optimised == {id(p) for p in method.student.parameters()}
+
+
+def test_ema_warmup_alpha():
+    assert ema_alpha(0, 0.99) == 0.0
+    assert ema_alpha(1, 0.99) == 0.5
+    assert ema_alpha(99, 0.99) == pytest.approx(0.99)
+    assert ema_alpha(5000, 0.99) == 0.99
+
+
+@pytest.mark.parametrize("decay", [0.99, 0.9])
+def test_ema_step_moves_teacher_toward_student_by_exactly_the_decay(decay):
+    method = build_method("mean_teacher", {"ema_decay": decay}, 1, 3)
+    optimizer = runner_optimizer(method)
+    labeled, unlabeled = tiny_batch()
+    method.training_step(labeled, unlabeled, 0, 10)["loss"].backward()
+    optimizer.step()  # the student moves away from its copy; BatchNorm running stats changed in training_step
+    teacher_before = [p.clone() for p in method.teacher.parameters()]
+    student = [p.detach().clone() for p in method.student.parameters()]
+    assert any(not torch.equal(t, s) for t, s in zip(teacher_before, student))
+    method.on_step_end(10_000)  # past the warm-up: alpha = decay
+    for after, before, s in zip(method.teacher.parameters(), teacher_before, student):
+        torch.testing.assert_close(after, decay * before + (1 - decay) * s, rtol=0, atol=1e-6)
+    for teacher_buffer, student_buffer in zip(method.teacher.buffers(), method.student.buffers()):
+        assert torch.equal(teacher_buffer, student_buffer)
+
+
+def test_first_ema_step_makes_teacher_the_student():
+    method = build_method("mean_teacher", {}, 1, 3)
+    optimizer = runner_optimizer(method)
+    labeled, unlabeled = tiny_batch()
+    method.training_step(labeled, unlabeled, 0, 10)["loss"].backward()
+    optimizer.step()
+    method.on_step_end(0)
+    for t, s in zip(method.teacher.state_dict().values(), method.student.state_dict().values()):
+        assert torch.equal(t, s)
+
+
+def test_consistency_compares_independently_noised_student_and_teacher():
+    labeled, unlabeled = tiny_batch()
+    method = build_method("mean_teacher", {"noise_std": 0.0}, 1, 3).eval()  # eval: no dropout
+    assert method.training_step(labeled, unlabeled, 5, 10)["loss_consistency"] < 1e-10  # teacher == student, no noise
+    method = build_method("mean_teacher", {}, 1, 3).eval()
+    assert method.training_step(labeled, unlabeled, 5, 10)["loss_consistency"] > 0  # independent noise
+
+
+def test_loss_is_supervised_plus_ramped_consistency():
+    method = build_method("mean_teacher", {"consistency": 0.5}, 1, 3)
+    labeled, unlabeled = tiny_batch()
+    losses = method.training_step(labeled, unlabeled, 30, 100)
+    weight = 0.5 * method.rampup(30, 100)
+    assert losses["consistency_weight"].item() == pytest.approx(weight)
+    assert losses["loss"].item() == pytest.approx((losses["loss_sup"] + weight * losses["loss_consistency"]).item())
+
+
+def test_state_dict_holds_the_teacher_so_checkpoints_restore_it():
+    method = build_method("mean_teacher", {}, 1, 3)
+    with torch.no_grad():
+        for p in method.teacher.parameters():
+            p.add_(1.0)
+    state = method.state_dict()
+    assert any(key.startswith("teacher.") for key in state)
+    restored = build_method("mean_teacher", {}, 1, 3)
+    restored.load_state_dict(state)
+    for a, b in zip(restored.teacher.parameters(), method.teacher.parameters()):
+        assert torch.equal(a, b)
+    assert all(not p.requires_grad for p in restored.teacher.parameters())
+
+
+def test_eval_mode_picks_the_predicting_network():
+    images = torch.randn(1, 1, 32, 32)
+    method = build_method("mean_teacher", {"eval_mode": "teacher"}, 1, 3).eval()
+    with torch.no_grad():
+        for p in method.teacher.parameters():
+            p.mul_(0.5)
+        torch.testing.assert_close(method.predict(images), method.teacher(images))
+        torch.testing.assert_close(method.predict_variants(images)["student"], method.student(images))
+    with pytest.raises(ConfigError, match="eval_mode"):
+        build_method("mean_teacher", {"eval_mode": "ema"}, 1, 3)
+    with pytest.raises(ConfigError, match="ema_decay"):
+        build_method("mean_teacher", {"ema_decay": 1.5}, 1, 3)
+
+
+def test_trains_in_smoke_profile_and_beats_untrained(tmp_path):
+    metrics = train_smoke("mean_teacher", tmp_path, SMOKE_OVERRIDES)  # raises NonFiniteLossError on NaN
+    assert metrics["standard"]["miou"] > untrained_miou("mean_teacher", tmp_path, SMOKE_OVERRIDES)

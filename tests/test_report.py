@@ -1,0 +1,36 @@
+"""The report: index.md/html link the figures that exist, list the failure, the environment and the commands."""
+import re
+
+import pytest
+
+import run_all
+from tests.fixtures_results import ENVIRONMENT, FAILED, PROFILE, write_fixture_results
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    root = write_fixture_results(tmp_path_factory.mktemp("results"))
+    assert run_all.main(["report", "--results-dir", str(root)]) == 0
+    return root, (root / "report" / "index.md").read_text()
+
+
+def test_links_point_to_existing_figures(report):
+    root, text = report
+    links = re.findall(r"\]\(([^)]+)\)", text)
+    figures = [link for link in links if link.endswith((".png", ".pdf"))]
+    assert any(f"figures/{PROFILE}/ablation_aux_decoders.png" in link for link in figures)
+    for link in links:
+        assert (root / "report" / link).exists(), link
+    assert "figures/other/ablation_losses.png" not in text  # skipped figure, not linked
+    html = (root / "report" / "index.html").read_text()
+    assert html.count("<img ") == len([f for f in figures if f.endswith(".png")])
+
+
+def test_lists_failure_environment_and_commands(report):
+    root, text = report
+    failure = next(line for line in text.splitlines() if FAILED["reason"] in line)
+    assert FAILED["method"] in failure and "30%" in failure and "failed" in failure
+    assert ENVIRONMENT["git_commit"] in text and ENVIRONMENT["torch"] in text
+    assert f"run_all.py benchmark --profile {PROFILE} --results-dir {root}" in text
+    assert f"run_all.py report --results-dir {root}" in text
+    assert "72.93" in text and "62.00 ± 2.00 (n=3)" in text  # paper comparison and main table

@@ -1,0 +1,64 @@
+"""A run interrupted after a periodic checkpoint resumes to exactly the metrics of an uninterrupted run."""
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+from grid_helpers import plugin_methods, tiny_profile, keep_torch_threads  # noqa: F401 (autouse fixture)
+
+from benchmarks.config import run_dir
+from benchmarks.grid import expand_grid, run_grid
+from methods import get_method_class
+
+TIMINGS = {"train_seconds", "iterations_per_second", "eval_ms_per_image", "environment"}
+INTERRUPT_AT = 4  # 0-based step: after the checkpoint of step 4 (checkpoint_every 2), before step 6's
+
+
+@pytest.fixture(scope="module")
+def plugin():
+    with plugin_methods() as names:
+        yield names
+
+
+def _interrupt_at(original, step_to_fail: int):
+    def on_step_end(self, step: int) -> None:
+        original(self, step)
+        if step == step_to_fail:
+            raise KeyboardInterrupt
+
+    return on_step_end
+
+
+def _log_without_times(directory) -> list[dict]:
+    with open(directory / "train_log.csv", newline="") as handle:
+        return [{k: v for k, v in row.items() if k != "elapsed_s"} for row in csv.DictReader(handle)]
+
+
+@pytest.mark.parametrize("method", ["supervised", "grid_stateful"])
+def test_resumed_run_equals_uninterrupted_run(plugin, tmp_path, monkeypatch, method):
+    (run,) = expand_grid(tiny_profile(f"methods=[{method}]", "train.iterations=8"))
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert len(run_grid([run], straight, device="cpu", progress=False).completed) == 1
+
+    cls = get_method_class(method)
+    monkeypatch.setattr(cls, "on_step_end", _interrupt_at(cls.on_step_end, INTERRUPT_AT))
+    with pytest.raises(KeyboardInterrupt):
+        run_grid([run], resumed, device="cpu", progress=False)
+    directory = run_dir(resumed, run)
+    checkpoint = torch.load(directory / "last.pt", weights_only=False)
+    assert checkpoint["state"]["step"] == INTERRUPT_AT
+    assert not (directory / ".lock").exists()  # released on the way out
+    assert json.loads((directory / "failure.json").read_text())["error"] == "KeyboardInterrupt"
+    monkeypatch.undo()
+
+    assert len(run_grid([run], resumed, device="cpu", progress=False).completed) == 1
+    a = json.loads((run_dir(straight, run) / "metrics.json").read_text())
+    b = json.loads((directory / "metrics.json").read_text())
+    assert {k: v for k, v in a.items() if k not in TIMINGS} == {k: v for k, v in b.items() if k not in TIMINGS}
+    assert _log_without_times(run_dir(straight, run)) == _log_without_times(directory)
+    best_a = torch.load(run_dir(straight, run) / "best.pt", weights_only=True)
+    best_b = torch.load(directory / "best.pt", weights_only=True)
+    assert all(torch.equal(best_a[k], best_b[k]) for k in best_a)
+    assert not (directory / "last.pt").exists() and not (directory / "failure.json").exists()

@@ -1,0 +1,129 @@
+"""Tables from a fixture results tree: files, a hand-checked cell, best marks, missing cells, paper numbers."""
+import pandas as pd
+import pytest
+
+import run_all
+from benchmarks.aggregate import ablation_runs, canonical_losses, collect_failures, collect_runs
+from benchmarks.tables import latex_escape, mean_std, write_tables
+from tests.fixtures_results import FAILED, HAND_CHECKED, PROFILE, write_fixture_results
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    root = write_fixture_results(tmp_path_factory.mktemp("results"))
+    written, notes = write_tables(root, root / "tables")
+    return root, written, notes
+
+
+def _csv(root, name):
+    return pd.read_csv(root / "tables" / PROFILE / f"{name}.csv")
+
+
+def _row(markdown: str, first_cell: str) -> str:
+    return next(line for line in markdown.splitlines() if line.startswith(f"| {first_cell} |"))
+
+
+def test_every_table_in_three_formats(tree):
+    root, written, _ = tree
+    names = {p.stem for p in written[PROFILE]}
+    assert {"main_standard", "main_paper", "per_class_iou_neu", "per_class_iou_dagm", "paper_main", "paper_losses",
+            "paper_aux_decoders", "paper_cost", "ablation_losses", "ablation_lambda1", "ablation_lambda2",
+            "ablation_mixing", "ablation_aux_decoders"} <= names
+    for name in names:
+        for ext in ("csv", "md", "tex"):
+            assert (root / "tables" / PROFILE / f"{name}.{ext}").stat().st_size > 0
+    tex = (root / "tables" / PROFILE / "main_paper.tex").read_text()
+    assert "\\toprule" in tex and "\\midrule" in tex and "\\bottomrule" in tex
+
+
+@pytest.mark.parametrize("protocol, mean", [("standard", HAND_CHECKED["miou"]), ("paper", HAND_CHECKED["paper_miou"])])
+def test_hand_checked_cell(tree, protocol, mean):
+    root, _, _ = tree
+    data = _csv(root, f"main_{protocol}")
+    cell = data[(data["method"] == HAND_CHECKED["method"]) & (data["dataset"] == HAND_CHECKED["dataset"]) & (data["ratio"] == HAND_CHECKED["ratio"])]
+    assert cell["miou_mean"].item() == pytest.approx(mean)
+    assert cell["miou_std"].item() == pytest.approx(HAND_CHECKED["std"])
+    assert cell["seeds"].item() == HAND_CHECKED["seeds"]
+    markdown = (root / "tables" / PROFILE / f"main_{protocol}.md").read_text()
+    assert f"{mean:.2f} ± 2.00 (n=3)" in _row(markdown, "supervised")
+
+
+def test_best_per_column_marked(tree):
+    root, _, _ = tree
+    data = _csv(root, "main_standard")
+    best = data[data["best"]]
+    assert set(best["method"]) == {"uaps"} and len(best) == 4  # one per (dataset, ratio) column
+    markdown = (root / "tables" / PROFILE / "main_standard.md").read_text()
+    assert "**67.00 ± 1.41 (n=2)**" in _row(markdown, "uaps")
+    assert "**" not in _row(markdown, "supervised")
+    assert "\\textbf{67.00 $\\pm$ 1.41 (n=2)}" in (root / "tables" / PROFILE / "main_standard.tex").read_text()
+
+
+def test_missing_cell_and_failed_seed(tree):
+    root, _, _ = tree
+    data = _csv(root, "main_paper")
+    missing = data[(data["method"] == "mean_teacher") & (data["dataset"] == "dagm") & (data["ratio"] == 0.3)]
+    assert missing["seeds"].item() == 0 and pd.isna(missing["miou_mean"].item()) and not missing["best"].item()
+    row = _row((root / "tables" / PROFILE / "main_paper.md").read_text(), "mean_teacher")
+    assert row.rstrip(" |").endswith("—")
+    failed = data[(data["method"] == FAILED["method"]) & (data["dataset"] == FAILED["dataset"]) & (data["ratio"] == FAILED["ratio"])]
+    assert failed["seeds"].item() == 1  # the failed seed is not counted
+    failures = collect_failures(root)
+    assert failures[["method", "seed", "status"]].values.tolist() == [[FAILED["method"], FAILED["seed"], "failed"]]
+    assert FAILED["reason"] in failures["reason"].item()
+
+
+def test_paper_numbers_beside_ours(tree):
+    root, _, _ = tree
+    main = (root / "tables" / PROFILE / "paper_main.md").read_text()
+    assert f"profile {PROFILE}" in main
+    neu_supervised = next(line for line in main.splitlines() if "NEU-Seg" in line and "supervised" in line)
+    assert "72.93" in neu_supervised and "72.00 ± 2.00 (n=3)" in neu_supervised and "-0.93" in neu_supervised
+    dagm_uaps = next(line for line in main.splitlines() if "DAGM" in line and "uaps" in line)
+    assert "74.50" in dagm_uaps and "72.00 ± 1.41 (n=2)" in dagm_uaps
+    losses = (root / "tables" / PROFILE / "paper_losses.md").read_text()
+    assert "75.32" in _row(losses, "ℓ_seg + ℓ_un") and "—" in _row(losses, "ℓ_seg + ℓ_un")  # no run of that combination
+    assert "75.48" in _row(losses, "ℓ_seg + ℓ_ps") and "73.00 (n=1)" in _row(losses, "ℓ_seg + ℓ_ps")
+    decoders = (root / "tables" / PROFILE / "paper_aux_decoders.md").read_text()
+    assert _row(decoders, "2").count("—") == 2 and "75.40" in _row(decoders, "2")
+    cost = _csv(root, "paper_cost")
+    assert cost.set_index("aux_decoders").loc[1, "paper_params_m"] == pytest.approx(2.45)
+    assert cost.set_index("aux_decoders").loc[1, "ours_ensemble_gmacs_256"] == pytest.approx(0.38 * 16)
+
+
+def test_ablations_read_options_not_names(tree):
+    root, _, _ = tree
+    runs = collect_runs(root, PROFILE)
+    lambda1 = ablation_runs(runs, "lambda1")
+    assert sorted(set(lambda1["value"])) == [0.0, 0.1, 0.3]
+    assert set(lambda1["method"]) == {"uaps", "uaps_l1_0", "uaps_l1_0.3"}
+    mixing = _csv(root, "ablation_mixing")
+    assert set(mixing["mixing"]) == {"dynamic", "average"}
+    assert _row((root / "tables" / PROFILE / "ablation_losses.md").read_text(), "ℓ_seg").count("(n=1)") == 1
+    assert "(default)" in _row((root / "tables" / PROFILE / "ablation_lambda1.md").read_text(), "0.1 (default)")
+
+
+def test_profile_selection_and_command_line(tree, tmp_path):
+    root, written, _ = tree
+    assert set(written) == {PROFILE, "other"}
+    assert run_all.main(["tables", "--results-dir", str(root), "--profile", "other", "--out", str(tmp_path)]) == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["other"]
+    assert (tmp_path / "other" / "main_paper.md").exists() and not (tmp_path / "other" / "ablation_losses.md").exists()
+    assert run_all.main(["tables", "--results-dir", str(tmp_path / "nothing")]) == 1
+
+
+def test_helpers():
+    assert canonical_losses(["un", "ups"]) == "seg+ups+un"
+    assert canonical_losses([]) == "seg"
+    assert canonical_losses("ps+un") == "seg+ps+un"
+    assert mean_std(float("nan"), float("nan"), 0) == "—"
+    assert mean_std(1.234, float("nan"), 1) == "1.23 (n=1)"
+    assert latex_escape("ℓ_seg 50% ± 1") == "$\\ell$\\_seg 50\\% $\\pm$ 1"
+
+
+def test_unreadable_metrics_named_in_the_error(tmp_path, capsys):
+    run = tmp_path / "runs" / "p" / "neu" / "0.1" / "supervised" / "seed0"
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text("{not json")
+    assert run_all.main(["tables", "--results-dir", str(tmp_path)]) == 2
+    assert str(run / "metrics.json") in capsys.readouterr().err
