@@ -29,10 +29,9 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import torch
 from joblib import Parallel, delayed, parallel_config
@@ -161,7 +160,10 @@ def run_grid(
     plugins: list[Path] | tuple[Path, ...] = (),
     progress: bool = True,
 ) -> GridResult:
-    """Run every run (see the module docstring); a failing run is recorded and the grid carries on."""
+    """Run every run (see the module docstring); a failing run is recorded and the grid carries on.
+
+    ``jobs`` applies to the local backend only; on Dask the workers' threads set the concurrency.
+    """
     if backend not in BACKENDS:
         raise ConfigError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if (backend == "dask") != (scheduler is not None):
@@ -189,7 +191,7 @@ def run_grid(
         if pending and backend == "local":
             jobs = _local_jobs(jobs, device)
             tracker.jobs = jobs
-            settings = _replace(settings, slots=jobs, progress=progress and jobs == 1)
+            settings = replace(settings, slots=jobs, progress=progress and jobs == 1)
             parallel = Parallel(n_jobs=jobs, return_as="generator_unordered")
             for outcome in parallel(delayed(execute_run)(index, run, settings) for index, run in pending):
                 tracker.record(outcome)
@@ -207,7 +209,7 @@ def _run_on_dask(pending: list[tuple[int, dict]], settings: RunSettings, schedul
         _check_cluster_imports(client, scheduler)
         workers = client.scheduler_info()["workers"]
         tracker.jobs = sum(int(info["nthreads"]) for info in workers.values())
-        settings = _replace(settings, slots=_slots_per_worker(workers))
+        settings = replace(settings, slots=_slots_per_worker(workers))
         with parallel_config(backend="dask"):
             parallel = Parallel(n_jobs=-1, return_as="generator_unordered")
             for outcome in parallel(delayed(execute_run)(index, run, settings) for index, run in pending):
@@ -233,10 +235,6 @@ def _slots_per_worker(workers: dict[str, dict[str, Any]]) -> dict[str, int]:
     for info in workers.values():
         per_host[info["host"]] = per_host.get(info["host"], 0) + int(info["nthreads"])
     return {address: per_host[info["host"]] for address, info in workers.items()}
-
-
-def _replace(settings: RunSettings, **changes: Any) -> RunSettings:
-    return RunSettings(**{**settings.__dict__, **changes})
 
 
 def cuda_devices(device: str) -> list[str]:

@@ -14,6 +14,7 @@ the method only computes losses and predictions. A run directory holds:
 from __future__ import annotations
 
 import csv
+import functools
 import math
 import random
 import time
@@ -388,7 +389,15 @@ def _test_metrics(method: Method, data: RunData, train: dict, device: torch.devi
     method.eval()
     with autocast(device, train["precision"]):
         metrics["eval_ms_per_image"] = time_per_image(method.predict, batch)
+        metrics["variant_ms_per_image"] = {
+            name: time_per_image(functools.partial(method.predict_variant, name=name), batch)
+            for name in metrics.get("variants", {})
+        }
     metrics["macs"] = count_macs(method.predict, example)
+    metrics["variant_macs"] = {
+        name: count_macs(functools.partial(method.predict_variant, name=name), example)
+        for name in metrics.get("variants", {})
+    }
     metrics["params"] = sum(p.numel() for p in method.parameters() if p.requires_grad)
     metrics["num_test_images"] = len(data.test_images)
     return metrics

@@ -82,6 +82,10 @@ class Method(nn.Module, ABC):
         """Extra named predictions evaluated beside ``predict`` (e.g. main decoder vs ensemble)."""
         return {}
 
+    def predict_variant(self, images: Tensor, name: str) -> Tensor:
+        """One entry of ``predict_variants`` alone, for timing and MACs; override where cheaper."""
+        return self.predict_variants(images)[name]
+
     def member_outputs(self, images: Tensor) -> dict[str, Tensor]:
         """Logits of each member network or decoder by name (for pictures); one entry by default."""
         return {"prediction": self.predict(images)}

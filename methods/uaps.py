@@ -188,6 +188,11 @@ class UAPS(Method):
         outputs = self.net(images)  # one encoder pass, every decoder
         return {"main": outputs[0], "ensemble": ensemble_logits(outputs)}
 
+    def predict_variant(self, images: Tensor, name: str) -> Tensor:
+        if name == "main":
+            return self.net(images, with_aux=False)[0]
+        return super().predict_variant(images, name)
+
     def member_outputs(self, images: Tensor) -> dict[str, Tensor]:
         names = ["main", *(f"aux_{name}" for name in self.perturbation_names)]
         return dict(zip(names, self.net(images)))

@@ -13,7 +13,11 @@ from benchmarks.grid import expand_grid, run_grid
 from methods import get_method_class
 
 TIMINGS = {"train_seconds", "iterations_per_second", "eval_ms_per_image", "environment"}
-INTERRUPT_AT = 4  # 0-based step: after the checkpoint of step 4 (checkpoint_every 2), before step 6's
+# 8 steps, checkpoint after 4, log and validation every 2: raised at the end of 0-based step 6, so
+# the run has logged (and maybe saved best.pt at) 6 steps but resumes from the checkpoint of 4
+OVERRIDES = ("train.iterations=8", "train.checkpoint_every=4")
+INTERRUPT_AT = 6
+CHECKPOINT_STEP = 4
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +42,7 @@ def _log_without_times(directory) -> list[dict]:
 
 @pytest.mark.parametrize("method", ["supervised", "grid_stateful"])
 def test_resumed_run_equals_uninterrupted_run(plugin, tmp_path, monkeypatch, method):
-    (run,) = expand_grid(tiny_profile(f"methods=[{method}]", "train.iterations=8"))
+    (run,) = expand_grid(tiny_profile(f"methods=[{method}]", *OVERRIDES))
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     assert len(run_grid([run], straight, device="cpu", progress=False).completed) == 1
 
@@ -48,7 +52,8 @@ def test_resumed_run_equals_uninterrupted_run(plugin, tmp_path, monkeypatch, met
         run_grid([run], resumed, device="cpu", progress=False)
     directory = run_dir(resumed, run)
     checkpoint = torch.load(directory / "last.pt", weights_only=False)
-    assert checkpoint["state"]["step"] == INTERRUPT_AT
+    assert checkpoint["state"]["step"] == CHECKPOINT_STEP
+    assert _log_without_times(directory)[-1]["step"] == str(INTERRUPT_AT)  # logged past the checkpoint
     assert not (directory / ".lock").exists()  # released on the way out
     assert json.loads((directory / "failure.json").read_text())["error"] == "KeyboardInterrupt"
     monkeypatch.undo()
