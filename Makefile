@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PROFILE ?= quick
 RESULTS ?= results
+JOBS ?= 2
 # profiles for tables/plots/report, e.g. PROFILES="cpu quick"; empty: every profile under $(RESULTS)/runs
 PROFILES ?=
 PROFILE_ARGS = $(if $(strip $(PROFILES)),--profile $(PROFILES))
@@ -25,7 +26,7 @@ test: setup
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 benchmark: setup
-	$(PY) run_all.py benchmark --profile $(PROFILE) --results-dir $(RESULTS)
+	$(PY) run_all.py benchmark --profile $(PROFILE) --results-dir $(RESULTS) --jobs $(JOBS)
 
 # tables -> $(RESULTS)/tables, figures -> $(RESULTS)/figures, report (with both) -> $(RESULTS)/report/index.md
 tables: setup

@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("benchmark", help="run a profile's grid of methods x datasets x ratios x seeds")
     _common(bench)
     _profile_options(bench, "quick")
-    bench.add_argument("--methods", nargs="+", help="override the profile's methods")
+    bench.add_argument("--methods", nargs="+", help="override the profile's methods ('all': every registered one; the profile's method_variants by name)")
     bench.add_argument("--datasets", nargs="+", help="override the profile's datasets ('available': all found)")
     bench.add_argument("--ratios", nargs="+", type=float, help="override the profile's labelled ratios")
     bench.add_argument("--seeds", nargs="+", type=int, help="override the profile's seeds")

@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from datasets.cache import load_arrays
-from methods import available_methods, build_method
+from methods import Method, available_methods, build_method
 
 from .config import PROFILE_DEFAULTS
 from .environment import environment, resolve_device
@@ -128,11 +128,11 @@ class Bench:
         torch.manual_seed(args.seed)
         self.initial_state = copy.deepcopy(self._build().state_dict())
 
-    def _build(self) -> Any:
+    def _build(self) -> Method:
         method = build_method(self.method_name, {}, self.images.dataset.in_channels, self.images.dataset.num_classes)
         return method.train()
 
-    def fresh_method(self) -> Any:
+    def fresh_method(self) -> Method:
         method = self._build()
         method.load_state_dict(self.initial_state)
         return method
@@ -351,7 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.perf", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", nargs="+", default=None, help=f"registered methods, or 'all' (default: {' '.join(DEFAULT_METHODS)} where registered)")
     parser.add_argument("--configs", nargs="+", type=parse_config, default=[parse_config(c) for c in DEFAULT_CONFIGS], metavar="SIZE:L:U", help=f"image side : labelled : unlabelled images per step (default: {' '.join(DEFAULT_CONFIGS)})")
-    parser.add_argument("--variants", nargs="*", default=[], metavar="SPEC", help="extra fast paths beside the default one, '+'-joined from: fp32 bf16 cl nocl compile host-data cudnn-bench (e.g. bf16+cl)")
+    parser.add_argument("--variants", nargs="*", default=[], metavar="SPEC", help="extra fast paths beside the default one, '+'-joined from: fp32 bf16 cl nocl compile device-data cudnn-bench (e.g. bf16+cl)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per path (default: 6 on CPU, 40 on CUDA)")
     parser.add_argument("--block", type=int, default=None, help="steps timed as one block, synchronised only around it (default: 1 on CPU, 5 on CUDA)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps per path first (default: 2 on CPU, 5 on CUDA)")
@@ -366,7 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("results/perf"), help="output folder (default: results/perf)")
     parser.add_argument("--paper-run", type=float, default=None, metavar="SECONDS", help="instead: train UAPS on NEU-Seg at 256px, 16+16 per step, for SECONDS with the runner's fast path; report iterations/s")
-    parser.add_argument("--accuracy-check", type=int, default=None, metavar="ITERATIONS", help="instead: train each method ITERATIONS steps on synthetic data in fp32 and in bf16 and compare test metrics")
+    parser.add_argument("--accuracy-check", type=int, default=None, metavar="ITERATIONS", help="instead: train each method ITERATIONS steps on synthetic data in fp32 and in bf16 + channels-last and compare test metrics")
+    parser.add_argument("--accuracy-seeds", nargs="+", type=int, default=[0, 1], help="seeds of the accuracy check (default: 0 1)")
     return parser
 
 
@@ -389,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.accuracy_check is not None:
         from .perf_extras import accuracy_check
 
-        accuracy_check(args.accuracy_check, resolve_methods(args.methods), device, args.out)
+        accuracy_check(args.accuracy_check, resolve_methods(args.methods), device, args.out, tuple(args.accuracy_seeds))
     else:
         run_benchmark(args, device)
     print(f"took {time.perf_counter() - started:.0f} s")

@@ -4,12 +4,14 @@
   images per step, trained for a wall-clock budget with the runner's own data, step and logging
   code; reports iterations/s. Falls back to synthetic stand-ins in NEU-Seg's layout (and says so)
   when the data root has no NEU-Seg.
-* ``accuracy_check``: the same runs (synthetic data, 64x64, same seed) trained in float32 and with
-  bfloat16 autocast + channels-last, through ``train_run``; test metrics side by side.
+* ``accuracy_check``: the same runs (synthetic data, 64x64, same seeds) trained in float32 and with
+  bfloat16 autocast + channels-last, through ``train_run``; test metrics side by side, with the
+  spread over seeds to judge the difference against.
 """
 from __future__ import annotations
 
 import csv
+import itertools
 import tempfile
 import time
 from pathlib import Path
@@ -100,31 +102,31 @@ def paper_run(
 ACCURACY_SETTINGS = {"fp32": ("fp32", False), "bf16+cl": ("bf16", True)}
 
 
-def accuracy_check(iterations: int, methods: list[str], device: torch.device, out: Path) -> pd.DataFrame:
+def accuracy_check(iterations: int, methods: list[str], device: torch.device, out: Path, seeds: tuple[int, ...] = (0, 1)) -> pd.DataFrame:
     """Train each method on synthetic 64x64 data in fp32 and in bf16 + channels-last; test metrics."""
     rows = []
     with tempfile.TemporaryDirectory(prefix="perf_accuracy_") as tmp:
-        for method in methods:
-            for name, (precision, channels_last) in ACCURACY_SETTINGS.items():
-                overrides = [
-                    f"train.iterations={iterations}", f"train.precision={precision}", f"train.channels_last={channels_last}",
-                    "train.image_size=64", "train.batch_size=8", "train.unlabeled_batch_size=8",
-                    f"train.val_every={max(iterations // 4, 1)}", f"train.checkpoint_every={iterations}", f"train.log_every={max(iterations // 10, 1)}",
-                    "dataset_options.synthetic={num_images: 200, image_size: 64}",
-                ]
-                run_config = resolve_run(load_profile("smoke", overrides), "synthetic", 0.2, method, 0)
-                results = Path(tmp) / name
-                metrics = train_run(run_config, results, device=str(device), cache_dir=Path(tmp) / "cache", progress=False)
-                with open(run_dir(results, run_config) / "train_log.csv", newline="") as handle:
-                    last = list(csv.DictReader(handle))[-1]
-                rows.append({
-                    "method": method, "setting": name, "iterations": iterations,
-                    "test_miou": metrics["standard"]["miou"], "test_mdice": metrics["standard"]["mdice"],
-                    "final_train_loss": float(last["loss"]), "train_seconds": metrics["train_seconds"],
-                })
-                print(rows[-1], flush=True)
+        for method, seed, (name, (precision, channels_last)) in itertools.product(methods, seeds, ACCURACY_SETTINGS.items()):
+            overrides = [
+                f"train.iterations={iterations}", f"train.precision={precision}", f"train.channels_last={channels_last}",
+                "train.image_size=64", "train.batch_size=8", "train.unlabeled_batch_size=8",
+                f"train.val_every={max(iterations // 4, 1)}", f"train.checkpoint_every={iterations}", f"train.log_every={max(iterations // 10, 1)}",
+                "dataset_options.synthetic={num_images: 200, image_size: 64}",
+            ]
+            run_config = resolve_run(load_profile("smoke", overrides), "synthetic", 0.2, method, seed)
+            results = Path(tmp) / name
+            metrics = train_run(run_config, results, device=str(device), cache_dir=Path(tmp) / "cache", progress=False)
+            with open(run_dir(results, run_config) / "train_log.csv", newline="") as handle:
+                last = list(csv.DictReader(handle))[-1]
+            rows.append({
+                "method": method, "setting": name, "seed": seed, "iterations": iterations,
+                "test_miou": metrics["standard"]["miou"], "test_mdice": metrics["standard"]["mdice"],
+                "final_train_loss": float(last["loss"]), "train_seconds": metrics["train_seconds"],
+            })
+            print(rows[-1], flush=True)
     frame = pd.DataFrame(rows)
     out.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out / "accuracy.csv", index=False)
-    print(frame.to_string(index=False), flush=True)
+    summary = frame.groupby(["method", "setting"])[["test_miou", "test_mdice", "final_train_loss", "train_seconds"]].agg(["mean", "std"])
+    print(frame.to_string(index=False), summary.to_string(), sep="\n\n", flush=True)
     return frame

@@ -5,9 +5,9 @@
   under ``torch.no_grad``; on CUDA with cuDNN deterministic and not benchmarking (SSL4MIS's
   default ``--deterministic 1``).
 * ``FastPath``: the runner's own code (``setup_training``, ``sample_batch``, ``optimizer_step``):
-  uint8 arrays in memory (on the GPU when there is one), batched tensor augmentation, the
-  configured precision and memory format, optionally ``torch.compile``; batched evaluation under
-  ``torch.inference_mode``.
+  uint8 arrays in memory, batched tensor augmentation, the configured precision and memory
+  format; batched evaluation under ``torch.inference_mode``. Variants measure candidates the
+  runner does not use (yet): ``torch.compile``, the arrays kept on the GPU, cuDNN benchmarking.
 
 Both run the method's own ``training_step``, so each forwards its batches as the method does
 (UAPS: the labelled batch, then the unlabelled batch, as its released code does).
@@ -61,7 +61,7 @@ class FastVariant:
     precision: str
     channels_last: bool
     compile: bool = False
-    data_on_device: bool = True  # keep the uint8 training arrays on the device (matters on CUDA)
+    data_on_device: bool = False  # keep the uint8 training arrays on the device (the runner keeps them on the host)
     cudnn_benchmark: bool = False  # let cuDNN time its algorithms per shape (CUDA only)
     spec: str = ""
 
@@ -70,12 +70,13 @@ class FastVariant:
         return f"fast[{self.spec}]" if self.spec else "fast"
 
 
-VARIANT_TOKENS = "fp32 | bf16 | cl | nocl | compile | host-data | cudnn-bench"
+VARIANT_TOKENS = "fp32 | bf16 | cl | nocl | compile | device-data | cudnn-bench"
 
 
 def parse_variant(spec: str, train: dict[str, Any]) -> FastVariant:
     """``"bf16+cl"``, ``"fp32+nocl+compile"``, ... on top of the ``train`` settings; "" = defaults."""
-    precision, channels_last, compiled, on_device, cudnn_benchmark = train["precision"], train["channels_last"], train.get("compile", False), True, False
+    precision, channels_last = train["precision"], train["channels_last"]
+    compiled = on_device = cudnn_benchmark = False
     for token in filter(None, spec.split("+")):
         if token in ("fp32", "bf16"):
             precision = token
@@ -83,13 +84,13 @@ def parse_variant(spec: str, train: dict[str, Any]) -> FastVariant:
             channels_last = token == "cl"
         elif token == "compile":
             compiled = True
-        elif token == "host-data":
-            on_device = False
+        elif token == "device-data":
+            on_device = True
         elif token == "cudnn-bench":
             cudnn_benchmark = True
         else:
             raise ValueError(f"fast variant {spec!r}: unknown setting {token!r}; expected '+'-joined tokens of: {VARIANT_TOKENS}")
-    return FastVariant(precision, bool(channels_last), bool(compiled), on_device, cudnn_benchmark, spec)
+    return FastVariant(precision, bool(channels_last), compiled, on_device, cudnn_benchmark, spec)
 
 
 def synchronize(device: torch.device) -> None:
@@ -259,24 +260,38 @@ def matmul_tflops(device: torch.device, dtype: torch.dtype, size: int, repeats: 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 
 
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+
+
 def release_freed_memory_to_os() -> bool:
     """Make glibc return freed tensors to the OS (fixed 64 KiB mmap threshold), so RSS tracks live memory.
 
     Changes allocation for the rest of the process (large blocks are mmapped), so call it only
     after every timing is done. False where glibc's ``mallopt`` is unavailable.
     """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(_M_MMAP_THRESHOLD, 64 * 1024)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 128 * 1024))
-    except (OSError, AttributeError):
+    libc = _libc()
+    if libc is None or not hasattr(libc, "mallopt"):
         return False
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, 64 * 1024)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 128 * 1024))
+
+
+def _trim_heap() -> None:
+    """Hand free heap pages back to the OS (``malloc_trim``), so reusing them shows up in RSS again."""
+    libc = _libc()
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
 
 
 class PeakMemory:
     """Peak memory above the level at entry while the block runs, in MiB.
 
     CUDA: ``torch.cuda.max_memory_allocated``. CPU: the process RSS sampled every millisecond by a
-    thread (psutil; torch ops release the GIL, so the sampler runs during them).
+    thread (psutil; torch ops release the GIL, so the sampler runs during them), after returning
+    free heap pages to the OS; accurate once ``release_freed_memory_to_os`` has been called.
     """
 
     def __init__(self, device: torch.device) -> None:
@@ -292,6 +307,7 @@ class PeakMemory:
         else:
             import psutil
 
+            _trim_heap()
             process = psutil.Process()
             self._base = self._peak = process.memory_info().rss
             self._thread = threading.Thread(target=self._sample, args=(process,), daemon=True)

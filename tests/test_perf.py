@@ -30,9 +30,11 @@ def images(tmp_path_factory):
     return perf_images(root / "no_data_here", 4, 4, root / "standin")
 
 
-@pytest.fixture
-def restore_threads():
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: two threads on a shared 2-core machine stall each other at every op."""
     threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
 
@@ -41,7 +43,7 @@ def arrays_of(images):
     return perf.fast_arrays(images, CONFIG.size)
 
 
-def test_harness_writes_both_paths_and_ratios(tmp_path, restore_threads):
+def test_harness_writes_both_paths_and_ratios(tmp_path):
     out = tmp_path / "out"
     argv = [
         "--methods", "supervised", "--configs", "32:2:2", "--steps", "2", "--warmup", "1",
@@ -143,3 +145,13 @@ def test_bad_settings_are_named():
         parse_variant("fp16+cl", TRAIN)
     with pytest.raises(Exception, match="SIZE:LABELLED:UNLABELLED"):
         perf.parse_config("128x8")
+
+
+def test_paper_run_reports_iterations_per_second(tmp_path, monkeypatch):
+    from benchmarks import perf_extras
+
+    monkeypatch.setattr(perf_extras, "STANDIN_IMAGES", 40)
+    tiny = ["train.image_size=32", "train.batch_size=2", "train.unlabeled_batch_size=2"]
+    result = perf_extras.paper_run(0.5, torch.device("cpu"), tmp_path / "no_data_here", tmp_path / "out", overrides=tiny)
+    assert result["iterations"] >= 1 and result["iterations_per_s"] > 0 and "stand-ins" in result["data"]
+    assert json.loads((tmp_path / "out" / "paper_run.json").read_text())["images_per_step"] == 4
