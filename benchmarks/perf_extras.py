@@ -6,7 +6,8 @@
   when the data root has no NEU-Seg.
 * ``accuracy_check``: the same runs (synthetic data, 64x64, same seeds) trained in float32 and with
   bfloat16 autocast + channels-last, through ``train_run``; test metrics side by side, with the
-  spread over seeds to judge the difference against.
+  spread over seeds to judge the difference against, and each best checkpoint also evaluated in
+  both precisions (to tell a training effect from an evaluation effect).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from datasets.neu import NEUSeg
 from methods import LabeledBatch, build_method
 
 from .config import load_profile, resolve_run, run_dir
+from .evaluate import evaluate
 from .io import write_json
 from .perf_data import perf_data_root, write_standin
 from .perf_paths import synchronize
@@ -99,6 +101,16 @@ def paper_run(
     return result
 
 
+def _test_miou(run_config: dict[str, Any], results: Path, cache_dir: Path, precision: str) -> float:
+    """Test mIoU of a finished run's best checkpoint, evaluated (on the CPU) in ``precision``."""
+    data = load_run_data(run_config, None, cache_dir, None)
+    method = build_method(run_config["method"], run_config["method_options"], data.in_channels, len(data.class_names))
+    method.load_state_dict(torch.load(run_dir(results, run_config) / "best.pt", map_location="cpu", weights_only=True))
+    device = torch.device("cpu")
+    metrics = evaluate(method, data.test_images, data.test_masks, data.class_names, device, precision=precision)
+    return metrics["standard"]["miou"]
+
+
 ACCURACY_SETTINGS = {"fp32": ("fp32", False), "bf16+cl": ("bf16", True)}
 
 
@@ -121,12 +133,14 @@ def accuracy_check(iterations: int, methods: list[str], device: torch.device, ou
             rows.append({
                 "method": method, "setting": name, "seed": seed, "iterations": iterations,
                 "test_miou": metrics["standard"]["miou"], "test_mdice": metrics["standard"]["mdice"],
+                **{f"test_miou_eval_{p}": _test_miou(run_config, results, Path(tmp) / "cache", p) for p in ("fp32", "bf16")},
                 "final_train_loss": float(last["loss"]), "train_seconds": metrics["train_seconds"],
             })
             print(rows[-1], flush=True)
     frame = pd.DataFrame(rows)
     out.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out / "accuracy.csv", index=False)
-    summary = frame.groupby(["method", "setting"])[["test_miou", "test_mdice", "final_train_loss", "train_seconds"]].agg(["mean", "std"])
+    columns = ["test_miou", "test_miou_eval_fp32", "test_miou_eval_bf16", "final_train_loss", "train_seconds"]
+    summary = frame.groupby(["method", "setting"])[columns].agg(["mean", "std"])
     print(frame.to_string(index=False), summary.to_string(), sep="\n\n", flush=True)
     return frame

@@ -403,23 +403,40 @@ def _test_metrics(method: Method, data: RunData, train: dict, device: torch.devi
     return metrics
 
 
-def evaluate_checkpoint(run_directory: Path, split: str, data_root: Path | None, device: str = "auto", cache_dir: Path | None = None) -> dict[str, Any]:
-    """Metrics of a run's ``best.pt`` on its ``val`` or ``test`` split."""
+@dataclass
+class TrainedRun:
+    """A finished run loaded back: its config, data and method with ``best.pt``, in eval mode."""
+
+    directory: Path
+    config: dict[str, Any]
+    method: Method
+    data: RunData
+    device: torch.device
+
+
+def load_trained_run(run_directory: Path, data_root: Path | None = None, cache_dir: Path | None = None, device: str = "auto") -> TrainedRun:
+    """Rebuild a run from its ``config.yaml`` and ``best.pt`` (for ``eval`` and the pictures)."""
     import yaml
 
-    if split not in ("val", "test"):
-        raise ValueError(f"split must be 'val' or 'test', got {split!r}")
     run_directory = Path(run_directory)
-    config_path = run_directory / "config.yaml"
-    if not config_path.exists():
-        raise FileNotFoundError(f"{config_path} not found: expected a run directory written by 'run_all.py train'")
-    run_config = yaml.safe_load(config_path.read_text())
+    for name in ("config.yaml", "best.pt"):
+        if not (run_directory / name).exists():
+            raise FileNotFoundError(f"{run_directory / name} not found: expected a run directory written by 'run_all.py train'")
+    run_config = yaml.safe_load((run_directory / "config.yaml").read_text())
     run_config.pop("config_hash", None)
     torch_device = resolve_device(device)
     data = load_run_data(run_config, data_root, cache_dir, None)
     method = build_method(base_method(run_config), run_config["method_options"], data.in_channels, len(data.class_names))
     method.load_state_dict(torch.load(run_directory / "best.pt", map_location=torch_device, weights_only=True))
-    method.to(torch_device)
+    method.to(torch_device).eval()
+    return TrainedRun(run_directory, run_config, method, data, torch_device)
+
+
+def evaluate_checkpoint(run_directory: Path, split: str, data_root: Path | None, device: str = "auto", cache_dir: Path | None = None) -> dict[str, Any]:
+    """Metrics of a run's ``best.pt`` on its ``val`` or ``test`` split."""
+    if split not in ("val", "test"):
+        raise ValueError(f"split must be 'val' or 'test', got {split!r}")
+    run = load_trained_run(run_directory, data_root, cache_dir, device)
+    data, train = run.data, run.config["train"]
     images, masks = (data.val_images, data.val_masks) if split == "val" else (data.test_images, data.test_masks)
-    train = run_config["train"]
-    return evaluate(method, images, masks, data.class_names, torch_device, train["eval_batch_size"], train["precision"], train["channels_last"], variants=True)
+    return evaluate(run.method, images, masks, data.class_names, run.device, train["eval_batch_size"], train["precision"], train["channels_last"], variants=True)

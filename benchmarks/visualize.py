@@ -16,27 +16,24 @@ shown first are test images with defects, in test-split order.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import seaborn as sns
 import torch
-import yaml
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from torch import Tensor
 
-from methods import ConfigError, Method, build_method
+from methods import ConfigError
 from methods.ensemble import mean_probabilities
 from methods.losses import kl_to_mean
 from methods.similarity import similarity_map
 
-from .environment import resolve_device
 from .evaluate import prepare_images
-from .runner import RunData, load_run_data
+from .runner import TrainedRun, load_trained_run
 
 # class id -> RGB; 0 (background) is black. Distinct colours after Trubetskoy's 20-colour list.
 PALETTE = np.array(
@@ -49,31 +46,6 @@ PALETTE = np.array(
 )
 FALSE_POSITIVE, FALSE_NEGATIVE = (255, 0, 0), (0, 0, 255)
 FIGURE_KINDS = ("similarity", "uncertainty", "predictions")
-
-
-@dataclass
-class TrainedRun:
-    directory: Path
-    config: dict[str, Any]
-    method: Method
-    data: RunData
-    device: torch.device
-
-
-def load_trained_run(run_dir: Path, data_root: Path | None = None, cache_dir: Path | None = None, device: str = "auto") -> TrainedRun:
-    """A run's config, its data and its method with ``best.pt`` loaded, in eval mode."""
-    run_dir = Path(run_dir)
-    for name in ("config.yaml", "best.pt"):
-        if not (run_dir / name).exists():
-            raise FileNotFoundError(f"{run_dir / name} not found: expected a run directory written by 'run_all.py train'")
-    config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    config.pop("config_hash", None)
-    torch_device = resolve_device(device)
-    data = load_run_data(config, data_root, cache_dir, None)
-    method = build_method(config["method"], config["method_options"], data.in_channels, len(data.class_names))
-    method.load_state_dict(torch.load(run_dir / "best.pt", map_location=torch_device, weights_only=True))
-    method.to(torch_device).eval()
-    return TrainedRun(run_dir, config, method, data, torch_device)
 
 
 def colorize(mask: Tensor) -> np.ndarray:

@@ -39,6 +39,7 @@ import torch
 from torch import Tensor
 
 from .base import ConfigError, LabeledBatch, Method
+from .ensemble import ensemble_logits
 from .losses import cross_entropy, segmentation_loss
 from .networks import build_network
 from .registry import register_method
@@ -99,8 +100,7 @@ class CPS(Method):
             return self.net1(images)
         if mode == "net2":
             return self.net2(images)
-        mean_probs = (self.net1(images).float().softmax(1) + self.net2(images).float().softmax(1)) / 2
-        return mean_probs.clamp_min(torch.finfo(mean_probs.dtype).tiny).log()
+        return ensemble_logits([self.net1(images), self.net2(images)])
 
     def predict(self, images: Tensor) -> Tensor:
         return self._predict(self.options["eval_mode"], images)

@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 
 from .base import ConfigError, LabeledBatch, Method
+from .ensemble import ensemble_logits
 from .losses import dice_loss, segmentation_loss
 from .networks import build_network
 from .registry import register_method
@@ -105,5 +106,4 @@ class CrossTeaching(Method):
     def _all_predictions(self, images: Tensor) -> dict[str, Tensor]:
         self.check_image_size(images)
         cnn, transformer = self.cnn(images), self.transformer(images)
-        ensemble = ((cnn.float().softmax(dim=1) + transformer.float().softmax(dim=1)) / 2).log()
-        return {"cnn": cnn, "transformer": transformer, "ensemble": ensemble}
+        return {"cnn": cnn, "transformer": transformer, "ensemble": ensemble_logits([cnn, transformer])}
