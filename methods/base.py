@@ -9,7 +9,7 @@ teachers and the like). For evaluation the runner calls ``predict``, which retur
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, NamedTuple
 
 from torch import Tensor, nn
@@ -43,6 +43,31 @@ def resolve_options(name: str, defaults: Mapping[str, Any], options: Mapping[str
             f"unknown option(s) {unknown} for method {name!r}; valid options: {sorted(defaults)}"
         )
     return {**defaults, **options}
+
+
+def check_number(method: str, key: str, value: Any, minimum: float = 0, maximum: float | None = None, integer: bool = False) -> None:
+    """ConfigError unless ``value`` is a number (an integer if asked) in [minimum, maximum]."""
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or value < minimum or (maximum is not None and value > maximum):
+        bounds = f">= {minimum:g}" if maximum is None else f"in [{minimum:g}, {maximum:g}]"
+        raise ConfigError(f"option {key!r} of method {method!r} must be {'an integer' if integer else 'a number'} {bounds}, got {value!r}")
+
+
+def check_choice(method: str, key: str, value: Any, choices: Sequence[Any]) -> None:
+    if value not in choices:
+        raise ConfigError(f"option {key!r} of method {method!r} must be one of {list(choices)}, got {value!r}")
+
+
+def check_flag(method: str, key: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"option {key!r} of method {method!r} must be true or false, got {value!r}")
+
+
+def check_subset(method: str, key: str, value: Any, allowed: Sequence[Any], non_empty: bool = False) -> None:
+    """ConfigError unless ``value`` is a list whose items all come from ``allowed``."""
+    if not isinstance(value, (list, tuple)) or (non_empty and not value) or any(item not in allowed for item in value):
+        kind = "a non-empty list" if non_empty else "a list"
+        raise ConfigError(f"option {key!r} of method {method!r} must be {kind} drawn from {list(allowed)}, got {value!r}")
 
 
 class Method(nn.Module, ABC):

@@ -38,7 +38,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .base import ConfigError, LabeledBatch, Method
+from .base import LabeledBatch, Method, check_choice, check_flag, check_number
 from .ensemble import ensemble_logits
 from .losses import cross_entropy, segmentation_loss
 from .networks import build_network
@@ -69,13 +69,9 @@ class CPS(Method):
         self.net2 = build_network(self.options["backbone"], in_channels, num_classes)
 
     def _check_options(self) -> None:
-        o = self.options
-        if isinstance(o["consistency"], bool) or not isinstance(o["consistency"], (int, float)) or o["consistency"] < 0:
-            raise ConfigError(f"option 'consistency' of method {self.name!r} must be a number >= 0, got {o['consistency']!r}")
-        if not isinstance(o["cross_on_labeled"], bool):
-            raise ConfigError(f"option 'cross_on_labeled' of method {self.name!r} must be true or false, got {o['cross_on_labeled']!r}")
-        if o["eval_mode"] not in EVAL_MODES:
-            raise ConfigError(f"option 'eval_mode' of method {self.name!r} must be one of {EVAL_MODES}, got {o['eval_mode']!r}")
+        check_number(self.name, "consistency", self.options["consistency"])
+        check_flag(self.name, "cross_on_labeled", self.options["cross_on_labeled"])
+        check_choice(self.name, "eval_mode", self.options["eval_mode"], EVAL_MODES)
 
     def training_step(self, labeled: LabeledBatch, unlabeled: Tensor, step: int, total_steps: int) -> dict[str, Tensor]:
         num_labeled = labeled.images.shape[0]

@@ -35,7 +35,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import ConfigError, LabeledBatch, Method
+from .base import ConfigError, LabeledBatch, Method, check_choice
 from .ensemble import ensemble_logits
 from .losses import dice_loss, segmentation_loss
 from .networks import build_network
@@ -50,8 +50,7 @@ class CrossTeaching(Method):
 
     def __init__(self, options, in_channels: int, num_classes: int) -> None:
         super().__init__(options, in_channels, num_classes)
-        if self.options["eval_mode"] not in EVAL_MODES:
-            raise ConfigError(f"method_options.cross_teaching.eval_mode must be one of {list(EVAL_MODES)}, got {self.options['eval_mode']!r}")
+        check_choice(self.name, "eval_mode", self.options["eval_mode"], EVAL_MODES)
         if not str(self.options["transformer"]).startswith("smp:"):
             raise ConfigError(
                 "method_options.cross_teaching.transformer must be a segmentation-models-pytorch network "

@@ -39,7 +39,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .base import ConfigError, LabeledBatch, Method
+from .base import LabeledBatch, Method, check_choice, check_number
 from .losses import segmentation_loss, softmax_mse
 from .networks import build_network
 from .registry import register_method
@@ -65,14 +65,10 @@ class MeanTeacher(Method):
         self.teacher = frozen_copy(self.student)
 
     def _check_options(self) -> None:
-        o = self.options
-        for key, upper in (("ema_decay", 1.0), ("consistency", None), ("noise_std", None), ("noise_clip", None)):
-            value = o[key]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (upper is not None and value > upper):
-                expected = f"a number in [0, {upper:g}]" if upper is not None else "a number >= 0"
-                raise ConfigError(f"option {key!r} of method {self.name!r} must be {expected}, got {value!r}")
-        if o["eval_mode"] not in EVAL_MODES:
-            raise ConfigError(f"option 'eval_mode' of method {self.name!r} must be one of {EVAL_MODES}, got {o['eval_mode']!r}")
+        check_number(self.name, "ema_decay", self.options["ema_decay"], maximum=1.0)
+        for key in ("consistency", "noise_std", "noise_clip"):
+            check_number(self.name, key, self.options[key])
+        check_choice(self.name, "eval_mode", self.options["eval_mode"], EVAL_MODES)
 
     def noisy(self, images: Tensor) -> Tensor:
         return input_noise(images, self.options["noise_std"], self.options["noise_clip"])

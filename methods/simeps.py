@@ -50,7 +50,7 @@ from itertools import combinations
 import torch
 from torch import Tensor, nn
 
-from .base import ConfigError, LabeledBatch, Method
+from .base import ConfigError, LabeledBatch, Method, check_choice, check_flag, check_number, check_subset
 from .ensemble import ensemble_logits
 from .losses import pseudo_label_loss, segmentation_loss
 from .networks import SegmentationNet, UNetDecoder, build_network
@@ -71,21 +71,13 @@ def ensemble_cross_pseudo_labels(probs: Sequence[Tensor]) -> list[Tensor]:
 
 
 def _validate(options: dict) -> None:
-    networks = options["networks"]
-    if isinstance(networks, bool) or not isinstance(networks, int) or networks < 2:
-        raise ConfigError(f"simeps option 'networks' must be an integer >= 2, got {networks!r}")
+    check_number("simeps", "networks", options["networks"], minimum=2, integer=True)
     for key in ("cps_weight", "similarity_weight"):
-        value = options[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ConfigError(f"simeps option {key!r} must be a number >= 0, got {value!r}")
+        check_number("simeps", key, options[key])
     for key in ("similarity_rampup", "cross_on_labeled"):
-        if not isinstance(options[key], bool):
-            raise ConfigError(f"simeps option {key!r} must be true or false, got {options[key]!r}")
-    stages = options["similarity_stages"]
-    if not isinstance(stages, (list, tuple)) or not stages or any(stage not in STAGES for stage in stages):
-        raise ConfigError(f"simeps option 'similarity_stages' must be a non-empty list drawn from {list(STAGES)}, got {stages!r}")
-    if options["eval_mode"] not in EVAL_MODES:
-        raise ConfigError(f"simeps option 'eval_mode' must be one of {list(EVAL_MODES)}, got {options['eval_mode']!r}")
+        check_flag("simeps", key, options[key])
+    check_subset("simeps", "similarity_stages", options["similarity_stages"], STAGES, non_empty=True)
+    check_choice("simeps", "eval_mode", options["eval_mode"], EVAL_MODES)
 
 
 @register_method("simeps")

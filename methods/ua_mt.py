@@ -41,7 +41,7 @@ import math
 import torch
 from torch import Tensor
 
-from .base import ConfigError
+from .base import check_number
 from .mean_teacher import MeanTeacher
 from .registry import register_method
 
@@ -73,9 +73,7 @@ class UAMT(MeanTeacher):
 
     def _check_options(self) -> None:
         super()._check_options()
-        passes = self.options["mc_passes"]
-        if not (isinstance(passes, int) and not isinstance(passes, bool) and passes >= 1):
-            raise ConfigError(f"option 'mc_passes' of method {self.name!r} must be an integer >= 1, got {passes!r}")
+        check_number(self.name, "mc_passes", self.options["mc_passes"], minimum=1, integer=True)
 
     @torch.no_grad()
     def teacher_uncertainty(self, unlabeled: Tensor) -> Tensor:

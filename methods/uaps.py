@@ -56,7 +56,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Dirichlet
 
-from .base import ConfigError, LabeledBatch, Method
+from .base import LabeledBatch, Method, check_choice, check_number, check_subset
 from .ensemble import ensemble_logits
 from .losses import kl_to_mean, pseudo_label_loss, segmentation_loss
 from .networks import build_backbone
@@ -96,19 +96,12 @@ def _mean(values: Sequence[Tensor]) -> Tensor:
 
 
 def _validate(options: dict) -> None:
-    count = options["aux_decoders"]
-    if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= len(DEFAULT_ORDER):
-        raise ConfigError(f"uaps option 'aux_decoders' must be an integer in 0..{len(DEFAULT_ORDER)}, got {count!r}")
-    losses = options["losses"]
-    if not isinstance(losses, (list, tuple)) or any(name not in LOSS_NAMES for name in losses):
-        raise ConfigError(f"uaps option 'losses' must be a list drawn from {list(LOSS_NAMES)}, got {losses!r}")
+    check_number("uaps", "aux_decoders", options["aux_decoders"], maximum=len(DEFAULT_ORDER), integer=True)
+    check_subset("uaps", "losses", options["losses"], LOSS_NAMES)
     for key in ("lambda1", "lambda2"):
-        value = options[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ConfigError(f"uaps option {key!r} must be a number >= 0, got {value!r}")
+        check_number("uaps", key, options[key])
     for key, allowed in CHOICES.items():
-        if options[key] not in allowed:
-            raise ConfigError(f"uaps option {key!r} must be one of {list(allowed)}, got {options[key]!r}")
+        check_choice("uaps", key, options[key], allowed)
 
 
 @register_method("uaps")

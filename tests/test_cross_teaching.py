@@ -90,7 +90,7 @@ def test_eval_modes(method):
         variants = method.predict_variants(images)
     assert set(variants) == {"transformer", "ensemble"}
     torch.testing.assert_close(variants["ensemble"], ((cnn.softmax(1) + transformer.softmax(1)) / 2).log())
-    with pytest.raises(ConfigError, match="eval_mode must be one of"):
+    with pytest.raises(ConfigError, match="'eval_mode' of method 'cross_teaching' must be one of"):
         build_method("cross_teaching", {"eval_mode": "both"}, 1, 3)
     with pytest.raises(ConfigError, match="transformer must be a segmentation-models-pytorch network"):
         build_method("cross_teaching", {"transformer": "unet"}, 1, 3)
