@@ -253,8 +253,8 @@ def comparison_table(rows: pd.DataFrame) -> pd.DataFrame:
             "fast eval ms/img": fast.eval_main_ms_per_image,
             "eval speedup": ref.eval_main_ms_per_image / fast.eval_main_ms_per_image,
             "fast ensemble/main": fast.ensemble_vs_main,
-            "ref data share": ref.data_share,
-            "fast data share": fast.data_share,
+            "ref data %": 100 * ref.data_share,
+            "fast data %": 100 * fast.data_share,
             "fast TFLOP/s": fast.achieved_tflops,
             "fast % matmul": 100 * fast.matmul_share,
             "ref peak MiB": ref.get("peak_step_mib", math.nan),
@@ -264,7 +264,7 @@ def comparison_table(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def format_table(frame: pd.DataFrame) -> str:
-    return frame.to_string(index=False, float_format=lambda x: f"{x:.3g}")
+    return frame.to_string(index=False, float_format=lambda x: f"{x:.0f}" if abs(x) >= 1000 else f"{x:.3g}")
 
 
 def _json_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -283,7 +283,7 @@ def write_results(out: Path, rows: pd.DataFrame, table: pd.DataFrame, meta: dict
         f"torch {machine['torch']}, {machine['torch_threads']} threads); load average {machine['load_average_at_start']} at start, "
         f"{meta['load_average_at_end']} at end",
         f"- data: {meta['data_source']}",
-        f"- measured matrix-product rate: " + ", ".join(f"{k} {v:.3g} TFLOP/s" for k, v in meta["matmul_tflops"].items()),
+        "- measured matrix-product rate: " + ", ".join(f"{k} {v:.3g} TFLOP/s" for k, v in meta["matmul_tflops"].items()),
         f"- {meta['settings']['steps']} timed steps per path after {meta['settings']['warmup']} warm-up steps, interleaved; medians",
         "",
         "## Comparison",
@@ -363,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda (default: auto)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
     parser.add_argument("--data-root", type=Path, default=None, help="folder holding NEU_data/ (default: $DEFECTSEG_DATA_ROOT, else ../shared/data; synthetic stand-ins if absent)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the initial weights, samplers and flips (default: 0)")
     parser.add_argument("--out", type=Path, default=Path("results/perf"), help="output folder (default: results/perf)")
     parser.add_argument("--paper-run", type=float, default=None, metavar="SECONDS", help="instead: train UAPS on NEU-Seg at 256px, 16+16 per step, for SECONDS with the runner's fast path; report iterations/s")
     parser.add_argument("--accuracy-check", type=int, default=None, metavar="ITERATIONS", help="instead: train each method ITERATIONS steps on synthetic data in fp32 and in bf16 + channels-last and compare test metrics")

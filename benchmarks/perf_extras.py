@@ -29,7 +29,7 @@ from .evaluate import evaluate
 from .io import write_json
 from .perf_data import perf_data_root, write_standin
 from .perf_paths import synchronize
-from .runner import EpochSampler, load_run_data, optimizer_step, sample_batch, setup_training, train_run
+from .runner import EpochSampler, base_method, load_run_data, optimizer_step, sample_batch, setup_training, train_run
 
 PAPER_OVERRIDES = ["train.image_size=256", "train.batch_size=16", "train.unlabeled_batch_size=16"]
 STANDIN_IMAGES = 400
@@ -104,7 +104,7 @@ def paper_run(
 def _test_miou(run_config: dict[str, Any], results: Path, cache_dir: Path, precision: str) -> float:
     """Test mIoU of a finished run's best checkpoint, evaluated (on the CPU) in ``precision``."""
     data = load_run_data(run_config, None, cache_dir, None)
-    method = build_method(run_config["method"], run_config["method_options"], data.in_channels, len(data.class_names))
+    method = build_method(base_method(run_config), run_config["method_options"], data.in_channels, len(data.class_names))
     method.load_state_dict(torch.load(run_dir(results, run_config) / "best.pt", map_location="cpu", weights_only=True))
     device = torch.device("cpu")
     metrics = evaluate(method, data.test_images, data.test_masks, data.class_names, device, precision=precision)
