@@ -8,7 +8,7 @@ import torch
 from benchmarks.config import load_profile, resolve_run
 from benchmarks.evaluate import evaluate
 from benchmarks.runner import load_run_data, train_run
-from methods import build_method
+from methods import LabeledBatch, build_method
 
 SMOKE_DATASET = "synthetic"
 SMOKE_RATIO = 0.2
@@ -31,3 +31,11 @@ def untrained_miou(method: str, results_dir: Path, overrides: tuple[str, ...] = 
     model = build_method(method, run_config["method_options"], data.in_channels, len(data.class_names))
     metrics = evaluate(model, data.test_images, data.test_masks, data.class_names, torch.device("cpu"))
     return metrics["standard"]["miou"] or 0.0
+
+
+def tiny_batch(num_classes: int = 3, size: int = 32) -> tuple[LabeledBatch, torch.Tensor]:
+    """A seeded labelled batch of 2 one-channel images and an unlabelled batch of 2."""
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(2, 1, size, size, generator=generator)
+    masks = torch.randint(0, num_classes, (2, size, size), generator=generator)
+    return LabeledBatch(images, masks), torch.randn(2, 1, size, size, generator=generator)

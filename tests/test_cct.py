@@ -2,18 +2,11 @@
 import pytest
 import torch
 
-from methods import ConfigError, LabeledBatch, build_method
+from methods import ConfigError, build_method
 from methods.losses import segmentation_loss, softmax_mse
-from tests.helpers import train_smoke, untrained_miou
+from tests.helpers import tiny_batch, train_smoke, untrained_miou
 
 SMOKE_OVERRIDES = ("train.num_threads=1",)  # one torch thread: far faster on a busy 2-core machine
-
-
-def tiny_batch(num_classes: int = 3) -> tuple[LabeledBatch, torch.Tensor]:
-    generator = torch.Generator().manual_seed(0)
-    images = torch.randn(2, 1, 32, 32, generator=generator)
-    masks = torch.randint(0, num_classes, (2, 32, 32), generator=generator)
-    return LabeledBatch(images, masks), torch.randn(2, 1, 32, 32, generator=generator)
 
 
 def capture_decoder_inputs(method) -> tuple[dict, list]:

@@ -2,20 +2,13 @@
 import pytest
 import torch
 
-from methods import ConfigError, LabeledBatch, build_method
+from methods import ConfigError, build_method
 from methods.cps import cross_pseudo_supervision
 from methods.losses import cross_entropy
-from tests.helpers import train_smoke, untrained_miou
+from tests.helpers import tiny_batch, train_smoke, untrained_miou
 
 SMOKE_OVERRIDES: tuple[str, ...] = ()  # the smoke profile as it is
 NUM_CLASSES = 3
-
-
-def tiny_batch() -> tuple[LabeledBatch, torch.Tensor]:
-    generator = torch.Generator().manual_seed(0)
-    images = torch.randn(2, 1, 32, 32, generator=generator)
-    masks = torch.randint(0, NUM_CLASSES, (2, 32, 32), generator=generator)
-    return LabeledBatch(images, masks), torch.randn(2, 1, 32, 32, generator=generator)
 
 
 def make_net2_predict(method, label: int) -> None:
@@ -39,7 +32,7 @@ def test_each_network_learns_from_the_others_detached_argmax():
 def test_net1_cross_loss_uses_net2_labels_and_sends_no_gradient_to_net2():
     method = build_method("cps", {}, 1, NUM_CLASSES).eval()  # eval: deterministic forward passes
     make_net2_predict(method, label=2)
-    labeled, unlabeled = tiny_batch()
+    labeled, unlabeled = tiny_batch(NUM_CLASSES)
     losses = method.training_step(labeled, unlabeled, 5, 10)
     images = torch.cat([labeled.images, unlabeled])
     with torch.no_grad():
@@ -51,7 +44,7 @@ def test_net1_cross_loss_uses_net2_labels_and_sends_no_gradient_to_net2():
 
 
 def test_cross_on_labeled_switch_selects_the_images():
-    labeled, unlabeled = tiny_batch()
+    labeled, unlabeled = tiny_batch(NUM_CLASSES)
     for cross_on_labeled, images in ((True, torch.cat([labeled.images, unlabeled])), (False, unlabeled)):
         method = build_method("cps", {"cross_on_labeled": cross_on_labeled}, 1, NUM_CLASSES).eval()
         make_net2_predict(method, label=1)
@@ -63,7 +56,7 @@ def test_cross_on_labeled_switch_selects_the_images():
 
 def test_total_loss_and_both_networks_optimised():
     method = build_method("cps", {}, 1, NUM_CLASSES)
-    labeled, unlabeled = tiny_batch()
+    labeled, unlabeled = tiny_batch(NUM_CLASSES)
     losses = method.training_step(labeled, unlabeled, 30, 100)
     weight = 0.1 * method.rampup(30, 100)
     expected = losses["loss_sup1"] + losses["loss_sup2"] + weight * (losses["loss_cps1"] + losses["loss_cps2"])

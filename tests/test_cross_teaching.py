@@ -6,19 +6,12 @@ import torch
 from segmentation_models_pytorch.decoders.segformer.decoder import SegformerDecoder
 from segmentation_models_pytorch.encoders.mix_transformer import MixVisionTransformerEncoder
 
-from methods import ConfigError, LabeledBatch, build_method
+from methods import ConfigError, build_method
 from methods.losses import dice_loss
 from methods.networks import UNetDecoder, UNetEncoder
-from tests.helpers import train_smoke, untrained_miou
+from tests.helpers import tiny_batch, train_smoke, untrained_miou
 
 SMOKE_OVERRIDES = ("train.num_threads=1",)  # one torch thread: far faster on a busy 2-core machine
-
-
-def tiny_batch(num_classes: int = 3, size: int = 32) -> tuple[LabeledBatch, torch.Tensor]:
-    generator = torch.Generator().manual_seed(0)
-    images = torch.randn(2, 1, size, size, generator=generator)
-    masks = torch.randint(0, num_classes, (2, size, size), generator=generator)
-    return LabeledBatch(images, masks), torch.randn(2, 1, size, size, generator=generator)
 
 
 @pytest.fixture(scope="module")

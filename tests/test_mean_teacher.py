@@ -2,18 +2,11 @@
 import pytest
 import torch
 
-from methods import ConfigError, LabeledBatch, build_method
+from methods import ConfigError, build_method
 from methods.teacher import ema_alpha
-from tests.helpers import train_smoke, untrained_miou
+from tests.helpers import tiny_batch, train_smoke, untrained_miou
 
 SMOKE_OVERRIDES: tuple[str, ...] = ()  # the smoke profile as it is
-
-
-def tiny_batch(num_classes: int = 3) -> tuple[LabeledBatch, torch.Tensor]:
-    generator = torch.Generator().manual_seed(0)
-    images = torch.randn(2, 1, 32, 32, generator=generator)
-    masks = torch.randint(0, num_classes, (2, 32, 32), generator=generator)
-    return LabeledBatch(images, masks), torch.randn(2, 1, 32, 32, generator=generator)
 
 
 def runner_optimizer(method: torch.nn.Module) -> torch.optim.Adam:
