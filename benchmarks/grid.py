@@ -302,8 +302,7 @@ def _prepare_worker(settings: RunSettings) -> None:
     """Register plugin methods in this worker process and take its share of the CPU threads."""
     load_entry_point_plugins()
     for plugin in settings.plugins:
-        if f"defectseg_plugin_{plugin.stem}" not in sys.modules:  # the name load_plugin imports it as
-            load_plugin(plugin)
+        load_plugin(plugin)  # a no-op for a file this process already loaded
     torch.set_num_threads(max(1, available_cores() // max(1, _host_slots(settings.slots))))
 
 

@@ -25,7 +25,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 from datasets.base import DATA_ROOT_ENV, DatasetError, Record
-from datasets.cache import _decode_one as decode_resized  # the cache's decoder: identical pixels
+from datasets.cache import decode_resized  # the cache's decoder: identical pixels
 from datasets.neu import NEUSeg
 from datasets.synthetic import generate
 from datasets.transforms import to_float

@@ -108,7 +108,7 @@ def _decode(
 ) -> tuple[np.ndarray, np.ndarray]:
     images = np.empty((len(records), dataset.in_channels, size, size), dtype=np.uint8)
     masks = np.empty((len(records), size, size), dtype=np.uint8)
-    jobs = (delayed(_decode_one)(dataset, record, size) for record in records)
+    jobs = (delayed(decode_resized)(dataset, record, size) for record in records)
     decoded = Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator")(jobs)
     progress = tqdm(decoded, total=len(records), desc=f"decode {dataset.name} @{size}")
     for row, (image, mask) in enumerate(progress):
@@ -116,7 +116,8 @@ def _decode(
     return images, masks
 
 
-def _decode_one(dataset: SegmentationDataset, record: Record, size: int) -> tuple[np.ndarray, np.ndarray]:
+def decode_resized(dataset: SegmentationDataset, record: Record, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """One record decoded and resized as the cache stores it: image (C, size, size), mask (size, size)."""
     image, mask = read_sample(dataset, record)
     pixels = Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image)
     resized = np.asarray(pixels.resize((size, size), Image.Resampling.BILINEAR))
