@@ -51,8 +51,11 @@ PROFILE_DEFAULTS: dict[str, Any] = {
         "checkpoint_every": 200,  # periodic checkpoint for resuming
         "log_every": 10,
         "eval_batch_size": 32,
-        "precision": "fp32",  # fp32 | bf16 (autocast; float32 master weights and losses)
-        "channels_last": False,
+        # auto | fp32 | bf16. bf16 = autocast (float32 master weights, losses and uncertainty);
+        # auto = bf16 on hardware with bf16 matrix units (benchmarks.environment.native_bf16), else
+        # fp32. Accuracy of bf16 against fp32: docs/performance.md. metrics.json records the choice.
+        "precision": "auto",
+        "channels_last": True,  # channels-last memory format for weights and images (faster in fp32 and bf16 on the CPU)
         "num_threads": None,  # torch CPU threads; None keeps torch's default
     },
     "skip_missing_datasets": False,  # drop listed datasets not found under the data root (else an error)
@@ -62,7 +65,7 @@ PROFILE_DEFAULTS: dict[str, Any] = {
     "dataset_options": {},  # {dataset name: {option: value}}
 }
 FREE_FORM = ("common_method_options", "method_options", "method_variants", "dataset_options")  # checked where used
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")
 VARIANT_KEYS = ("method", "options", "ratios")
 
 
@@ -113,6 +116,8 @@ def load_profile(name_or_path: str, overrides: list[str] | None = None) -> dict[
         config = apply_override(config, override)
     if config["train"]["precision"] not in PRECISIONS:
         raise ConfigError(f"train.precision must be one of {PRECISIONS}, got {config['train']['precision']!r}")
+    if not isinstance(config["train"]["channels_last"], bool):
+        raise ConfigError(f"train.channels_last must be true or false, got {config['train']['channels_last']!r}")
     _check_variants(config["method_variants"])
     config["profile"] = path.stem
     return config

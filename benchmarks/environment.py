@@ -45,6 +45,24 @@ def environment(device: torch.device) -> dict:
     }
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` has bfloat16 matrix hardware: CUDA compute capability 8.0+ (Ampere and
+    later), or a CPU with AVX-512 BF16 or AMX (where oneDNN runs bf16 convolutions ~6x faster
+    than float32; elsewhere bf16 is emulated and slower than float32)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_capability(device) >= (8, 0)
+    if device.type == "cpu":
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``train.precision`` for ``device``: "auto" is "bf16" where ``native_bf16``, else "fp32"."""
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return precision
+
+
 def resolve_device(name: str) -> torch.device:
     """``auto`` picks CUDA when available, else CPU."""
     if name == "auto":

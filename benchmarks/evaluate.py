@@ -11,6 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from datasets.transforms import to_float
 from methods import Method
+from methods.losses import hard_labels
 
 from .metrics import SegmentationMeter
 
@@ -53,7 +54,7 @@ def evaluate(
                     outputs.update(method.predict_variants(images))
             for name, logits in outputs.items():
                 meter = meters.setdefault(name, SegmentationMeter(len(class_names), class_names))
-                meter.update(logits.argmax(1).cpu(), masks)
+                meter.update(hard_labels(logits).cpu(), masks)
     finally:
         method.train(was_training)
     result = meters.pop("default").compute()

@@ -36,7 +36,7 @@ from methods import LabeledBatch, Method, build_method
 from methods.registry import check_step_output
 
 from .config import config_hash, run_dir
-from .environment import environment, resolve_device
+from .environment import environment, resolve_device, resolve_precision
 from .evaluate import autocast, count_macs, evaluate, prepare_images, time_per_image
 from .io import read_json, save_torch, write_json, write_yaml
 
@@ -276,7 +276,7 @@ def _train(
     cache_dir: Path | None,
     progress: bool,
 ) -> dict[str, Any]:
-    train = run_config["train"]
+    train = {**run_config["train"], "precision": resolve_precision(run_config["train"]["precision"], device)}
     if train["num_threads"]:
         torch.set_num_threads(int(train["num_threads"]))
     write_yaml(directory / "config.yaml", {**run_config, "config_hash": digest})
@@ -374,6 +374,8 @@ def _train(
         run={**{k: run_config[k] for k in ("profile", "dataset", "ratio", "method", "seed", "split_seed")}, "base_method": base_method(run_config)},
         best_step=state["best_step"],
         best_val_mdice=state["best_score"],
+        precision=train["precision"],
+        channels_last=train["channels_last"],
         train_seconds=round(state["train_seconds"], 3),
         iterations_per_second=total / state["train_seconds"] if state["train_seconds"] > 0 else None,
         environment=environment(device),
@@ -443,4 +445,5 @@ def evaluate_checkpoint(run_directory: Path, split: str, data_root: Path | None,
     run = load_trained_run(run_directory, data_root, cache_dir, device)
     data, train = run.data, run.config["train"]
     images, masks = (data.val_images, data.val_masks) if split == "val" else (data.test_images, data.test_masks)
-    return evaluate(run.method, images, masks, data.class_names, run.device, train["eval_batch_size"], train["precision"], train["channels_last"], variants=True)
+    precision = resolve_precision(train["precision"], run.device)
+    return evaluate(run.method, images, masks, data.class_names, run.device, train["eval_batch_size"], precision, train["channels_last"], variants=True)

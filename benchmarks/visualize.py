@@ -29,7 +29,7 @@ from torch import Tensor
 
 from methods import ConfigError
 from methods.ensemble import mean_probabilities
-from methods.losses import kl_to_mean
+from methods.losses import hard_labels, kl_to_mean
 from methods.similarity import similarity_map
 
 from .evaluate import prepare_images
@@ -94,7 +94,7 @@ def predict_all(run: TrainedRun, indices: list[int] | None = None) -> Tensor:
     images = run.data.test_images if indices is None else run.data.test_images[indices]
     batch = run.config["train"]["eval_batch_size"]
     return torch.cat(
-        [run.method.predict(_images(run, images[start : start + batch])).argmax(1).cpu() for start in range(0, len(images), batch)]
+        [hard_labels(run.method.predict(_images(run, images[start : start + batch]))).cpu() for start in range(0, len(images), batch)]
     )
 
 
@@ -123,7 +123,7 @@ def uncertainty_figure(run: TrainedRun, images: Literal["worst"] | list[int] = "
         indices = _check_indices(images, len(masks))
     with torch.inference_mode():
         batch = _images(run, run.data.test_images[indices])
-        prediction = run.method.predict(batch).argmax(1).cpu()
+        prediction = hard_labels(run.method.predict(batch)).cpu()
         uncertainty = uncertainty_map(run.method.member_outputs(batch)).cpu().numpy()
     iou = per_image_iou(prediction, masks[indices], len(run.data.class_names))
     titles = ("image", "ground truth", "prediction", "error (FN blue, FP red)", "uncertainty")

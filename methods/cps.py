@@ -40,7 +40,7 @@ from torch import Tensor
 
 from .base import LabeledBatch, Method, check_choice, check_flag, check_number
 from .ensemble import ensemble_logits
-from .losses import cross_entropy, segmentation_loss
+from .losses import cross_entropy, hard_labels, segmentation_loss
 from .networks import build_network
 from .registry import register_method
 
@@ -49,8 +49,8 @@ EVAL_MODES = ("net1", "net2", "ensemble")
 
 def cross_pseudo_supervision(logits1: Tensor, logits2: Tensor) -> tuple[Tensor, Tensor]:
     """(CE of net 1 against net 2's argmax, CE of net 2 against net 1's argmax); labels detached."""
-    pseudo_label1 = logits1.detach().argmax(dim=1)
-    pseudo_label2 = logits2.detach().argmax(dim=1)
+    pseudo_label1 = hard_labels(logits1.detach())
+    pseudo_label2 = hard_labels(logits2.detach())
     return cross_entropy(logits1, pseudo_label2), cross_entropy(logits2, pseudo_label1)
 
 

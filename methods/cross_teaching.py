@@ -37,7 +37,7 @@ from torch import Tensor
 
 from .base import ConfigError, LabeledBatch, Method, check_choice
 from .ensemble import ensemble_logits
-from .losses import dice_loss, segmentation_loss
+from .losses import dice_loss, hard_labels, segmentation_loss
 from .networks import build_network
 from .registry import register_method
 
@@ -78,8 +78,8 @@ class CrossTeaching(Method):
         loss_sup_transformer = segmentation_loss(transformer_logits[:num_labeled], labeled.masks)
         cnn_u, transformer_u = cnn_logits[num_labeled:], transformer_logits[num_labeled:]
         # each network is taught by the other's hard prediction, which carries no gradient
-        loss_ct_cnn = dice_loss(cnn_u, transformer_u.detach().argmax(dim=1))
-        loss_ct_transformer = dice_loss(transformer_u, cnn_u.detach().argmax(dim=1))
+        loss_ct_cnn = dice_loss(cnn_u, hard_labels(transformer_u.detach()))
+        loss_ct_transformer = dice_loss(transformer_u, hard_labels(cnn_u.detach()))
         weight = self.options["consistency"] * self.rampup(step, total_steps)
         loss = loss_sup_cnn + loss_sup_transformer + weight * (loss_ct_cnn + loss_ct_transformer)
         return {

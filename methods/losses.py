@@ -6,15 +6,23 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def dice_loss(logits: Tensor, target: Tensor, pixel_weight: Tensor | None = None, eps: float = 1e-5) -> Tensor:
-    """Soft Dice loss over all classes (background included), averaged over classes.
+def hard_labels(scores: Tensor) -> Tensor:
+    """Index of the largest class score of every pixel: (B, C, H, W) -> (B, H, W) int64.
 
-    ``logits``: (B, C, H, W); ``target``: (B, H, W) class ids; optional ``pixel_weight``: (B, H, W)
-    scales each pixel's probabilities and one-hot target. Dice is computed per class over the whole
-    batch, as in the SSL4MIS code the UAPS authors build on.
+    The same as ``scores.argmax(1)`` (first index on ties), written as ``max(1).indices`` because
+    torch 2.14's CPU ``argmax`` over the channel dimension of a contiguous NCHW tensor is ~25x
+    slower (measured: 25 ms against 0.9 ms for 8 x 4 x 128 x 128 float32 scores, 2 threads).
     """
-    probs = logits.float().softmax(dim=1)
-    one_hot = F.one_hot(target.long(), probs.shape[1]).permute(0, 3, 1, 2).to(probs.dtype)
+    return scores.max(dim=1).indices
+
+
+def _float32_nchw(logits: Tensor) -> Tensor:
+    """Logits as contiguous float32: the losses' per-pixel ops run ~1.5x faster on it than channels-last."""
+    return logits.to(torch.float32, memory_format=torch.contiguous_format)
+
+
+def _dice_from_probs(probs: Tensor, target: Tensor, pixel_weight: Tensor | None, eps: float) -> Tensor:
+    one_hot = torch.zeros_like(probs).scatter_(1, target.long().unsqueeze(1), 1.0)
     if pixel_weight is not None:
         weight = pixel_weight.float().unsqueeze(1)
         probs, one_hot = probs * weight, one_hot * weight
@@ -24,18 +32,34 @@ def dice_loss(logits: Tensor, target: Tensor, pixel_weight: Tensor | None = None
     return 1.0 - ((2.0 * intersection + eps) / (denominator + eps)).mean()
 
 
-def cross_entropy(logits: Tensor, target: Tensor, pixel_weight: Tensor | None = None) -> Tensor:
-    """Pixel-wise cross-entropy; with ``pixel_weight`` (B, H, W) a weighted mean over pixels."""
+def _cross_entropy_from_log_probs(log_probs: Tensor, target: Tensor, pixel_weight: Tensor | None) -> Tensor:
     if pixel_weight is None:
-        return F.cross_entropy(logits.float(), target.long())
+        return F.nll_loss(log_probs, target.long())
     weight = pixel_weight.float()
-    per_pixel = F.cross_entropy(logits.float(), target.long(), reduction="none")
+    per_pixel = F.nll_loss(log_probs, target.long(), reduction="none")
     return (per_pixel * weight).sum() / weight.sum().clamp_min(1e-8)
 
 
+def dice_loss(logits: Tensor, target: Tensor, pixel_weight: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+    """Soft Dice loss over all classes (background included), averaged over classes.
+
+    ``logits``: (B, C, H, W); ``target``: (B, H, W) class ids; optional ``pixel_weight``: (B, H, W)
+    scales each pixel's probabilities and one-hot target. Dice is computed per class over the whole
+    batch, as in the SSL4MIS code the UAPS authors build on.
+    """
+    return _dice_from_probs(_float32_nchw(logits).softmax(dim=1), target, pixel_weight, eps)
+
+
+def cross_entropy(logits: Tensor, target: Tensor, pixel_weight: Tensor | None = None) -> Tensor:
+    """Pixel-wise cross-entropy; with ``pixel_weight`` (B, H, W) a weighted mean over pixels."""
+    return _cross_entropy_from_log_probs(_float32_nchw(logits).log_softmax(dim=1), target, pixel_weight)
+
+
 def segmentation_loss(logits: Tensor, target: Tensor, pixel_weight: Tensor | None = None) -> Tensor:
-    """The papers' supervised loss 0.5 * (CE + Dice), optionally weighted per pixel."""
-    return 0.5 * (cross_entropy(logits, target, pixel_weight) + dice_loss(logits, target, pixel_weight))
+    """The papers' supervised loss 0.5 * (CE + Dice), optionally weighted per pixel (one softmax for both)."""
+    log_probs = _float32_nchw(logits).log_softmax(dim=1)
+    cross = _cross_entropy_from_log_probs(log_probs, target, pixel_weight)
+    return 0.5 * (cross + _dice_from_probs(log_probs.exp(), target, pixel_weight, eps=1e-5))
 
 
 def pseudo_label_loss(logits: Tensor, pseudo_label: Tensor, pixel_weight: Tensor | None = None) -> Tensor:

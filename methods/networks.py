@@ -59,6 +59,29 @@ class UNetEncoder(nn.Module):
         return features
 
 
+class _DenseGradient(torch.autograd.Function):
+    """Identity in the forward pass; the backward pass hands on a dense copy of the gradient.
+
+    The gradient of ``torch.cat`` along channels is a strided slice, and in channels-last layout
+    ``upsample_bilinear2d``'s backward takes a slow path for strided gradients: measured on the
+    2-core CPU, one x2 upsampling + concatenation (8 images, 16 channels, 64² -> 128², bf16)
+    took 11.1 ms forward + backward as is and 6.5 ms with the gradient made dense first.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        ctx.memory_format = torch.channels_last if _is_channels_last(x) else torch.contiguous_format
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        return grad.contiguous(memory_format=ctx.memory_format)
+
+
+def _is_channels_last(x: Tensor) -> bool:
+    return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
 class UpBlock(nn.Module):
     """x2 upsampling to the skip's channels, concatenation with the skip connection, ConvBlock."""
 
@@ -74,7 +97,7 @@ class UpBlock(nn.Module):
         self.conv = ConvBlock(2 * skip_channels, out_channels, dropout=0.0)
 
     def forward(self, x: Tensor, skip: Tensor) -> Tensor:
-        return self.conv(torch.cat([skip, self.up(x)], dim=1))
+        return self.conv(torch.cat([skip, _DenseGradient.apply(self.up(x))], dim=1))
 
 
 class UNetDecoder(nn.Module):

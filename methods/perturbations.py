@@ -33,7 +33,7 @@ class FeatureNoise(nn.Module):
         if not self.training:
             return x
         noise = torch.empty(x.shape[1:], device=x.device, dtype=x.dtype).uniform_(-self.uniform_range, self.uniform_range)
-        return x + x * noise.unsqueeze(0)
+        return x * (1 + noise).unsqueeze(0)  # = x + x * noise, one full-size operation fewer
 
 
 class ChannelDropout(nn.Module):

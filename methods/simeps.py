@@ -52,7 +52,7 @@ from torch import Tensor, nn
 
 from .base import ConfigError, LabeledBatch, Method, check_choice, check_flag, check_number, check_subset
 from .ensemble import ensemble_logits
-from .losses import pseudo_label_loss, segmentation_loss
+from .losses import hard_labels, pseudo_label_loss, segmentation_loss
 from .networks import SegmentationNet, UNetDecoder, build_network
 from .registry import register_method
 from .similarity import similarity_consistency
@@ -66,7 +66,7 @@ def ensemble_cross_pseudo_labels(probs: Sequence[Tensor]) -> list[Tensor]:
     labels = []
     for i in range(len(probs)):
         others = torch.stack([p.detach() for j, p in enumerate(probs) if j != i])
-        labels.append(others.amax(0).argmax(1))
+        labels.append(hard_labels(others.amax(0)))
     return labels
 
 

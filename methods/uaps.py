@@ -58,7 +58,7 @@ from torch.distributions import Dirichlet
 
 from .base import LabeledBatch, Method, check_choice, check_number, check_subset
 from .ensemble import ensemble_logits
-from .losses import kl_to_mean, pseudo_label_loss, segmentation_loss
+from .losses import hard_labels, kl_to_mean, pseudo_label_loss, segmentation_loss
 from .networks import build_backbone
 from .perturbations import DEFAULT_ORDER, MultiDecoderNet, build_perturbations
 from .registry import register_method
@@ -80,7 +80,7 @@ def decoder_uncertainty(probs: Sequence[Tensor]) -> list[Tensor]:
 def mixed_pseudo_label(probs: Sequence[Tensor], weights: Tensor) -> Tensor:
     """argmax over classes of Σ_d w_d p_d, computed from detached probabilities: (B, H, W) int64."""
     mixture = sum(w * p.detach() for w, p in zip(weights.to(probs[0].device), probs))
-    return mixture.argmax(1)
+    return hard_labels(mixture)
 
 
 def uncertainty_weighted_loss(logits: Tensor, pseudo_label: Tensor, uncertainty: Tensor, mode: str) -> Tensor:

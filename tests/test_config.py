@@ -1,5 +1,8 @@
 """Profiles, overrides and the validation of config keys."""
 import pytest
+import torch
+
+from benchmarks import environment
 
 from benchmarks.config import apply_override, config_hash, load_profile, resolve_run, run_dir
 from methods import ConfigError
@@ -58,3 +61,20 @@ def test_resolved_run_hash_and_directory(tmp_path):
     assert config_hash(a) == config_hash(resolve_run(profile, "synthetic", 0.1, "supervised", 0))
     assert config_hash(a) != config_hash(resolve_run(profile, "synthetic", 0.1, "supervised", 1))
     assert run_dir(tmp_path, a) == tmp_path / "runs" / "smoke" / "synthetic" / "0.1" / "supervised" / "seed0"
+
+
+def test_precision_defaults_to_auto_and_rejects_unknown_values():
+    train = load_profile("smoke")["train"]
+    assert train["precision"] == "auto" and train["channels_last"] is True
+    with pytest.raises(ConfigError, match=r"train.precision must be one of \('auto', 'fp32', 'bf16'\), got 'fp16'"):
+        load_profile("smoke", ["train.precision=fp16"])
+    with pytest.raises(ConfigError, match="train.channels_last must be true or false, got 'yes please'"):
+        load_profile("smoke", ["train.channels_last=yes please"])
+
+
+def test_auto_precision_is_bf16_only_where_the_hardware_has_bf16_units(monkeypatch):
+    cpu = torch.device("cpu")
+    for native, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(environment, "native_bf16", lambda device, native=native: native)
+        assert environment.resolve_precision("auto", cpu) == expected
+        assert environment.resolve_precision("fp32", cpu) == "fp32" and environment.resolve_precision("bf16", cpu) == "bf16"

@@ -4,8 +4,9 @@ import math
 import pytest
 import torch
 
-from methods.losses import dice_loss, kl_to_mean, pseudo_label_loss, segmentation_loss
-from methods.networks import build_backbone, build_network, count_parameters
+from methods.losses import dice_loss, hard_labels, kl_to_mean, pseudo_label_loss, segmentation_loss
+from methods.networks import UpBlock, build_backbone, build_network, count_parameters
+from methods.perturbations import FeatureNoise
 from methods.ramps import sigmoid_rampup
 
 
@@ -72,3 +73,48 @@ def test_sigmoid_rampup():
     assert sigmoid_rampup(50, 100) == pytest.approx(math.exp(-5 * 0.25))
     assert sigmoid_rampup(100, 100) == 1.0 and sigmoid_rampup(500, 100) == 1.0
     assert sigmoid_rampup(3, 0) == 1.0
+
+
+def test_hard_labels_is_argmax_with_first_index_on_ties():
+    scores = torch.randn(2, 4, 5, 6)
+    scores[0, :, 0, 0] = 1.0  # a four-way tie: argmax takes the first class
+    for layout in (torch.contiguous_format, torch.channels_last):
+        laid_out = scores.contiguous(memory_format=layout)
+        assert torch.equal(hard_labels(laid_out), scores.argmax(1))
+    assert hard_labels(scores)[0, 0, 0] == 0
+
+
+def test_losses_match_their_textbook_definitions_in_both_layouts():
+    logits, target = torch.randn(2, 3, 8, 8), torch.randint(0, 3, (2, 8, 8))
+    weight = torch.rand(2, 8, 8)
+    probs = logits.softmax(1)
+    one_hot = torch.nn.functional.one_hot(target, 3).permute(0, 3, 1, 2).float()
+    wp, wt = probs * weight[:, None], one_hot * weight[:, None]
+    dice = 1 - ((2 * (wp * wt).sum((0, 2, 3)) + 1e-5) / ((wp * wp).sum((0, 2, 3)) + wt.sum((0, 2, 3)) + 1e-5)).mean()
+    ce = (torch.nn.functional.cross_entropy(logits, target, reduction="none") * weight).sum() / weight.sum()
+    for layout in (torch.contiguous_format, torch.channels_last):
+        laid_out = logits.contiguous(memory_format=layout)
+        assert dice_loss(laid_out, target, weight) == pytest.approx(dice.item(), rel=1e-5)
+        assert segmentation_loss(laid_out, target, weight) == pytest.approx(0.5 * (ce + dice).item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_up_block_gradients_equal_plain_upsampling_and_concatenation(layout):
+    torch.manual_seed(0)
+    block = UpBlock(8, 4, 4, transposed=False).to(memory_format=layout)
+    x = torch.randn(2, 8, 4, 4).contiguous(memory_format=layout).requires_grad_()
+    skip = torch.randn(2, 4, 8, 8).contiguous(memory_format=layout).requires_grad_()
+    block(x, skip).square().sum().backward()
+    ours = (x.grad.clone(), skip.grad.clone())
+    x.grad = skip.grad = None
+    block.conv(torch.cat([skip, block.up(x)], dim=1)).square().sum().backward()  # without the dense-gradient step
+    torch.testing.assert_close(ours, (x.grad, skip.grad))
+
+
+def test_feature_noise_scales_each_position_by_one_plus_uniform_noise():
+    noise = FeatureNoise(0.3).train()
+    x = torch.rand(4, 3, 5, 5) + 0.5
+    factor = noise(x) / x
+    assert torch.allclose(factor, factor[:1].expand_as(factor))  # one draw shared by the batch
+    assert factor.min() >= 0.7 - 1e-6 and factor.max() <= 1.3 + 1e-6
+    assert torch.equal(noise.eval()(x), x)

@@ -6,6 +6,7 @@ import torch
 import yaml
 
 import run_all
+from benchmarks.environment import resolve_precision
 from benchmarks.runner import NonFiniteLossError, train_run
 from datasets.splits import Split
 from methods import Method, register_method
@@ -63,6 +64,7 @@ def test_metrics_report_both_protocols_and_costs(supervised_run):
     assert metrics["macs"] > 0 and metrics["eval_ms_per_image"] > 0
     assert metrics["iterations_per_second"] > 0 and metrics["train_seconds"] > 0
     assert metrics["environment"]["torch"] == torch.__version__
+    assert metrics["precision"] == resolve_precision("auto", torch.device("cpu")) and metrics["channels_last"] is True
 
 
 def test_supervised_beats_an_untrained_model(supervised_run):
