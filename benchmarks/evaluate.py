@@ -24,8 +24,9 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 
 
 def prepare_images(images_u8: Tensor, device: torch.device, channels_last: bool) -> Tensor:
-    images = to_float(images_u8.to(device, non_blocking=True))
-    return images.contiguous(memory_format=torch.channels_last) if channels_last else images
+    """uint8 images -> normalised float32 on ``device``; reordered to channels-last while still uint8 (4x less to move)."""
+    images = images_u8.to(device, non_blocking=True)
+    return to_float(images.contiguous(memory_format=torch.channels_last) if channels_last else images)
 
 
 @torch.inference_mode()
