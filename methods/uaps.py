@@ -12,7 +12,7 @@ unlabelled batch and p̄ their mean:
 * ℓ_seg: mean over the D+1 decoders of 0.5 (CE + Dice) on the labelled batch;
 * uncertainty u_d = Σ_c p̄ (log p̄ − log p_d) per pixel (KL(p̄ ‖ p_d));
 * pseudo-label argmax Σ_d w_d p_d (no gradient), w ~ Dirichlet(1, …, 1) drawn every step from
-  torch's global RNG (``mixing: dynamic``; ``average``: w_d = 1/(D+1));
+  the global RNG of the images' device (``mixing: dynamic``; ``average``: w_d = 1/(D+1));
 * ℓ_ups: mean over decoders of the pseudo-label loss 0.5 (CE + Dice) weighted by exp(−u_d);
   ℓ_ps: the same without weighting; ℓ_un: mean over decoders of mean(u_d);
 * total ℓ_seg + λ1(t) (ℓ_ps + ℓ_ups) + λ2(t) ℓ_un, λ(t) = λ_max · sigmoid ramp-up.
@@ -79,7 +79,7 @@ def decoder_uncertainty(probs: Sequence[Tensor]) -> list[Tensor]:
 
 def mixed_pseudo_label(probs: Sequence[Tensor], weights: Tensor) -> Tensor:
     """argmax over classes of Σ_d w_d p_d, computed from detached probabilities: (B, H, W) int64."""
-    mixture = sum(w * p.detach() for w, p in zip(weights.to(probs[0].device), probs))
+    mixture = sum(w * p.detach() for w, p in zip(weights, probs))
     return hard_labels(mixture)
 
 
@@ -123,17 +123,20 @@ class UAPS(Method):
         backbone = build_backbone(self.options["backbone"], in_channels, num_classes)
         self.net = MultiDecoderNet(backbone, build_perturbations(self.perturbation_names))
         self.losses = frozenset(self.options["losses"])
-        self._dirichlet = Dirichlet(torch.ones(self.num_decoders))
 
     @property
     def num_decoders(self) -> int:
         return len(self.perturbation_names) + 1
 
-    def mixing_weights(self) -> Tensor:
-        """This step's decoder weights (D+1,), summing to 1; a fresh Dirichlet draw when dynamic."""
+    def mixing_weights(self, device: torch.device | str = "cpu") -> Tensor:
+        """This step's decoder weights (D+1,) on ``device``, summing to 1; a fresh Dirichlet draw when dynamic.
+
+        Drawn on ``device`` from its global generator, so a GPU step needs no host copy (which
+        would wait for the GPU); without argument validation, whose checks read values back.
+        """
         if self.options["mixing"] == "average":
-            return torch.full((self.num_decoders,), 1.0 / self.num_decoders)
-        return self._dirichlet.sample()
+            return torch.full((self.num_decoders,), 1.0 / self.num_decoders, device=device)
+        return Dirichlet(torch.ones(self.num_decoders, device=device), validate_args=False).sample()
 
     def training_step(self, labeled: LabeledBatch, unlabeled: Tensor, step: int, total_steps: int) -> dict[str, Tensor]:
         loss_seg = _mean([segmentation_loss(logits, labeled.masks) for logits in self.net(labeled.images)])
@@ -159,7 +162,7 @@ class UAPS(Method):
         uncertainty = decoder_uncertainty(probs)
         parts = {"loss_ps": zero, "loss_ups": zero, "loss_un": zero}
         if self.losses & {"ps", "ups"}:
-            pseudo_label = mixed_pseudo_label(probs, self.mixing_weights())
+            pseudo_label = mixed_pseudo_label(probs, self.mixing_weights(images.device))
             if "ps" in self.losses:
                 parts["loss_ps"] = _mean([pseudo_label_loss(logits, pseudo_label) for logits in outputs])
             if "ups" in self.losses:
