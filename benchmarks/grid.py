@@ -22,6 +22,7 @@ every run) lists what this invocation completed, skipped and saw fail.
 """
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sys
@@ -37,8 +38,9 @@ import torch
 from joblib import Parallel, delayed, parallel_config
 from tqdm.auto import tqdm
 
-from datasets import DATASETS, available_datasets
+from datasets import DATASETS, available_datasets, get_dataset
 from datasets.base import resolve_data_root
+from datasets.cache import load_arrays
 from methods import ConfigError, available_methods, load_entry_point_plugins, load_plugin
 
 from .config import method_ratios, resolve_run, run_dir
@@ -191,6 +193,8 @@ def run_grid(
         if pending and backend == "local":
             jobs = _local_jobs(jobs, device)
             tracker.jobs = jobs
+            if jobs > 1 and settings.cache_dir is not None:
+                warm_cache([run for _, run in pending], settings.data_root, settings.cache_dir, jobs)
             settings = replace(settings, slots=jobs, progress=progress and jobs == 1)
             parallel = Parallel(n_jobs=jobs, return_as="generator_unordered")
             for outcome in parallel(delayed(execute_run)(index, run, settings) for index, run in pending):
@@ -200,6 +204,26 @@ def run_grid(
     finally:
         tracker.close()
     return tracker.result
+
+
+def warm_cache(runs: list[dict[str, Any]], data_root: Path, cache_dir: Path, threads: int) -> None:
+    """Decode every (dataset, options, image size) the runs need into the cache, once, here.
+
+    Without it, parallel workers starting on the same dataset would each decode it (measured:
+    ~10 s of duplicated work per grid for NEU-Seg with ``--jobs 2``). A dataset that fails to
+    load is left to its runs, which record the error in their ``failure.json``.
+    """
+    done: set[str] = set()
+    for run in runs:
+        key = json.dumps([run["dataset"], run["dataset_options"], run["train"]["image_size"]], sort_keys=True, default=str)
+        if key in done:
+            continue
+        done.add(key)
+        try:
+            dataset = get_dataset(run["dataset"], data_root, **run["dataset_options"])
+            load_arrays(dataset, dataset.records(), run["train"]["image_size"], cache_dir, n_jobs=threads)
+        except Exception as error:  # noqa: BLE001 - reported by the runs themselves
+            tqdm.write(f"note: could not pre-decode {run['dataset']} ({error}); its runs will report it")
 
 
 def _run_on_dask(pending: list[tuple[int, dict]], settings: RunSettings, scheduler: str, tracker: _Tracker) -> None:

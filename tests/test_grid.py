@@ -13,7 +13,7 @@ from grid_helpers import PLUGIN, REPO, TINY, plugin_methods, tiny_profile, keep_
 
 import run_all
 from benchmarks.config import config_hash, load_profile, resolve_run, run_dir
-from benchmarks.grid import available_cores, expand_grid, run_grid
+from benchmarks.grid import available_cores, expand_grid, run_grid, warm_cache
 from benchmarks.locks import FileLock
 from benchmarks.runner import completed_metrics
 from methods import ConfigError, available_methods
@@ -266,3 +266,16 @@ def test_device_leases_are_exclusive(tmp_path):
     waiting.join(timeout=5)
     assert got and got[0] in devices
     assert not list(tmp_path.glob("*.lock"))
+
+
+def test_warm_cache_decodes_each_dataset_and_size_once_and_leaves_broken_data_to_the_runs(tmp_path, capsys):
+    runs = expand_grid(tiny_profile("methods=[supervised]", "seeds=[0, 1]"))
+    cache = tmp_path / "cache"
+    warm_cache(runs, tmp_path, cache, threads=2)
+    assert len(list(cache.glob("*_images.npy"))) == 1 and len(list(cache.glob("*_masks.npy"))) == 1
+    first = [path.stat().st_mtime_ns for path in sorted(cache.iterdir())]
+    warm_cache(runs, tmp_path, cache, threads=2)
+    assert [path.stat().st_mtime_ns for path in sorted(cache.iterdir())] == first  # cached: not decoded again
+    missing = resolve_run(load_profile("smoke"), "neu", 0.1, "supervised", 0)
+    warm_cache([missing], tmp_path / "no-data", cache, threads=1)
+    assert "could not pre-decode neu" in capsys.readouterr().out
