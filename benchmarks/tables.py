@@ -240,14 +240,15 @@ def paper_source(reference: dict[str, Any]) -> str:
 
 
 def profile_setup(runs: pd.DataFrame) -> str:
-    """``"64×64 images, 300 iterations"`` from the runs' configs (all values found)."""
+    """``"64×64 images, 300 iterations, bf16"`` from the runs (all values found)."""
 
     def values(column: str) -> str:
         found = sorted({int(v) for v in runs[column] if not is_missing(v)})
         return "/".join(str(v) for v in found) or "?"
 
     size = values("image_size")
-    return f"{size}×{size} images, {values('iterations')} iterations"
+    precisions = "/".join(sorted({str(v) for v in runs["precision"] if not is_missing(v)})) or "?"
+    return f"{size}×{size} images, {values('iterations')} iterations, {precisions}"
 
 
 def _column_best(grid: pd.DataFrame, column: str) -> pd.Series:

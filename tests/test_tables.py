@@ -32,6 +32,8 @@ def test_every_table_in_three_formats(tree):
     for name in names:
         for ext in ("csv", "md", "tex"):
             assert (root / "tables" / PROFILE / f"{name}.{ext}").stat().st_size > 0
+    caption = (root / "tables" / PROFILE / "main_paper.md").read_text().splitlines()[0]
+    assert "64×64 images, 300 iterations, fp32" in caption  # the setup the runs used, precision included
     tex = (root / "tables" / PROFILE / "main_paper.tex").read_text()
     assert "\\toprule" in tex and "\\midrule" in tex and "\\bottomrule" in tex
 
