@@ -70,6 +70,16 @@ def check_subset(method: str, key: str, value: Any, allowed: Sequence[Any], non_
         raise ConfigError(f"option {key!r} of method {method!r} must be {kind} drawn from {list(allowed)}, got {value!r}")
 
 
+def consistency_losses(loss_sup: Tensor, loss_cons: Tensor, weight: float) -> dict[str, Tensor]:
+    """The step output of an objective ``loss_sup + weight * loss_cons`` (CCT, URPC), parts named for logging."""
+    return {
+        "loss": loss_sup + weight * loss_cons,
+        "loss_sup": loss_sup,
+        "loss_cons": loss_cons,
+        "cons_weight": loss_sup.new_tensor(weight),
+    }
+
+
 class Method(nn.Module, ABC):
     """Base class of all semi-supervised segmentation methods.
 

@@ -39,7 +39,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .base import ConfigError, LabeledBatch, Method
+from .base import ConfigError, LabeledBatch, Method, consistency_losses
 from .losses import segmentation_loss, softmax_mse
 from .networks import build_backbone
 from .perturbations import PERTURBATIONS, MultiDecoderNet, build_perturbations
@@ -79,13 +79,7 @@ class CCT(Method):
         loss_sup = torch.stack([segmentation_loss(out[:num_labeled], labeled.masks) for out in supervised]).mean()
         target = main[num_labeled:]
         loss_cons = torch.stack([softmax_mse(out[num_labeled:], target) for out in aux]).mean()
-        weight = self.options["consistency"] * self.rampup(step, total_steps)
-        return {
-            "loss": loss_sup + weight * loss_cons,
-            "loss_sup": loss_sup,
-            "loss_cons": loss_cons,
-            "cons_weight": loss_sup.new_tensor(weight),
-        }
+        return consistency_losses(loss_sup, loss_cons, self.options["consistency"] * self.rampup(step, total_steps))
 
     def predict(self, images: Tensor) -> Tensor:
         return self.net(images, with_aux=False)[0]

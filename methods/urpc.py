@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import ConfigError, LabeledBatch, Method
+from .base import ConfigError, LabeledBatch, Method, consistency_losses
 from .losses import kl_to_mean, segmentation_loss
 from .networks import UNET_CHANNELS, UNetDecoder, build_backbone
 from .perturbations import build_perturbations
@@ -106,13 +106,7 @@ class URPC(Method):
         outputs = self.net(torch.cat([labeled.images, unlabeled]))
         loss_sup = torch.stack([segmentation_loss(out[:num_labeled], labeled.masks) for out in outputs]).mean()
         loss_cons = rectified_pyramid_consistency([out[num_labeled:].float().softmax(dim=1) for out in outputs])
-        weight = self.options["consistency"] * self.rampup(step, total_steps)
-        return {
-            "loss": loss_sup + weight * loss_cons,
-            "loss_sup": loss_sup,
-            "loss_cons": loss_cons,
-            "cons_weight": loss_sup.new_tensor(weight),
-        }
+        return consistency_losses(loss_sup, loss_cons, self.options["consistency"] * self.rampup(step, total_steps))
 
     def predict(self, images: Tensor) -> Tensor:
         return self.net(images, with_aux=False)[0]
