@@ -5,6 +5,7 @@ import platform
 import subprocess
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -61,6 +62,11 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision == "auto":
         return "bf16" if native_bf16(device) else "fp32"
     return precision
+
+
+def resolved_train_settings(train: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """A copy of the ``train`` settings with ``precision`` resolved for ``device`` (see ``resolve_precision``)."""
+    return {**train, "precision": resolve_precision(train["precision"], device)}
 
 
 def resolve_device(name: str) -> torch.device:

@@ -38,7 +38,7 @@ from datasets.cache import load_arrays
 from methods import Method, available_methods, build_method
 
 from .config import PROFILE_DEFAULTS
-from .environment import environment, resolve_device, resolve_precision
+from .environment import environment, resolve_device, resolved_train_settings
 from .io import write_json
 from .perf_data import PerfImages, perf_images
 from .perf_paths import (
@@ -303,8 +303,7 @@ def write_results(out: Path, rows: pd.DataFrame, table: pd.DataFrame, meta: dict
 
 
 def run_benchmark(args: argparse.Namespace, device: torch.device) -> pd.DataFrame:
-    train = copy.deepcopy(PROFILE_DEFAULTS["train"])
-    train["precision"] = resolve_precision(train["precision"], device)
+    train = resolved_train_settings(copy.deepcopy(PROFILE_DEFAULTS["train"]), device)
     variants = [parse_variant("", train)] + [parse_variant(spec, train) for spec in args.variants]
     methods = resolve_methods(args.methods)
     meta: dict[str, Any] = {"machine": machine_info(device)}

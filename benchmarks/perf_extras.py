@@ -25,7 +25,7 @@ from datasets.neu import NEUSeg
 from methods import LabeledBatch, build_method
 
 from .config import load_profile, resolve_run, run_dir
-from .environment import resolve_precision
+from .environment import resolved_train_settings
 from .evaluate import evaluate
 from .io import write_json
 from .perf_data import perf_data_root, write_standin
@@ -51,7 +51,7 @@ def paper_run(
         loading = time.perf_counter()
         data = load_run_data(run_config, root, None, None)
         loading = time.perf_counter() - loading
-    train = {**run_config["train"], "precision": resolve_precision(run_config["train"]["precision"], device)}
+    train = resolved_train_settings(run_config["train"], device)
     torch.manual_seed(0)
     method = build_method(method_name, run_config["method_options"], data.in_channels, len(data.class_names))
     optimizer = setup_training(method, device, train)

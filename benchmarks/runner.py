@@ -36,7 +36,7 @@ from methods import LabeledBatch, Method, build_method
 from methods.registry import check_step_output
 
 from .config import config_hash, run_dir
-from .environment import environment, resolve_device, resolve_precision
+from .environment import environment, resolve_device, resolved_train_settings
 from .evaluate import autocast, count_macs, evaluate, prepare_images, time_per_image
 from .io import read_json, save_torch, write_json, write_yaml
 
@@ -276,7 +276,7 @@ def _train(
     cache_dir: Path | None,
     progress: bool,
 ) -> dict[str, Any]:
-    train = {**run_config["train"], "precision": resolve_precision(run_config["train"]["precision"], device)}
+    train = resolved_train_settings(run_config["train"], device)
     if train["num_threads"]:
         torch.set_num_threads(int(train["num_threads"]))
     write_yaml(directory / "config.yaml", {**run_config, "config_hash": digest})
@@ -443,7 +443,6 @@ def evaluate_checkpoint(run_directory: Path, split: str, data_root: Path | None,
     if split not in ("val", "test"):
         raise ValueError(f"split must be 'val' or 'test', got {split!r}")
     run = load_trained_run(run_directory, data_root, cache_dir, device)
-    data, train = run.data, run.config["train"]
+    data, train = run.data, resolved_train_settings(run.config["train"], run.device)
     images, masks = (data.val_images, data.val_masks) if split == "val" else (data.test_images, data.test_masks)
-    precision = resolve_precision(train["precision"], run.device)
-    return evaluate(run.method, images, masks, data.class_names, run.device, train["eval_batch_size"], precision, train["channels_last"], variants=True)
+    return evaluate(run.method, images, masks, data.class_names, run.device, train["eval_batch_size"], train["precision"], train["channels_last"], variants=True)
