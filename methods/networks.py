@@ -2,7 +2,8 @@
 
 The paper U-Net is the network of the UAPS/simEps papers and of SSL4MIS (Luo et al.): five
 encoder levels with 16-32-64-128-256 channels, two 3x3 conv + BatchNorm + LeakyReLU per block,
-dropout 0.05/0.1/0.2/0.3/0.5 by level and a 3x3 output conv.
+dropout 0.05/0.1/0.2/0.3/0.5 by level and a 3x3 output conv. Dropout is ``methods.dropout.GapDropout``:
+``nn.Dropout``'s distribution with a faster CPU mask (a different random stream).
 
 Upsampling: backbone ``"unet"`` uses a 1x1 conv + bilinear x2 upsampling, which is what the
 SSL4MIS ``UpBlock`` the authors use does by default (its ``Decoder`` never passes
@@ -21,6 +22,8 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from .dropout import GapDropout
+
 UNET_CHANNELS = (16, 32, 64, 128, 256)
 UNET_DROPOUT = (0.05, 0.1, 0.2, 0.3, 0.5)
 
@@ -33,7 +36,7 @@ class ConvBlock(nn.Sequential):
             nn.Conv2d(in_channels, out_channels, 3, padding=1),
             nn.BatchNorm2d(out_channels),
             nn.LeakyReLU(),
-            nn.Dropout(dropout),
+            GapDropout(dropout),
             nn.Conv2d(out_channels, out_channels, 3, padding=1),
             nn.BatchNorm2d(out_channels),
             nn.LeakyReLU(),
@@ -70,7 +73,7 @@ class _DenseGradient(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor) -> Tensor:
-        ctx.memory_format = torch.channels_last if _is_channels_last(x) else torch.contiguous_format
+        ctx.memory_format = torch.channels_last if is_channels_last(x) else torch.contiguous_format
         return x.view_as(x)
 
     @staticmethod
@@ -78,7 +81,8 @@ class _DenseGradient(torch.autograd.Function):
         return grad.contiguous(memory_format=ctx.memory_format)
 
 
-def _is_channels_last(x: Tensor) -> bool:
+def is_channels_last(x: Tensor) -> bool:
+    """Whether ``x`` is a 4-D tensor stored channels-last (and not also channels-first contiguous)."""
     return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
 
 

@@ -21,7 +21,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .networks import Backbone
+from .networks import Backbone, is_channels_last
+
+
+def scale_in_layout(x: Tensor, factor: Tensor) -> Tensor:
+    """``x * factor`` for a ``factor`` of shape (1 or B, 1 or C, H, W), with the same values.
+
+    In channels-last layout torch's CPU multiply is slow when the factor broadcasts over the
+    innermost (channel) dimension or is stored channels-first (measured on 8 x 16 x 128 x 128
+    bf16: 1.31 ms, against 0.49 ms with the factor first written out channels-last), so there the
+    factor is expanded over the channels and stored channels-last before multiplying.
+    """
+    if is_channels_last(x):
+        factor = factor.expand(-1, x.shape[1], -1, -1).contiguous(memory_format=torch.channels_last)
+    return x * factor
 
 
 class FeatureNoise(nn.Module):
@@ -33,7 +46,7 @@ class FeatureNoise(nn.Module):
         if not self.training:
             return x
         noise = torch.empty(x.shape[1:], device=x.device, dtype=x.dtype).uniform_(-self.uniform_range, self.uniform_range)
-        return x * (1 + noise).unsqueeze(0)  # = x + x * noise, one full-size operation fewer
+        return scale_in_layout(x, (1 + noise).unsqueeze(0))  # = x + x * noise, one full-size operation fewer
 
 
 class ChannelDropout(nn.Module):
@@ -57,7 +70,7 @@ class FeatureDropout(nn.Module):
         max_value = attention.amax(dim=(2, 3), keepdim=True)
         fraction = torch.empty_like(max_value).uniform_(self.low, self.high)
         keep = (attention < max_value * fraction).to(x.dtype)
-        return x * keep
+        return scale_in_layout(x, keep)
 
 
 class FeatureCutout(nn.Module):
@@ -83,7 +96,7 @@ class FeatureCutout(nn.Module):
         inside_y = (ys[None] >= box[:, 0:1]) & (ys[None] < box[:, 2:3])  # (B, H)
         inside_x = (xs[None] >= box[:, 1:2]) & (xs[None] < box[:, 3:4])  # (B, W)
         inside = inside_y[:, :, None] & inside_x[:, None, :]
-        return x * (~inside).unsqueeze(1).to(x.dtype)
+        return scale_in_layout(x, (~inside).unsqueeze(1).to(x.dtype))
 
 
 PERTURBATIONS: dict[str, type[nn.Module]] = {

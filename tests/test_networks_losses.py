@@ -6,7 +6,7 @@ import torch
 
 from methods.losses import dice_loss, hard_labels, kl_to_mean, pseudo_label_loss, segmentation_loss
 from methods.networks import UpBlock, build_backbone, build_network, count_parameters
-from methods.perturbations import FeatureNoise
+from methods.perturbations import FeatureNoise, scale_in_layout
 from methods.ramps import sigmoid_rampup
 
 
@@ -118,3 +118,16 @@ def test_feature_noise_scales_each_position_by_one_plus_uniform_noise():
     assert torch.allclose(factor, factor[:1].expand_as(factor))  # one draw shared by the batch
     assert factor.min() >= 0.7 - 1e-6 and factor.max() <= 1.3 + 1e-6
     assert torch.equal(noise.eval()(x), x)
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("factor_shape", [(1, 6, 8, 8), (3, 1, 8, 8), (3, 6, 8, 8)])
+def test_scale_in_layout_is_a_plain_product_kept_in_the_input_layout(layout, factor_shape):
+    torch.manual_seed(0)
+    x = torch.randn(3, 6, 8, 8).to(torch.bfloat16).contiguous(memory_format=layout).requires_grad_()
+    factor = torch.rand(factor_shape).to(torch.bfloat16)
+    out = scale_in_layout(x, factor)
+    assert torch.equal(out, x * factor)
+    assert out.is_contiguous(memory_format=layout)
+    out.float().sum().backward()
+    assert torch.equal(x.grad, factor.expand_as(x).contiguous())
