@@ -85,7 +85,7 @@ def uncertainty_map(member_logits: dict[str, Tensor]) -> Tensor:
         )
     logits = list(member_logits.values())
     mean = mean_probabilities(logits)
-    return torch.stack([kl_to_mean(member.float().softmax(1), mean) for member in logits]).mean(0)
+    return torch.stack(kl_to_mean([member.float().softmax(1) for member in logits], mean)).mean(0)
 
 
 @torch.inference_mode()

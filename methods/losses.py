@@ -1,6 +1,8 @@
 """Losses shared by all methods. Every loss computes in float32, whatever the autocast dtype."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -55,9 +57,18 @@ def cross_entropy(logits: Tensor, target: Tensor, pixel_weight: Tensor | None = 
     return _cross_entropy_from_log_probs(_float32_nchw(logits).log_softmax(dim=1), target, pixel_weight)
 
 
+def log_probabilities(logits: Tensor) -> Tensor:
+    """Log-softmax over classes in float32 and channels-first layout, the input of every loss here."""
+    return _float32_nchw(logits).log_softmax(dim=1)
+
+
 def segmentation_loss(logits: Tensor, target: Tensor, pixel_weight: Tensor | None = None) -> Tensor:
     """The papers' supervised loss 0.5 * (CE + Dice), optionally weighted per pixel (one softmax for both)."""
-    log_probs = _float32_nchw(logits).log_softmax(dim=1)
+    return segmentation_loss_from_log_probs(log_probabilities(logits), target, pixel_weight)
+
+
+def segmentation_loss_from_log_probs(log_probs: Tensor, target: Tensor, pixel_weight: Tensor | None = None) -> Tensor:
+    """``segmentation_loss`` of ``log_probabilities(logits)``, for callers that need them for more than one loss."""
     cross = _cross_entropy_from_log_probs(log_probs, target, pixel_weight)
     return 0.5 * (cross + _dice_from_probs(log_probs.exp(), target, pixel_weight, eps=1e-5))
 
@@ -73,7 +84,11 @@ def softmax_mse(student_logits: Tensor, teacher_logits: Tensor) -> Tensor:
     return F.mse_loss(student_logits.float().softmax(1), teacher_logits.detach().float().softmax(1))
 
 
-def kl_to_mean(probs: Tensor, mean_probs: Tensor, eps: float = 1e-8) -> Tensor:
-    """Per-pixel KL(mean || p) = sum_c mean * (log mean - log p); (B, C, H, W) -> (B, H, W)."""
+def kl_to_mean(members: Sequence[Tensor], mean_probs: Tensor, eps: float = 1e-8) -> list[Tensor]:
+    """Per-pixel KL(mean || p) = sum_c mean * (log mean - log p) for each member's probabilities p.
+
+    (B, C, H, W) each -> (B, H, W) each; log(mean + eps) is computed once for all members.
+    """
     mean_probs = mean_probs.float()
-    return (mean_probs * (torch.log(mean_probs + eps) - torch.log(probs.float() + eps))).sum(dim=1)
+    log_mean = torch.log(mean_probs + eps)
+    return [(mean_probs * (log_mean - torch.log(p.float() + eps))).sum(dim=1) for p in members]

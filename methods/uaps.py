@@ -10,7 +10,8 @@ dropout, feature dropout, feature cutout). Per step, with p_d the softmax of dec
 unlabelled batch and p̄ their mean:
 
 * ℓ_seg: mean over the D+1 decoders of 0.5 (CE + Dice) on the labelled batch;
-* uncertainty u_d = Σ_c p̄ (log p̄ − log p_d) per pixel (KL(p̄ ‖ p_d));
+* uncertainty u_d = Σ_c p̄ (log p̄ − log p_d) per pixel (KL(p̄ ‖ p_d)); every p_d is the exp of
+  one float32 log-softmax that the pseudo-label losses reuse;
 * pseudo-label argmax Σ_d w_d p_d (no gradient), w ~ Dirichlet(1, …, 1) drawn every step from
   the global RNG of the images' device (``mixing: dynamic``; ``average``: w_d = 1/(D+1));
 * ℓ_ups: mean over decoders of the pseudo-label loss 0.5 (CE + Dice) weighted by exp(−u_d);
@@ -27,7 +28,7 @@ Options (defaults and sources):
   switched off is still returned, as zero. With both "ps" and "ups" on, both are added under λ1.
 * ``mixing`` "dynamic" (paper and code).
 * ``uncertainty_weighting`` "pixel" (paper): exp(−u_d) weights every pixel inside the
-  pseudo-label loss (``pseudo_label_loss(..., pixel_weight=...)``: CE is the weighted mean over
+  pseudo-label loss (``segmentation_loss_from_log_probs(..., pixel_weight=...)``: CE is the weighted mean over
   pixels, normalised by the weights' sum; Dice uses weighted probabilities and targets), so
   uncertain pixels count less than confident ones and a pixel of weight 0 is ignored. "batch"
   (released code): the unweighted batch-mean loss times mean(exp(−u_d)), one scale per batch and
@@ -58,7 +59,7 @@ from torch.distributions import Dirichlet
 
 from .base import LabeledBatch, Method, check_choice, check_number, check_subset
 from .ensemble import ensemble_logits
-from .losses import hard_labels, kl_to_mean, pseudo_label_loss, segmentation_loss
+from .losses import hard_labels, kl_to_mean, log_probabilities, segmentation_loss, segmentation_loss_from_log_probs
 from .networks import build_backbone
 from .perturbations import DEFAULT_ORDER, MultiDecoderNet, build_perturbations
 from .registry import register_method
@@ -73,8 +74,7 @@ CHOICES = {
 
 def decoder_uncertainty(probs: Sequence[Tensor]) -> list[Tensor]:
     """u_d = KL(p̄ ‖ p_d) per pixel for each decoder's softmax p_d, p̄ their mean; (B, H, W) each."""
-    mean = torch.stack(list(probs)).mean(0)
-    return [kl_to_mean(p, mean) for p in probs]
+    return kl_to_mean(probs, torch.stack(list(probs)).mean(0))
 
 
 def mixed_pseudo_label(probs: Sequence[Tensor], weights: Tensor) -> Tensor:
@@ -83,12 +83,15 @@ def mixed_pseudo_label(probs: Sequence[Tensor], weights: Tensor) -> Tensor:
     return hard_labels(mixture)
 
 
-def uncertainty_weighted_loss(logits: Tensor, pseudo_label: Tensor, uncertainty: Tensor, mode: str) -> Tensor:
-    """Pseudo-label loss weighted by exp(−u) (detached): per pixel (``pixel``) or per batch (``batch``)."""
+def uncertainty_weighted_loss(log_probs: Tensor, pseudo_label: Tensor, uncertainty: Tensor, mode: str) -> Tensor:
+    """Pseudo-label loss of ``log_probabilities(logits)`` weighted by exp(−u): per pixel (``pixel``) or per batch (``batch``).
+
+    Neither the pseudo-label nor the weight carries gradient.
+    """
     confidence = torch.exp(-uncertainty.detach())
     if mode == "pixel":
-        return pseudo_label_loss(logits, pseudo_label, pixel_weight=confidence)
-    return pseudo_label_loss(logits, pseudo_label) * confidence.mean()
+        return segmentation_loss_from_log_probs(log_probs, pseudo_label.detach(), pixel_weight=confidence)
+    return segmentation_loss_from_log_probs(log_probs, pseudo_label.detach()) * confidence.mean()
 
 
 def _mean(values: Sequence[Tensor]) -> Tensor:
@@ -157,18 +160,18 @@ class UAPS(Method):
         }
 
     def _unlabeled_losses(self, images: Tensor, zero: Tensor) -> tuple[dict[str, Tensor], Tensor]:
-        outputs = self.net(images)
-        probs = [logits.float().softmax(1) for logits in outputs]
+        log_probs = [log_probabilities(logits) for logits in self.net(images)]  # one float32 softmax per decoder
+        probs = [member.exp() for member in log_probs]
         uncertainty = decoder_uncertainty(probs)
         parts = {"loss_ps": zero, "loss_ups": zero, "loss_un": zero}
         if self.losses & {"ps", "ups"}:
             pseudo_label = mixed_pseudo_label(probs, self.mixing_weights(images.device))
             if "ps" in self.losses:
-                parts["loss_ps"] = _mean([pseudo_label_loss(logits, pseudo_label) for logits in outputs])
+                parts["loss_ps"] = _mean([segmentation_loss_from_log_probs(member, pseudo_label) for member in log_probs])
             if "ups" in self.losses:
                 mode = self.options["uncertainty_weighting"]
                 parts["loss_ups"] = _mean(
-                    [uncertainty_weighted_loss(logits, pseudo_label, u, mode) for logits, u in zip(outputs, uncertainty)]
+                    [uncertainty_weighted_loss(member, pseudo_label, u, mode) for member, u in zip(log_probs, uncertainty)]
                 )
         if "un" in self.losses:
             parts["loss_un"] = _mean([u.mean() for u in uncertainty])

@@ -80,8 +80,7 @@ def rectified_pyramid_consistency(probs: list[Tensor]) -> Tensor:
     """Mean over scales of the uncertainty-rectified MSE to the mean prediction, plus mean uncertainty."""
     mean = torch.stack(probs).mean(dim=0)
     losses = []
-    for p in probs:
-        uncertainty = kl_to_mean(p, mean)  # (B, H, W)
+    for p, uncertainty in zip(probs, kl_to_mean(probs, mean)):  # uncertainty: (B, H, W)
         weight = torch.exp(-uncertainty)
         squared_error = ((p - mean) ** 2).mean(dim=1)
         losses.append((weight * squared_error).mean() / (weight.mean() + 1e-8) + uncertainty.mean())

@@ -4,7 +4,15 @@ import math
 import pytest
 import torch
 
-from methods.losses import dice_loss, hard_labels, kl_to_mean, pseudo_label_loss, segmentation_loss
+from methods.losses import (
+    dice_loss,
+    hard_labels,
+    kl_to_mean,
+    log_probabilities,
+    pseudo_label_loss,
+    segmentation_loss,
+    segmentation_loss_from_log_probs,
+)
 from methods.networks import UpBlock, build_backbone, build_network, count_parameters
 from methods.perturbations import FeatureNoise, scale_in_layout
 from methods.ramps import sigmoid_rampup
@@ -61,11 +69,22 @@ def test_pseudo_label_loss_gives_no_gradient_to_the_weight():
     assert logits.grad is not None and weight.grad is None
 
 
-def test_kl_to_mean_is_zero_for_agreeing_predictions():
+def test_kl_to_mean_is_zero_for_agreeing_predictions_and_matches_its_definition():
     p = torch.softmax(torch.randn(2, 3, 4, 4), 1)
-    assert kl_to_mean(p, p).abs().max() < 1e-6
+    assert kl_to_mean([p], p)[0].abs().max() < 1e-6
     q = torch.softmax(torch.randn(2, 3, 4, 4), 1)
-    assert (kl_to_mean(q, p) >= -1e-6).all()
+    for member, kl in zip((p, q), kl_to_mean([p, q], q)):
+        assert (kl >= -1e-6).all()
+        expected = torch.nn.functional.kl_div(member.log(), q, reduction="none").sum(1)  # sum_c q (log q - log p)
+        torch.testing.assert_close(kl, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_segmentation_loss_from_log_probs_is_segmentation_loss():
+    logits, target, weight = torch.randn(2, 3, 8, 8), torch.randint(0, 3, (2, 8, 8)), torch.rand(2, 8, 8)
+    log_probs = log_probabilities(logits.to(torch.bfloat16).contiguous(memory_format=torch.channels_last))
+    assert log_probs.dtype == torch.float32 and log_probs.is_contiguous()
+    for w in (None, weight):
+        assert torch.equal(segmentation_loss_from_log_probs(log_probs, target, w), segmentation_loss(logits.to(torch.bfloat16), target, w))
 
 
 def test_sigmoid_rampup():

@@ -4,7 +4,7 @@ import torch
 
 from methods import ConfigError, LabeledBatch, build_method
 from methods.ensemble import ensemble_logits, mean_probabilities
-from methods.losses import pseudo_label_loss
+from methods.losses import log_probabilities, pseudo_label_loss
 from methods.networks import count_parameters
 from methods.uaps import decoder_uncertainty, mixed_pseudo_label, uncertainty_weighted_loss
 from tests.helpers import train_smoke, untrained_miou
@@ -90,7 +90,7 @@ def test_uncertainty_weights_carry_no_gradient_in_either_mode():
     for mode in ("pixel", "batch"):
         logits = torch.randn(2, 3, 4, 4, requires_grad=True)
         uncertainty = torch.rand(2, 4, 4, requires_grad=True)
-        uncertainty_weighted_loss(logits, torch.randint(0, 3, (2, 4, 4)), uncertainty, mode).backward()
+        uncertainty_weighted_loss(log_probabilities(logits), torch.randint(0, 3, (2, 4, 4)), uncertainty, mode).backward()
         assert logits.grad is not None and uncertainty.grad is None
 
 
@@ -100,16 +100,17 @@ def test_pixel_and_batch_weighting_differ_as_documented():
     # image 0 certain (weight 1), image 1 infinitely uncertain (weight 0)
     uncertainty = torch.zeros(2, 8, 8)
     uncertainty[1] = torch.inf
-    pixel = uncertainty_weighted_loss(logits, label, uncertainty, "pixel")
-    batch = uncertainty_weighted_loss(logits, label, uncertainty, "batch")
+    log_probs = log_probabilities(logits)
+    pixel = uncertainty_weighted_loss(log_probs, label, uncertainty, "pixel")
+    batch = uncertainty_weighted_loss(log_probs, label, uncertainty, "batch")
     assert pixel.item() == pytest.approx(pseudo_label_loss(logits[:1], label[:1]).item(), rel=1e-5)  # pixels re-weighted
     assert batch.item() == pytest.approx(0.5 * plain.item(), rel=1e-6)  # whole batch scaled by mean exp(-u)
     varying = torch.rand(2, 8, 8) * 3
     confidence = torch.exp(-varying)
-    assert uncertainty_weighted_loss(logits, label, varying, "pixel").item() == pytest.approx(
+    assert uncertainty_weighted_loss(log_probs, label, varying, "pixel").item() == pytest.approx(
         pseudo_label_loss(logits, label, pixel_weight=confidence).item(), rel=1e-6
     )
-    assert uncertainty_weighted_loss(logits, label, varying, "batch").item() == pytest.approx(
+    assert uncertainty_weighted_loss(log_probs, label, varying, "batch").item() == pytest.approx(
         (plain * confidence.mean()).item(), rel=1e-6
     )
 
