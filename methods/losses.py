@@ -54,7 +54,7 @@ def dice_loss(logits: Tensor, target: Tensor, pixel_weight: Tensor | None = None
 
 def cross_entropy(logits: Tensor, target: Tensor, pixel_weight: Tensor | None = None) -> Tensor:
     """Pixel-wise cross-entropy; with ``pixel_weight`` (B, H, W) a weighted mean over pixels."""
-    return _cross_entropy_from_log_probs(_float32_nchw(logits).log_softmax(dim=1), target, pixel_weight)
+    return _cross_entropy_from_log_probs(log_probabilities(logits), target, pixel_weight)
 
 
 def log_probabilities(logits: Tensor) -> Tensor:
@@ -75,8 +75,13 @@ def segmentation_loss_from_log_probs(log_probs: Tensor, target: Tensor, pixel_we
 
 def pseudo_label_loss(logits: Tensor, pseudo_label: Tensor, pixel_weight: Tensor | None = None) -> Tensor:
     """``segmentation_loss`` against a hard pseudo-label; label and weight never carry gradient."""
+    return pseudo_label_loss_from_log_probs(log_probabilities(logits), pseudo_label, pixel_weight)
+
+
+def pseudo_label_loss_from_log_probs(log_probs: Tensor, pseudo_label: Tensor, pixel_weight: Tensor | None = None) -> Tensor:
+    """``pseudo_label_loss`` of ``log_probabilities(logits)``."""
     weight = None if pixel_weight is None else pixel_weight.detach()
-    return segmentation_loss(logits, pseudo_label.detach(), weight)
+    return segmentation_loss_from_log_probs(log_probs, pseudo_label.detach(), weight)
 
 
 def softmax_mse(student_logits: Tensor, teacher_logits: Tensor) -> Tensor:

@@ -28,7 +28,7 @@ Options (defaults and sources):
   switched off is still returned, as zero. With both "ps" and "ups" on, both are added under λ1.
 * ``mixing`` "dynamic" (paper and code).
 * ``uncertainty_weighting`` "pixel" (paper): exp(−u_d) weights every pixel inside the
-  pseudo-label loss (``segmentation_loss_from_log_probs(..., pixel_weight=...)``: CE is the weighted mean over
+  pseudo-label loss (``pseudo_label_loss_from_log_probs(..., pixel_weight=...)``: CE is the weighted mean over
   pixels, normalised by the weights' sum; Dice uses weighted probabilities and targets), so
   uncertain pixels count less than confident ones and a pixel of weight 0 is ignored. "batch"
   (released code): the unweighted batch-mean loss times mean(exp(−u_d)), one scale per batch and
@@ -59,7 +59,7 @@ from torch.distributions import Dirichlet
 
 from .base import LabeledBatch, Method, check_choice, check_number, check_subset
 from .ensemble import ensemble_logits
-from .losses import hard_labels, kl_to_mean, log_probabilities, segmentation_loss, segmentation_loss_from_log_probs
+from .losses import hard_labels, kl_to_mean, log_probabilities, pseudo_label_loss_from_log_probs, segmentation_loss
 from .networks import build_backbone
 from .perturbations import DEFAULT_ORDER, MultiDecoderNet, build_perturbations
 from .registry import register_method
@@ -84,14 +84,11 @@ def mixed_pseudo_label(probs: Sequence[Tensor], weights: Tensor) -> Tensor:
 
 
 def uncertainty_weighted_loss(log_probs: Tensor, pseudo_label: Tensor, uncertainty: Tensor, mode: str) -> Tensor:
-    """Pseudo-label loss of ``log_probabilities(logits)`` weighted by exp(−u): per pixel (``pixel``) or per batch (``batch``).
-
-    Neither the pseudo-label nor the weight carries gradient.
-    """
+    """Pseudo-label loss of ``log_probabilities(logits)`` weighted by exp(−u) (detached): per pixel (``pixel``) or per batch (``batch``)."""
     confidence = torch.exp(-uncertainty.detach())
     if mode == "pixel":
-        return segmentation_loss_from_log_probs(log_probs, pseudo_label.detach(), pixel_weight=confidence)
-    return segmentation_loss_from_log_probs(log_probs, pseudo_label.detach()) * confidence.mean()
+        return pseudo_label_loss_from_log_probs(log_probs, pseudo_label, pixel_weight=confidence)
+    return pseudo_label_loss_from_log_probs(log_probs, pseudo_label) * confidence.mean()
 
 
 def _mean(values: Sequence[Tensor]) -> Tensor:
@@ -167,7 +164,7 @@ class UAPS(Method):
         if self.losses & {"ps", "ups"}:
             pseudo_label = mixed_pseudo_label(probs, self.mixing_weights(images.device))
             if "ps" in self.losses:
-                parts["loss_ps"] = _mean([segmentation_loss_from_log_probs(member, pseudo_label) for member in log_probs])
+                parts["loss_ps"] = _mean([pseudo_label_loss_from_log_probs(member, pseudo_label) for member in log_probs])
             if "ups" in self.losses:
                 mode = self.options["uncertainty_weighting"]
                 parts["loss_ups"] = _mean(
