@@ -32,13 +32,12 @@ def dropped_positions(count: int, p: float) -> Tensor:
     """
     mean = count * p
     chunk = max(16, int(mean + MARGIN_SIGMAS * math.sqrt(mean * (1 - p))))
-    ends = torch.empty(0, dtype=torch.float64)
-    last = -1.0
+    rounds, last = [], -1.0
     while last < count:
-        gaps = torch.empty(chunk, dtype=torch.float64).geometric_(p)
-        steps = gaps.cumsum_(0).add_(last)
-        ends = torch.cat([ends, steps])
+        steps = torch.empty(chunk, dtype=torch.float64).geometric_(p).cumsum_(0).add_(last)
+        rounds.append(steps)
         last = float(steps[-1])
+    ends = rounds[0] if len(rounds) == 1 else torch.cat(rounds)  # one round almost always: no copy
     return ends[: int(torch.searchsorted(ends, float(count)))].long()
 
 
