@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 
 from datasets.cache import load_arrays
+from datasets.transforms import to_float
 from methods import Method, available_methods, build_method
 
 from .config import PROFILE_DEFAULTS
@@ -49,6 +50,7 @@ from .perf_paths import (
     ReferencePath,
     StepTiming,
     TrainingPath,
+    eval_flops,
     matmul_tflops,
     median,
     parse_variant,
@@ -160,10 +162,11 @@ class Bench:
                     losses[path.name] = float(step_losses["loss"].detach())
             evals = self.eval_times(paths)
             flops = step_flops(self.fresh_method().to(self.device), paths[-1].next_batch(), RAMP_TOTAL_STEPS)
+            eval_counts = eval_flops(self.fresh_method().to(self.device), to_float(self.arrays[0][:1]).to(self.device))
         finally:
             for path in paths:
                 path.close()
-        return [self.row(path, timings[path.name], losses[path.name], evals[path.name], flops) for path in paths]
+        return [self.row(path, timings[path.name], losses[path.name], evals[path.name], flops, eval_counts) for path in paths]
 
     def eval_times(self, paths: list[TrainingPath]) -> dict[str, dict[str, float]]:
         """Median ms per image of ``predict`` and ``predict_variants`` for each path, interleaved."""
@@ -192,7 +195,9 @@ class Bench:
             example = self.arrays[0][:1].to(self.device).float()
             return bool(path.method.predict_variants(example))
 
-    def row(self, path: TrainingPath, timings: list[StepTiming], loss: float, evals: dict[str, float], flops: int) -> dict[str, Any]:
+    def row(
+        self, path: TrainingPath, timings: list[StepTiming], loss: float, evals: dict[str, float], flops: int, eval_counts: dict[str, int],
+    ) -> dict[str, Any]:
         step_s = median([t.step_s for t in timings])
         variant = getattr(path, "variant", None)
         achieved = flops / step_s / 1e12
@@ -212,9 +217,12 @@ class Bench:
             "gflop_per_step": flops / 1e9,
             "achieved_tflops": achieved,
             "matmul_share": achieved / matmul,
+            "step_ms_at_matmul_rate": 1000 * flops / (matmul * 1e12),
             "eval_main_ms_per_image": evals["main"],
             "eval_ensemble_ms_per_image": evals["variants"],
             "ensemble_vs_main": evals["variants"] / evals["main"],
+            "eval_main_gflop_per_image": eval_counts["main"] / 1e9,
+            "eval_ensemble_gflop_per_image": eval_counts["variants"] / 1e9 or math.nan,
             "final_loss": loss,
             "steps_timed": len(timings),
         }
@@ -248,11 +256,13 @@ def comparison_table(rows: pd.DataFrame) -> pd.DataFrame:
             "ref step ms": ref.step_ms,
             "fast step ms": fast.step_ms,
             "step speedup": ref.step_ms / fast.step_ms,
+            "speedup at matmul rate": ref.step_ms / fast.step_ms_at_matmul_rate,
             "fast img/s": fast.images_per_s,
             "ref eval ms/img": ref.eval_main_ms_per_image,
             "fast eval ms/img": fast.eval_main_ms_per_image,
             "eval speedup": ref.eval_main_ms_per_image / fast.eval_main_ms_per_image,
             "fast ensemble/main": fast.ensemble_vs_main,
+            "ensemble/main FLOPs": fast.eval_ensemble_gflop_per_image / fast.eval_main_gflop_per_image,
             "ref data %": 100 * ref.data_share,
             "fast data %": 100 * fast.data_share,
             "fast TFLOP/s": fast.achieved_tflops,

@@ -246,6 +246,21 @@ def step_flops(method: Method, batch: Batch, total: int) -> int:
     return counter.get_total_flops()
 
 
+def eval_flops(method: Method, images: Tensor) -> dict[str, int]:
+    """FLOPs per image of ``predict`` ("main") and ``predict_variants`` ("variants"; 0 when it returns nothing) in eval mode."""
+    counts = {}
+    was_training = method.training
+    method.eval()
+    try:
+        for kind, predict in (("main", method.predict), ("variants", method.predict_variants)):
+            with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+                produced = predict(images)
+            counts[kind] = counter.get_total_flops() // len(images) if produced is not None and len(produced) else 0
+    finally:
+        method.train(was_training)
+    return counts
+
+
 def matmul_tflops(device: torch.device, dtype: torch.dtype, size: int, repeats: int = 5) -> float:
     """Measured rate of a ``size``-square matrix product on ``device`` in ``dtype`` (TFLOP/s, median)."""
     a = torch.randn(size, size, device=device).to(dtype)

@@ -11,11 +11,12 @@ import pandas as pd
 import pytest
 import torch
 from PIL import Image
+from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks import perf
 from benchmarks.config import PROFILE_DEFAULTS
 from benchmarks.perf_data import ReferenceDataset, numpy_flip_rot90, perf_images, reference_loader
-from benchmarks.perf_paths import FastPath, PeakMemory, PerfConfig, ReferencePath, parse_variant, step_flops
+from benchmarks.perf_paths import FastPath, PeakMemory, PerfConfig, ReferencePath, eval_flops, parse_variant, step_flops
 from datasets.transforms import random_flip_rot90, to_float
 from methods import LabeledBatch, build_method
 
@@ -60,6 +61,10 @@ def test_harness_writes_both_paths_and_ratios(tmp_path):
     for column in ("ref step ms", "fast step ms", "step speedup", "ref eval ms/img", "fast eval ms/img", "eval speedup"):
         assert column in table.columns
     assert table["step speedup"].iloc[0] == pytest.approx(table["ref step ms"].iloc[0] / table["fast step ms"].iloc[0])
+    fast = rows[rows.path == "fast"].iloc[0]
+    assert fast.step_ms_at_matmul_rate == pytest.approx(1000 * fast.gflop_per_step / 1e3 / report["matmul_tflops"][fast.precision])
+    assert table["speedup at matmul rate"].iloc[0] == pytest.approx(table["ref step ms"].iloc[0] / fast.step_ms_at_matmul_rate)
+    assert table["ensemble/main FLOPs"].isna().all()  # supervised has no ensemble
     assert report["machine"]["torch"] == torch.__version__ and "matmul_tflops" in report
     assert "step speedup" in (out / "perf.md").read_text()
 
@@ -130,6 +135,26 @@ def test_step_flops_are_counted(images):
     flops = step_flops(method, batch, 100)
     assert flops > 2 * 0.1e9  # forward + backward of two 32x32 images through the paper U-Net
     assert all(p.grad is None for p in method.parameters())
+
+
+def _flops(fn) -> int:
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def test_eval_flops_count_one_encoder_pass_for_the_ensemble():
+    torch.manual_seed(0)
+    images = torch.randn(2, 3, 32, 32)
+    uaps = build_method("uaps", {}, 3, 4).train()
+    counts = eval_flops(uaps, images)
+    assert uaps.training  # mode restored
+    net = uaps.net.eval()
+    features = net.encoder(images)
+    encoder, decoder = _flops(lambda: net.encoder(images)), _flops(lambda: net.main_decoder(features))
+    assert counts["main"] * 2 == encoder + decoder
+    assert counts["variants"] * 2 == encoder + 4 * decoder  # one encoder pass for the four decoders
+    assert eval_flops(build_method("supervised", {}, 3, 4), images)["variants"] == 0  # no ensemble
 
 
 def test_peak_memory_sees_a_large_cpu_tensor():
