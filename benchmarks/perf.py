@@ -211,6 +211,7 @@ class Bench:
             "compile": bool(variant and variant.compile),
             "step_ms": 1000 * step_s,
             "step_ms_min": 1000 * min(t.step_s for t in timings),
+            "step_ms_blocks": [round(1000 * t.step_s, 3) for t in timings],  # in timing order, for paired ratios
             "images_per_s": self.config.images_per_step / step_s,
             "data_ms": 1000 * median([t.data_s for t in timings]),
             "data_share": sum(t.data_s for t in timings) / sum(t.step_s for t in timings),
@@ -243,6 +244,16 @@ class Bench:
         return peaks
 
 
+def paired_speedup_range(reference_ms: list[float], fast_ms: list[float]) -> dict[str, float]:
+    """Lowest and highest reference / fast ratio of blocks timed next to each other (block i of each path).
+
+    The paths run interleaved, so the i-th blocks share the machine's state at that moment; the
+    spread of these ratios shows how far the median ratio can be trusted on a noisy machine.
+    """
+    ratios = [r / f for r, f in zip(reference_ms, fast_ms)]
+    return {"speedup low": min(ratios, default=math.nan), "speedup high": max(ratios, default=math.nan)}
+
+
 def comparison_table(rows: pd.DataFrame) -> pd.DataFrame:
     """Each fast path beside the reference of its (method, configuration), with the ratios."""
     reference = rows[rows.path == "reference"].set_index(["method", "config"])
@@ -256,6 +267,7 @@ def comparison_table(rows: pd.DataFrame) -> pd.DataFrame:
             "ref step ms": ref.step_ms,
             "fast step ms": fast.step_ms,
             "step speedup": ref.step_ms / fast.step_ms,
+            **paired_speedup_range(ref.step_ms_blocks, fast.step_ms_blocks),
             "speedup at matmul rate": ref.step_ms / fast.step_ms_at_matmul_rate,
             "fast img/s": fast.images_per_s,
             "ref eval ms/img": ref.eval_main_ms_per_image,

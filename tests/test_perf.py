@@ -62,6 +62,8 @@ def test_harness_writes_both_paths_and_ratios(tmp_path):
         assert column in table.columns
     assert table["step speedup"].iloc[0] == pytest.approx(table["ref step ms"].iloc[0] / table["fast step ms"].iloc[0])
     fast = rows[rows.path == "fast"].iloc[0]
+    low, high = table[["speedup low", "speedup high"]].iloc[0]
+    assert low <= high and len(report["rows"][0]["step_ms_blocks"]) == 2
     assert fast.step_ms_at_matmul_rate == pytest.approx(1000 * fast.gflop_per_step / 1e3 / report["matmul_tflops"][fast.precision])
     assert table["speedup at matmul rate"].iloc[0] == pytest.approx(table["ref step ms"].iloc[0] / fast.step_ms_at_matmul_rate)
     assert table["ensemble/main FLOPs"].isna().all()  # supervised has no ensemble
@@ -135,6 +137,10 @@ def test_step_flops_are_counted(images):
     flops = step_flops(method, batch, 100)
     assert flops > 2 * 0.1e9  # forward + backward of two 32x32 images through the paper U-Net
     assert all(p.grad is None for p in method.parameters())
+
+
+def test_paired_speedup_range_pairs_blocks_timed_together():
+    assert perf.paired_speedup_range([100.0, 300.0, 200.0], [50.0, 100.0, 200.0]) == {"speedup low": 1.0, "speedup high": 3.0}
 
 
 def _flops(fn) -> int:
