@@ -64,7 +64,10 @@ DEFAULT_METHODS = ("uaps", "supervised")
 DEFAULT_CONFIGS = ("128:8:8", "256:16:16")
 RAMP_TOTAL_STEPS = 10_000  # total_steps given to training_step (only ramp-up weights depend on it)
 # per device type: timed steps, steps per timed block, warm-up steps, eval images, eval repeats, matmul side
-DEVICE_DEFAULTS = {"cpu": (6, 1, 2, 16, 3, 2048), "cuda": (40, 5, 5, 64, 5, 8192)}
+# CPU warm-up: at 256px in float32 the first steps page-fault in ~12 GB (millions of faults per step on a
+# virtual machine) and glibc's heap settles only after ~6 steps (docs/performance.md)
+DEVICE_DEFAULTS = {"cpu": (6, 1, 6, 16, 3, 2048), "cuda": (40, 5, 5, 64, 5, 8192)}
+DRIFT_WARNING = 1.10  # first-half / second-half median step time above which a path was still warming up
 
 
 def parse_config(text: str) -> PerfConfig:
@@ -212,6 +215,7 @@ class Bench:
             "step_ms": 1000 * step_s,
             "step_ms_min": 1000 * min(t.step_s for t in timings),
             "step_ms_blocks": [round(1000 * t.step_s, 3) for t in timings],  # in timing order, for paired ratios
+            "step_drift": step_drift([t.step_s for t in timings]),
             "images_per_s": self.config.images_per_step / step_s,
             "data_ms": 1000 * median([t.data_s for t in timings]),
             "data_share": sum(t.data_s for t in timings) / sum(t.step_s for t in timings),
@@ -242,6 +246,18 @@ class Bench:
             for path in paths:
                 path.close()
         return peaks
+
+
+def step_drift(step_s: list[float]) -> float:
+    """Median step time of the first half of the timed blocks over that of the second half.
+
+    About 1 when the path was warm; clearly above 1 when its steps were still getting faster
+    (allocator warm-up, page faults), which makes its median too slow.
+    """
+    half = len(step_s) // 2
+    if half == 0:
+        return math.nan
+    return median(step_s[:half]) / median(step_s[-half:])
 
 
 def paired_speedup_range(reference_ms: list[float], fast_ms: list[float]) -> dict[str, float]:
@@ -307,6 +323,8 @@ def write_results(out: Path, rows: pd.DataFrame, table: pd.DataFrame, meta: dict
         f"- data: {meta['data_source']}",
         "- measured matrix-product rate: " + ", ".join(f"{k} {v:.3g} TFLOP/s" for k, v in meta["matmul_tflops"].items()),
         f"- {meta['settings']['steps']} timed steps per path after {meta['settings']['warmup']} warm-up steps, interleaved; medians",
+        "- still warming up while timed (first half of the steps > "
+        f"{DRIFT_WARNING:.2f}x slower than the second): {', '.join(meta['settings']['still_warming']) or 'none'}",
         "",
         "## Comparison",
         "",
@@ -352,13 +370,17 @@ def run_benchmark(args: argparse.Namespace, device: torch.device) -> pd.DataFram
             for row in results:
                 row["peak_step_mib"] = peaks[(row["method"], row["config"], row["path"])]
     rows = pd.DataFrame(results)
+    warming = rows[rows.step_drift > DRIFT_WARNING]
+    still_warming = [f"{row.method} {row.config} {row.path}" for row in warming.itertuples()]
+    for name, drift in zip(still_warming, warming.step_drift):
+        print(f"note: {name}: its first timed steps were {drift:.2f}x slower than its last; it was still warming up (raise --warmup)", file=sys.stderr)
     table = comparison_table(rows)
     meta.update(
         load_average_at_end=[round(x, 2) for x in os.getloadavg()],
         data_source="; ".join(sorted(sources)),
         matmul_tflops=args.matmul_tflops,
         settings={
-            "steps": args.steps, "block": args.block, "warmup": args.warmup, "eval_images": args.eval_images, "eval_repeats": args.eval_repeats,
+            "steps": args.steps, "block": args.block, "warmup": args.warmup, "still_warming": still_warming, "eval_images": args.eval_images, "eval_repeats": args.eval_repeats,
             "reference_workers": args.workers, "variants": [v.name for v in variants], "methods": methods,
             "configs": [c.name for c in args.configs], "train_defaults": train,
         },
@@ -376,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--variants", nargs="*", default=[], metavar="SPEC", help="extra fast paths beside the default one, '+'-joined from: fp32 bf16 cl nocl compile device-data cudnn-bench (e.g. bf16+cl)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per path (default: 6 on CPU, 40 on CUDA)")
     parser.add_argument("--block", type=int, default=None, help="steps timed as one block, synchronised only around it (default: 1 on CPU, 5 on CUDA)")
-    parser.add_argument("--warmup", type=int, default=None, help="untimed steps per path first (default: 2 on CPU, 5 on CUDA)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed steps per path first (default: 6 on CPU, 5 on CUDA)")
     parser.add_argument("--eval-images", type=int, default=None, help="images per eval timing (default: 16 on CPU, 64 on CUDA)")
     parser.add_argument("--eval-repeats", type=int, default=None, help="timed eval rounds (default: 3 on CPU, 5 on CUDA)")
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="DataLoader workers of the reference path (default: min(4, cores))")

@@ -139,6 +139,12 @@ def test_step_flops_are_counted(images):
     assert all(p.grad is None for p in method.parameters())
 
 
+def test_step_drift_tells_a_path_still_warming_up():
+    assert perf.step_drift([2.0, 1.5, 1.0, 1.0]) == pytest.approx(1.75)
+    assert perf.step_drift([1.0, 1.02, 0.99, 1.0]) == pytest.approx(1.01 / 0.995)
+    assert np.isnan(perf.step_drift([1.0]))
+
+
 def test_paired_speedup_range_pairs_blocks_timed_together():
     assert perf.paired_speedup_range([100.0, 300.0, 200.0], [50.0, 100.0, 200.0]) == {"speedup low": 1.0, "speedup high": 3.0}
 
