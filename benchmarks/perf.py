@@ -13,7 +13,10 @@ so that drift of a shared machine hits every path alike; it reports medians over
 Per path: ms per step, images/s, ms per step spent getting the batch and its share, FLOPs of a
 step (forward + backward) and the rate they are done at beside the measured matrix-product rate,
 eval ms per image for ``predict`` and for ``predict_variants`` (UAPS: every decoder from one
-encoder pass, i.e. the ensemble), and the memory one step needs above the resident model.
+encoder pass, i.e. the ensemble) and their FLOP ratio, and the memory one step needs above the
+resident model. Per comparison: the median ratio, the range of ratios of blocks timed next to each
+other, and the speed-up the fast path would reach at the measured matrix-product rate. A path
+whose timed steps still got faster (``step_drift``) is named as still warming up.
 Writes ``perf.csv`` (one row per path), ``perf.md`` and ``perf.json`` (with the machine) to --out.
 """
 from __future__ import annotations
