@@ -166,18 +166,18 @@ class Bench:
                     timing, step_losses = timed_steps(path, first, args.block, RAMP_TOTAL_STEPS, self.device)
                     timings[path.name].append(timing)
                     losses[path.name] = float(step_losses["loss"].detach())
-            evals = self.eval_times(paths)
-            flops = step_flops(self.fresh_method().to(self.device), paths[-1].next_batch(), RAMP_TOTAL_STEPS)
             eval_counts = eval_flops(self.fresh_method().to(self.device), to_float(self.arrays[0][:1]).to(self.device))
+            evals = self.eval_times(paths, has_variants=eval_counts["variants"] > 0)
+            flops = step_flops(self.fresh_method().to(self.device), paths[-1].next_batch(), RAMP_TOTAL_STEPS)
         finally:
             for path in paths:
                 path.close()
         return [self.row(path, timings[path.name], losses[path.name], evals[path.name], flops, eval_counts) for path in paths]
 
-    def eval_times(self, paths: list[TrainingPath]) -> dict[str, dict[str, float]]:
-        """Median ms per image of ``predict`` and ``predict_variants`` for each path, interleaved."""
+    def eval_times(self, paths: list[TrainingPath], has_variants: bool) -> dict[str, dict[str, float]]:
+        """Median ms per image of ``predict`` and (where the method has any) ``predict_variants`` for each path, interleaved."""
         images = torch.cat([self.arrays[0], self.arrays[2]])[: self.args.eval_images]
-        kinds = ["main"] + (["variants"] if self._has_variants(paths[0]) else [])
+        kinds = ["main"] + (["variants"] if has_variants else [])
         samples: dict[tuple[str, str], list[float]] = {}
         for path in paths:
             path.method.eval()
@@ -196,15 +196,11 @@ class Bench:
             for path in paths
         }
 
-    def _has_variants(self, path: TrainingPath) -> bool:
-        with torch.inference_mode():
-            example = self.arrays[0][:1].to(self.device).float()
-            return bool(path.method.predict_variants(example))
-
     def row(
         self, path: TrainingPath, timings: list[StepTiming], loss: float, evals: dict[str, float], flops: int, eval_counts: dict[str, int],
     ) -> dict[str, Any]:
-        step_s = median([t.step_s for t in timings])
+        step_times = [t.step_s for t in timings]
+        step_s = median(step_times)
         variant = getattr(path, "variant", None)
         achieved = flops / step_s / 1e12
         matmul = self.args.matmul_tflops[path.precision]
@@ -216,12 +212,12 @@ class Bench:
             "channels_last": bool(variant and variant.channels_last),
             "compile": bool(variant and variant.compile),
             "step_ms": 1000 * step_s,
-            "step_ms_min": 1000 * min(t.step_s for t in timings),
-            "step_ms_blocks": [round(1000 * t.step_s, 3) for t in timings],  # in timing order, for paired ratios
-            "step_drift": step_drift([t.step_s for t in timings]),
+            "step_ms_min": 1000 * min(step_times),
+            "step_ms_blocks": [round(1000 * t, 3) for t in step_times],  # in timing order, for paired ratios
+            "step_drift": step_drift(step_times),
             "images_per_s": self.config.images_per_step / step_s,
             "data_ms": 1000 * median([t.data_s for t in timings]),
-            "data_share": sum(t.data_s for t in timings) / sum(t.step_s for t in timings),
+            "data_share": sum(t.data_s for t in timings) / sum(step_times),
             "gflop_per_step": flops / 1e9,
             "achieved_tflops": achieved,
             "matmul_share": achieved / matmul,

@@ -255,7 +255,7 @@ def eval_flops(method: Method, images: Tensor) -> dict[str, int]:
         for kind, predict in (("main", method.predict), ("variants", method.predict_variants)):
             with torch.inference_mode(), FlopCounterMode(display=False) as counter:
                 produced = predict(images)
-            counts[kind] = counter.get_total_flops() // len(images) if produced is not None and len(produced) else 0
+            counts[kind] = counter.get_total_flops() // len(images) if len(produced) else 0
     finally:
         method.train(was_training)
     return counts
