@@ -85,10 +85,11 @@ def parse_config(text: str) -> PerfConfig:
 
 
 def resolve_methods(names: list[str] | None) -> list[str]:
-    """The methods to measure: ``names`` ("all" = every registered), default UAPS then supervised."""
+    """The methods to measure: ``names``; "all" = every registered, UAPS and supervised first; default UAPS then supervised."""
     registered = available_methods()
     if names == ["all"]:
-        return registered
+        first = [name for name in DEFAULT_METHODS if name in registered]
+        return first + [name for name in registered if name not in first]
     if names is None:
         missing = [name for name in DEFAULT_METHODS if name not in registered]
         if missing:

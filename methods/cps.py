@@ -102,4 +102,7 @@ class CPS(Method):
         return self._predict(self.options["eval_mode"], images)
 
     def predict_variants(self, images: Tensor) -> dict[str, Tensor]:
-        return {mode: self._predict(mode, images) for mode in EVAL_MODES if mode != self.options["eval_mode"]}
+        """The two eval modes other than ``eval_mode``, from one pass of each network."""
+        logits1, logits2 = self.net1(images), self.net2(images)
+        predictions = {"net1": logits1, "net2": logits2, "ensemble": ensemble_logits([logits1, logits2])}
+        return {mode: logits for mode, logits in predictions.items() if mode != self.options["eval_mode"]}

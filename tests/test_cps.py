@@ -1,6 +1,7 @@
 """CPS: pseudo-labels from the other network, detached; labelled switch; prediction modes; smoke training."""
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from methods import ConfigError, build_method
 from methods.cps import cross_pseudo_supervision
@@ -77,6 +78,21 @@ def test_prediction_modes():
         torch.testing.assert_close(variants["ensemble"].softmax(1), mean_probs)
     ensemble = build_method("cps", {"eval_mode": "ensemble"}, 1, NUM_CLASSES)
     assert sorted(ensemble.predict_variants(images)) == ["net1", "net2"]
+
+
+def test_prediction_variants_run_each_network_once():
+    """net2 and the ensemble of the variants cost two network passes, not three."""
+    images = torch.randn(2, 1, 32, 32)
+    method = build_method("cps", {}, 1, NUM_CLASSES).eval()
+    flops = {}
+    for name, predict in (("one network", method.predict), ("variants", method.predict_variants)):
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            predict(images)
+        flops[name] = counter.get_total_flops()
+    assert flops["variants"] == 2 * flops["one network"]
+
+
+def test_bad_options_are_named():
     with pytest.raises(ConfigError, match="eval_mode"):
         build_method("cps", {"eval_mode": "both"}, 1, NUM_CLASSES)
     with pytest.raises(ConfigError, match="cross_on_labeled"):

@@ -18,7 +18,7 @@ from benchmarks.config import PROFILE_DEFAULTS
 from benchmarks.perf_data import ReferenceDataset, numpy_flip_rot90, perf_images, reference_loader
 from benchmarks.perf_paths import FastPath, PeakMemory, PerfConfig, ReferencePath, eval_flops, parse_variant, step_flops
 from datasets.transforms import random_flip_rot90, to_float
-from methods import LabeledBatch, build_method
+from methods import LabeledBatch, available_methods, build_method
 
 CONFIG = PerfConfig(32, 2, 2)
 TRAIN = copy.deepcopy(PROFILE_DEFAULTS["train"])
@@ -192,3 +192,9 @@ def test_paper_run_reports_iterations_per_second(tmp_path, monkeypatch):
     result = perf_extras.paper_run(0.5, torch.device("cpu"), tmp_path / "no_data_here", tmp_path / "out", overrides=tiny)
     assert result["iterations"] >= 1 and result["iterations_per_s"] > 0 and "stand-ins" in result["data"]
     assert json.loads((tmp_path / "out" / "paper_run.json").read_text())["images_per_step"] == 4
+
+
+def test_all_methods_start_with_uaps_and_supervised():
+    names = perf.resolve_methods(["all"])
+    assert names[:2] == ["uaps", "supervised"]
+    assert sorted(names) == sorted(available_methods())
