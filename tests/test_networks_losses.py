@@ -13,7 +13,7 @@ from methods.losses import (
     segmentation_loss,
     segmentation_loss_from_log_probs,
 )
-from methods.networks import UpBlock, build_backbone, build_network, count_parameters
+from methods.networks import DenseInterpolationGradients, UpBlock, build_backbone, build_network, count_parameters
 from methods.perturbations import FeatureNoise, scale_in_layout
 from methods.ramps import sigmoid_rampup
 
@@ -128,6 +128,25 @@ def test_up_block_gradients_equal_plain_upsampling_and_concatenation(layout):
     x.grad = skip.grad = None
     block.conv(torch.cat([skip, block.up(x)], dim=1)).square().sum().backward()  # without the dense-gradient step
     torch.testing.assert_close(ours, (x.grad, skip.grad))
+
+
+def test_smp_decoder_gives_interpolations_a_dense_gradient_with_equal_values():
+    x = torch.randn(1, 2, 4, 4, requires_grad=True)
+    with DenseInterpolationGradients():
+        resized = torch.nn.functional.interpolate(x, size=(8, 8), mode="bilinear")
+        summed = x.sum()
+    assert type(resized.grad_fn).__name__ == "_DenseGradientBackward"
+    assert type(summed.grad_fn).__name__ == "SumBackward0"  # other operators untouched
+    torch.manual_seed(0)
+    net = build_network("smp:Segformer:mit_b0", 3, 4).to(memory_format=torch.channels_last)
+    images = torch.randn(2, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+    gradients = []
+    for decode in (net.decoder, lambda features: net.decoder.head(net.decoder.decoder(features))):
+        net.zero_grad()
+        torch.manual_seed(1)  # the same stochastic-depth draws
+        decode(net.encoder(images)).square().sum().backward()
+        gradients.append([p.grad.clone() for p in net.parameters()])
+    torch.testing.assert_close(gradients[0], gradients[1], rtol=0, atol=0)
 
 
 def test_feature_noise_scales_each_position_by_one_plus_uniform_noise():
