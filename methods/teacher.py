@@ -15,7 +15,8 @@
   the buffers only matter when the teacher is evaluated; copying gives it the student's running
   statistics, which its own train-mode passes would otherwise overwrite with statistics of noisy
   unlabelled batches only (what SSL4MIS's teacher accumulates).
-* ``input_noise``: clamp(N(0, 1) * std, -clip, clip), SSL4MIS's teacher-input noise.
+* ``input_noise``: clamp(N(0, 1) * std, -clip, clip), SSL4MIS's teacher-input noise, drawn
+  contiguous whatever the images' layout (``standard_normal_like``).
 """
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ import copy
 
 import torch
 from torch import Tensor, nn
+
+from .networks import is_channels_last
 
 
 def frozen_copy(module: nn.Module) -> nn.Module:
@@ -46,6 +49,20 @@ def ema_update(teacher: nn.Module, student: nn.Module, alpha: float) -> None:
         teacher_buffer.copy_(student_buffer)
 
 
+def standard_normal_like(images: Tensor) -> Tensor:
+    """N(0, 1) draws shaped and laid out like ``images``, always generated into contiguous memory.
+
+    torch's CPU ``normal_`` is serial on a channels-last tensor: 11.0 ms against 1.4 ms for
+    8 x 3 x 128² (2-core CPU), and UA-MT draws ten such noises per step. A channels-last request
+    is drawn as a contiguous N x H x W x C tensor and viewed as N x C x H x W.
+    """
+    if is_channels_last(images):
+        batch, channels, height, width = images.shape
+        noise = torch.randn(batch, height, width, channels, dtype=images.dtype, device=images.device)
+        return noise.permute(0, 3, 1, 2)
+    return torch.randn_like(images)
+
+
 def input_noise(images: Tensor, std: float, clip: float) -> Tensor:
     """``images`` plus clamp(N(0, 1) * std, -clip, clip), drawn independently per pixel."""
-    return images + torch.clamp(torch.randn_like(images) * std, -clip, clip)
+    return images + standard_normal_like(images).mul_(std).clamp_(-clip, clip)

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from methods import ConfigError, build_method
-from methods.teacher import ema_alpha
+from methods.teacher import ema_alpha, input_noise
 from tests.helpers import tiny_batch, train_smoke, untrained_miou
 
 SMOKE_OVERRIDES: tuple[str, ...] = ()  # the smoke profile as it is
@@ -108,3 +108,18 @@ def test_eval_mode_picks_the_predicting_network():
 def test_trains_in_smoke_profile_and_beats_untrained(tmp_path):
     metrics = train_smoke("mean_teacher", tmp_path, SMOKE_OVERRIDES)  # raises NonFiniteLossError on NaN
     assert metrics["standard"]["miou"] > untrained_miou("mean_teacher", tmp_path, SMOKE_OVERRIDES)
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_input_noise_is_clipped_gaussian_in_the_images_layout(layout):
+    torch.manual_seed(0)
+    images = torch.zeros(4, 3, 64, 64).contiguous(memory_format=layout)
+    noise = input_noise(images, std=1.0, clip=10.0)
+    assert noise.is_contiguous(memory_format=layout)
+    assert abs(noise.mean().item()) < 0.02 and abs(noise.std().item() - 1.0) < 0.02
+    flat = noise.flatten()
+    assert abs(torch.corrcoef(torch.stack([flat[:-1], flat[1:]]))[0, 1].item()) < 0.02  # neighbours independent
+    clipped = input_noise(images, std=0.1, clip=0.2)
+    clip = torch.tensor(0.2).item()  # 0.2 in float32
+    assert clipped.abs().max().item() <= clip
+    assert (clipped.abs() == clip).float().mean().item() == pytest.approx(0.0455, abs=0.005)  # P(|N| > 2)
