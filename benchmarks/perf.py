@@ -393,7 +393,7 @@ def run_benchmark(args: argparse.Namespace, device: torch.device) -> pd.DataFram
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.perf", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--methods", nargs="+", default=None, help=f"registered methods, or 'all' (default: {' '.join(DEFAULT_METHODS)} where registered)")
+    parser.add_argument("--methods", nargs="+", default=None, help=f"registered methods, or 'all' (every one, {' and '.join(DEFAULT_METHODS)} first; default: {' '.join(DEFAULT_METHODS)} where registered)")
     parser.add_argument("--configs", nargs="+", type=parse_config, default=[parse_config(c) for c in DEFAULT_CONFIGS], metavar="SIZE:L:U", help=f"image side : labelled : unlabelled images per step (default: {' '.join(DEFAULT_CONFIGS)})")
     parser.add_argument("--variants", nargs="*", default=[], metavar="SPEC", help="extra fast paths beside the default one, '+'-joined from: fp32 bf16 cl nocl compile device-data cudnn-bench (e.g. bf16+cl)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per path (default: 6 on CPU, 40 on CUDA)")
