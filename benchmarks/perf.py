@@ -37,6 +37,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from datasets.atomic import atomic_open
 from datasets.cache import load_arrays
 from datasets.transforms import to_float
 from methods import Method, available_methods, build_method
@@ -58,6 +59,7 @@ from .perf_paths import (
     median,
     parse_variant,
     release_freed_memory_to_os,
+    release_unused_memory,
     step_flops,
     timed_call,
     timed_steps,
@@ -310,13 +312,20 @@ def _json_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def write_results(out: Path, rows: pd.DataFrame, table: pd.DataFrame, meta: dict[str, Any]) -> None:
+    """perf.csv, perf.json and perf.md, each written atomically."""
     out.mkdir(parents=True, exist_ok=True)
-    rows.to_csv(out / "perf.csv", index=False)
+    with atomic_open(out / "perf.csv", "w") as handle:
+        rows.to_csv(handle, index=False)
     write_json(out / "perf.json", {**meta, "comparison": _json_records(table), "rows": _json_records(rows)})
     machine = meta["machine"]
     lines = [
         "# Performance: reference vs fast training path",
         "",
+        *([] if meta["complete"] else [
+            f"**Partial**: {len(rows.groupby(['method', 'config']))} of {meta['benches']} (method, configuration) pairs "
+            "measured so far; the run is still going or was stopped. No peak memory yet.",
+            "",
+        ]),
         f"- machine: {machine['host']}, {machine['device']}, {machine['cpu']} ({machine['cpu_count']} cores, "
         f"torch {machine['torch']}, {machine['torch_threads']} threads); load average {machine['load_average_at_start']} at start, "
         f"{meta['load_average_at_end']} at end",
@@ -339,27 +348,59 @@ def write_results(out: Path, rows: pd.DataFrame, table: pd.DataFrame, meta: dict
         "```",
         "",
     ]
-    (out / "perf.md").write_text("\n".join(lines))
+    with atomic_open(out / "perf.md", "w") as handle:
+        handle.write("\n".join(lines))
+
+
+def summarise(results: list[dict[str, Any]], meta: dict[str, Any], out: Path, complete: bool) -> pd.DataFrame:
+    """Rows and comparison of everything measured so far, written to ``out``; the comparison table.
+
+    Called after every (method, configuration), so a run that is stopped or runs out of memory
+    keeps what it measured (marked partial), and once more at the end with peak memory.
+    """
+    rows = pd.DataFrame(results)
+    warming = rows[rows.step_drift > DRIFT_WARNING]
+    still_warming = [f"{row.method} {row.config} {row.path}" for row in warming.itertuples()]
+    if complete:
+        for name, drift in zip(still_warming, warming.step_drift):
+            print(f"note: {name}: its first timed steps were {drift:.2f}x slower than its last; it was still warming up (raise --warmup)", file=sys.stderr)
+    meta["settings"]["still_warming"] = still_warming
+    meta.update(load_average_at_end=[round(x, 2) for x in os.getloadavg()], complete=complete)
+    table = comparison_table(rows)
+    write_results(out, rows, table, meta)
+    return table
 
 
 def run_benchmark(args: argparse.Namespace, device: torch.device) -> pd.DataFrame:
     train = resolved_train_settings(copy.deepcopy(PROFILE_DEFAULTS["train"]), device)
     variants = [parse_variant("", train)] + [parse_variant(spec, train) for spec in args.variants]
     methods = resolve_methods(args.methods)
-    meta: dict[str, Any] = {"machine": machine_info(device)}
     size = args.matmul_size or DEVICE_DEFAULTS[device.type][-1]
     args.matmul_tflops = {name: matmul_tflops(device, dtype, size) for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
+    meta: dict[str, Any] = {
+        "machine": machine_info(device),
+        "matmul_tflops": args.matmul_tflops,
+        "benches": len(methods) * len(args.configs),
+        "settings": {
+            "steps": args.steps, "block": args.block, "warmup": args.warmup, "eval_images": args.eval_images, "eval_repeats": args.eval_repeats,
+            "reference_workers": args.workers, "variants": [v.name for v in variants], "methods": methods,
+            "configs": [c.name for c in args.configs], "train_defaults": train,
+        },
+    }
     print(f"matrix-product rate on {meta['machine']['device']}: {args.matmul_tflops} TFLOP/s", flush=True)
     benches, results, sources = [], [], set()
     with tempfile.TemporaryDirectory(prefix="perf_standin_") as standin:
         for config in args.configs:
             images = perf_images(args.data_root, 2 * config.labeled, 2 * config.unlabeled, Path(standin))
             sources.add(images.source)
+            meta["data_source"] = "; ".join(sorted(sources))
             for method in methods:
                 print(f"{method} @ {config.name} ...", flush=True)
+                release_unused_memory()
                 bench = Bench(method, config, images, variants, train, device, args)
                 results += bench.measure()
                 benches.append(bench)
+                summarise(results, meta, args.out, complete=False)
         if args.memory:
             if device.type == "cpu" and not release_freed_memory_to_os():
                 print("note: glibc mallopt unavailable; CPU peak memory may be under-reported", file=sys.stderr)
@@ -369,24 +410,8 @@ def run_benchmark(args: argparse.Namespace, device: torch.device) -> pd.DataFram
                     peaks[(bench.method_name, bench.config.name, path)] = mib
             for row in results:
                 row["peak_step_mib"] = peaks[(row["method"], row["config"], row["path"])]
-    rows = pd.DataFrame(results)
-    warming = rows[rows.step_drift > DRIFT_WARNING]
-    still_warming = [f"{row.method} {row.config} {row.path}" for row in warming.itertuples()]
-    for name, drift in zip(still_warming, warming.step_drift):
-        print(f"note: {name}: its first timed steps were {drift:.2f}x slower than its last; it was still warming up (raise --warmup)", file=sys.stderr)
-    table = comparison_table(rows)
-    meta.update(
-        load_average_at_end=[round(x, 2) for x in os.getloadavg()],
-        data_source="; ".join(sorted(sources)),
-        matmul_tflops=args.matmul_tflops,
-        settings={
-            "steps": args.steps, "block": args.block, "warmup": args.warmup, "still_warming": still_warming, "eval_images": args.eval_images, "eval_repeats": args.eval_repeats,
-            "reference_workers": args.workers, "variants": [v.name for v in variants], "methods": methods,
-            "configs": [c.name for c in args.configs], "train_defaults": train,
-        },
-    )
+    table = summarise(results, meta, args.out, complete=True)
     print(format_table(table), flush=True)
-    write_results(args.out, rows, table, meta)
     print(f"written: {args.out / 'perf.csv'}, perf.md, perf.json", flush=True)
     return table
 

@@ -68,7 +68,31 @@ def test_harness_writes_both_paths_and_ratios(tmp_path):
     assert table["speedup at matmul rate"].iloc[0] == pytest.approx(table["ref step ms"].iloc[0] / fast.step_ms_at_matmul_rate)
     assert table["ensemble/main FLOPs"].isna().all()  # supervised has no ensemble
     assert report["machine"]["torch"] == torch.__version__ and "matmul_tflops" in report
-    assert "step speedup" in (out / "perf.md").read_text()
+    assert "step speedup" in (out / "perf.md").read_text() and "Partial" not in (out / "perf.md").read_text()
+    assert report["complete"] is True
+
+
+def test_a_stopped_run_keeps_what_it_measured(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    argv = [
+        "--methods", "supervised", "mean_teacher", "--configs", "32:2:2", "--steps", "1", "--warmup", "1",
+        "--eval-images", "2", "--eval-repeats", "1", "--workers", "0", "--device", "cpu",
+        "--data-root", str(tmp_path / "no_data_here"), "--out", str(out), "--matmul-size", "256",
+    ]
+    measure = perf.Bench.measure
+
+    def measure_or_die(bench):
+        if bench.method_name == "mean_teacher":
+            raise MemoryError("killed")
+        return measure(bench)
+
+    monkeypatch.setattr(perf.Bench, "measure", measure_or_die)
+    with pytest.raises(MemoryError):
+        perf.main(argv)
+    assert set(pd.read_csv(out / "perf.csv").method) == {"supervised"}
+    report = json.loads((out / "perf.json").read_text())
+    assert report["complete"] is False and report["benches"] == 2
+    assert "**Partial**: 1 of 2" in (out / "perf.md").read_text()
 
 
 def test_reference_path_decodes_files_for_every_sample(images, monkeypatch):
