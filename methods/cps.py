@@ -91,18 +91,17 @@ class CPS(Method):
             "consistency_weight": loss_sup1.new_tensor(weight),
         }
 
-    def _predict(self, mode: str, images: Tensor) -> Tensor:
-        if mode == "net1":
-            return self.net1(images)
-        if mode == "net2":
-            return self.net2(images)
-        return ensemble_logits([self.net1(images), self.net2(images)])
-
     def predict(self, images: Tensor) -> Tensor:
-        return self._predict(self.options["eval_mode"], images)
+        mode = self.options["eval_mode"]
+        if mode == "ensemble":
+            return self._all_predictions(images)["ensemble"]
+        return self.net1(images) if mode == "net1" else self.net2(images)
 
     def predict_variants(self, images: Tensor) -> dict[str, Tensor]:
         """The two eval modes other than ``eval_mode``, from one pass of each network."""
-        logits1, logits2 = self.net1(images), self.net2(images)
-        predictions = {"net1": logits1, "net2": logits2, "ensemble": ensemble_logits([logits1, logits2])}
+        predictions = self._all_predictions(images)
         return {mode: logits for mode, logits in predictions.items() if mode != self.options["eval_mode"]}
+
+    def _all_predictions(self, images: Tensor) -> dict[str, Tensor]:
+        logits1, logits2 = self.net1(images), self.net2(images)
+        return {"net1": logits1, "net2": logits2, "ensemble": ensemble_logits([logits1, logits2])}
