@@ -14,6 +14,7 @@ from methods import Method
 from methods.losses import hard_labels
 
 from .metrics import SegmentationMeter
+from .per_image import DEFAULT_PREDICTION, PixelCounts, protocol_metrics
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
@@ -30,6 +31,46 @@ def prepare_images(images_u8: Tensor, device: torch.device, channels_last: bool)
 
 
 @torch.inference_mode()
+def prediction_counts(
+    method: Method,
+    images_u8: Tensor,
+    masks_u8: Tensor,
+    num_classes: int,
+    device: torch.device,
+    batch_size: int = 32,
+    precision: str = "fp32",
+    channels_last: bool = False,
+    variants: bool = False,
+) -> dict[str, PixelCounts]:
+    """Per-image TP/FP/FN counts of ``method.predict`` (``"default"``) and, with ``variants``, of each ``predict_variants`` entry."""
+    was_training = method.training
+    method.eval()
+    meters: dict[str, SegmentationMeter] = {}
+    try:
+        for start in range(0, len(images_u8), batch_size):
+            images = prepare_images(images_u8[start : start + batch_size], device, channels_last)
+            masks = masks_u8[start : start + batch_size].long()
+            with autocast(device, precision):
+                outputs = {DEFAULT_PREDICTION: method.predict(images)}
+                if variants:
+                    outputs.update(method.predict_variants(images))
+            for name, logits in outputs.items():
+                meter = meters.setdefault(name, SegmentationMeter(num_classes))
+                meter.update(hard_labels(logits).cpu(), masks)
+    finally:
+        method.train(was_training)
+    return {name: meter.counts() for name, meter in meters.items()}
+
+
+def metrics_from_counts(counts: dict[str, PixelCounts], class_names: list[str] | tuple[str, ...]) -> dict:
+    """Both protocols of the default prediction, and of each variant under ``"variants"``."""
+    result = protocol_metrics(counts[DEFAULT_PREDICTION], class_names)
+    others = {name: protocol_metrics(value, class_names) for name, value in counts.items() if name != DEFAULT_PREDICTION}
+    if others:
+        result["variants"] = others
+    return result
+
+
 def evaluate(
     method: Method,
     images_u8: Tensor,
@@ -42,26 +83,8 @@ def evaluate(
     variants: bool = False,
 ) -> dict:
     """Metrics of ``method.predict`` (and, with ``variants``, of each ``predict_variants`` entry)."""
-    was_training = method.training
-    method.eval()
-    meters: dict[str, SegmentationMeter] = {}
-    try:
-        for start in range(0, len(images_u8), batch_size):
-            images = prepare_images(images_u8[start : start + batch_size], device, channels_last)
-            masks = masks_u8[start : start + batch_size].long()
-            with autocast(device, precision):
-                outputs = {"default": method.predict(images)}
-                if variants:
-                    outputs.update(method.predict_variants(images))
-            for name, logits in outputs.items():
-                meter = meters.setdefault(name, SegmentationMeter(len(class_names), class_names))
-                meter.update(hard_labels(logits).cpu(), masks)
-    finally:
-        method.train(was_training)
-    result = meters.pop("default").compute()
-    if meters:
-        result["variants"] = {name: meter.compute() for name, meter in meters.items()}
-    return result
+    counts = prediction_counts(method, images_u8, masks_u8, len(class_names), device, batch_size, precision, channels_last, variants)
+    return metrics_from_counts(counts, class_names)
 
 
 def count_macs(fn: Callable[[Tensor], Tensor], example: Tensor) -> int:

@@ -8,6 +8,7 @@ the method only computes losses and predictions. A run directory holds:
     train_log.csv    step, named losses, validation mean Dice, elapsed seconds
     best.pt          weights with the best validation mean Dice over defect classes (paper rule)
     last.pt          periodic checkpoint to resume from (model, optimiser, RNG states, step)
+    per_image.npz    per test image and class: TP, FP, FN pixel counts of every prediction (benchmarks.per_image)
     metrics.json     test metrics, written atomically last: its presence means the run completed
     failure.json     written instead when the run raised (reason and traceback)
 """
@@ -37,8 +38,10 @@ from methods.registry import check_step_output
 
 from .config import config_hash, run_dir
 from .environment import environment, resolve_device, resolved_train_settings
-from .evaluate import autocast, count_macs, evaluate, prepare_images, time_per_image
+from .evaluate import autocast, count_macs, evaluate, metrics_from_counts, prediction_counts, prepare_images, time_per_image
 from .io import read_json, save_torch, write_json, write_yaml
+from .per_image import FILE_NAME as PER_IMAGE_FILE
+from .per_image import write_per_image
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -56,6 +59,7 @@ class RunData:
     val_masks: Tensor
     test_images: Tensor
     test_masks: Tensor
+    test_ids: list[str]  # uids of the test images, in the order of test_images
 
 
 def load_run_data(run_config: dict[str, Any], data_root: Path | None, cache_dir: Path | None, split_path: Path | None) -> RunData:
@@ -87,6 +91,7 @@ def load_run_data(run_config: dict[str, Any], data_root: Path | None, cache_dir:
         val_masks=masks(val_uids),
         test_images=images(split.test),
         test_masks=masks(split.test),
+        test_ids=list(split.test),
     )
 
 
@@ -367,7 +372,7 @@ def _train(
     bar.close()
 
     method.load_state_dict(torch.load(best_path, map_location=device, weights_only=True))
-    metrics = _test_metrics(method, data, train, device)
+    metrics = _test_metrics(method, data, train, device, directory / PER_IMAGE_FILE)
     metrics.update(
         status="completed",
         config_hash=digest,
@@ -385,11 +390,14 @@ def _train(
     return metrics
 
 
-def _test_metrics(method: Method, data: RunData, train: dict, device: torch.device) -> dict[str, Any]:
-    metrics = evaluate(
-        method, data.test_images, data.test_masks, data.class_names, device,
+def _test_metrics(method: Method, data: RunData, train: dict, device: torch.device, per_image_path: Path) -> dict[str, Any]:
+    """Test metrics of every prediction; their per-image counts are written to ``per_image_path`` first."""
+    counts = prediction_counts(
+        method, data.test_images, data.test_masks, len(data.class_names), device,
         train["eval_batch_size"], train["precision"], train["channels_last"], variants=True,
     )
+    write_per_image(per_image_path, data.test_ids, data.class_names, counts)
+    metrics = metrics_from_counts(counts, data.class_names)
     example = prepare_images(data.test_images[:1], device, train["channels_last"])
     batch = prepare_images(data.test_images[: train["eval_batch_size"]], device, train["channels_last"])
     method.eval()
