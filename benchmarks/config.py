@@ -11,8 +11,8 @@ Method variants (for ablations) name a registered method with fixed options::
       uaps_mix_average: {method: uaps, options: {mixing: average}, ratios: [0.1, 0.3, 0.5]}
 
 A variant name is used in ``methods:`` like a method name and names the run directory. Its options
-are the base method's defaults <- ``common_method_options`` <- ``method_options.<base>`` <- the
-variant's ``options``. ``ratios`` (optional) replaces the profile's ratios for that variant only
+are the base method's defaults <- the recipe's options for it (``Method.recipe_options``) <-
+``common_method_options`` <- ``method_options.<base>`` <- the variant's ``options``. ``ratios`` (optional) replaces the profile's ratios for that variant only
 (``--ratios`` on the command line still overrides everything). The resolved run config stores
 ``method`` (the variant name) and ``base_method`` (the registered name; equal for plain methods).
 """
@@ -21,18 +21,23 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from datasets.transforms import AUGMENTATIONS, NORMALIZATIONS
 from methods import ConfigError, available_methods, get_method_class
 from methods.base import resolve_options
+
+from .recipes import train_recipe
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 PROFILE_DEFAULTS: dict[str, Any] = {
     "description": "",
+    "recipe": "unified",  # unified | authors (benchmarks.recipes, docs/fidelity.md)
     "methods": ["supervised"],  # names, or "all" for every registered method
     "datasets": ["synthetic"],  # names, or "available" for every dataset found under the data root
     "ratios": [0.1],
@@ -45,7 +50,13 @@ PROFILE_DEFAULTS: dict[str, Any] = {
         "lr": 1e-3,  # Adam, as in the UAPS and simEps papers
         "weight_decay": 0.0,
         "image_size": 128,  # images are resized to image_size x image_size
-        "augment": True,  # random flips and rot90, batched
+        "augment": True,  # augment training batches (labelled and unlabelled) with ``augmentation``
+        "augmentation": "flips_rot90",  # flips_rot90 | authors (datasets.transforms)
+        "normalization": "half",  # half ([-1, 1]) | imagenet (datasets.transforms)
+        "lr_schedule": "constant",  # constant | plateau (ReduceLROnPlateau on validation mean Dice)
+        "lr_patience": 2950,  # plateau: iterations without a better validation score before the cut
+        "lr_factor": 0.1,  # plateau: the learning rate is multiplied by this at each cut
+        "min_lr": 1e-8,  # plateau: the learning rate never goes below this
         "val_every": 100,
         "val_max_images": None,  # cap on validation images (first N of the fixed val split)
         "checkpoint_every": 200,  # periodic checkpoint for resuming
@@ -63,10 +74,72 @@ PROFILE_DEFAULTS: dict[str, Any] = {
     "method_options": {},  # {method name: {option: value}}
     "method_variants": {},  # {variant name: {method: registered name, options: {...}, ratios: [...]}}
     "dataset_options": {},  # {dataset name: {option: value}}
+    "train_per_dataset": {},  # {dataset name: {train key: value}}, on top of ``train`` for that dataset
 }
-FREE_FORM = ("common_method_options", "method_options", "method_variants", "dataset_options")  # checked where used
+FREE_FORM = ("common_method_options", "method_options", "method_variants", "dataset_options", "train_per_dataset")  # checked where used
 PRECISIONS = ("auto", "fp32", "bf16")
+LR_SCHEDULES = ("constant", "plateau")
 VARIANT_KEYS = ("method", "options", "ratios")
+SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+# Keys added after the first committed results, with the value that reproduces the behaviour from
+# before they existed: left out of the config hash while they hold it. Method options are matched
+# by option name in any method.
+HASH_NEUTRAL: dict[tuple[str, ...], Any] = {
+    ("recipe",): "unified",
+    ("train", "augmentation"): "flips_rot90",
+    ("train", "normalization"): "half",
+    ("train", "lr_schedule"): "constant",
+    ("train", "lr_patience"): 2950,
+    ("train", "lr_factor"): 0.1,
+    ("train", "min_lr"): 1e-8,
+}
+METHOD_OPTION_NEUTRAL: dict[str, Any] = {}
+# type and bounds of every train setting: (types, minimum, maximum or None, choices or None)
+TRAIN_SPEC: dict[str, tuple[tuple[type, ...], float | None, float | None, tuple | None]] = {
+    "iterations": ((int,), 1, None, None),
+    "batch_size": ((int,), 1, None, None),
+    "unlabeled_batch_size": ((int,), 1, None, None),
+    "lr": ((int, float), 0, None, None),
+    "weight_decay": ((int, float), 0, None, None),
+    "image_size": ((int,), 8, None, None),
+    "augment": ((bool,), None, None, None),
+    "augmentation": ((str,), None, None, AUGMENTATIONS),
+    "normalization": ((str,), None, None, NORMALIZATIONS),
+    "lr_schedule": ((str,), None, None, LR_SCHEDULES),
+    "lr_patience": ((int,), 1, None, None),
+    "lr_factor": ((int, float), 0, 1, None),
+    "min_lr": ((int, float), 0, None, None),
+    "val_every": ((int,), 1, None, None),
+    "val_max_images": ((int, type(None)), 1, None, None),
+    "checkpoint_every": ((int,), 1, None, None),
+    "log_every": ((int,), 1, None, None),
+    "eval_batch_size": ((int,), 1, None, None),
+    "precision": ((str,), None, None, PRECISIONS),
+    "channels_last": ((bool,), None, None, None),
+    "num_threads": ((int, type(None)), 1, None, None),
+}
+assert set(TRAIN_SPEC) == set(PROFILE_DEFAULTS["train"]), "every train setting has a type"
+TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
+
+
+def check_train(train: dict[str, Any], where: str = "train") -> None:
+    """ConfigError naming the key, the value and what is expected, for any ill-typed train setting."""
+    for key, value in train.items():
+        if key not in TRAIN_SPEC:
+            raise ConfigError(f"unknown config key '{where}.{key}'; valid keys: {sorted(TRAIN_SPEC)}")
+        types, low, high, choices = TRAIN_SPEC[key]
+        if choices is not None:
+            if value not in choices:
+                raise ConfigError(f"{where}.{key} must be one of {list(choices)}, got {value!r}")
+            continue
+        if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+            names = " or ".join(TYPE_NAMES[t] for t in types if not (t is int and float in types))
+            raise ConfigError(f"{where}.{key} must be {names}, got {value!r}")
+        if value is None or isinstance(value, bool):
+            continue
+        if (low is not None and value < low) or (high is not None and value > high) or value != value:
+            bounds = f">= {low}" + ("" if high is None else f" and <= {high}")
+            raise ConfigError(f"{where}.{key} must be {bounds}, got {value!r}")
 
 
 def _check_keys(data: dict, reference: dict, where: str) -> None:
@@ -102,7 +175,7 @@ def profile_path(name_or_path: str) -> Path:
 
 
 def load_profile(name_or_path: str, overrides: list[str] | None = None) -> dict[str, Any]:
-    """Defaults <- profile YAML <- ``--set`` overrides, validated. Adds ``profile`` (the name)."""
+    """Defaults <- recipe <- profile YAML <- ``--set`` overrides, validated. Adds ``profile`` (the name)."""
     path = profile_path(name_or_path)
     try:
         data = yaml.safe_load(path.read_text()) or {}
@@ -111,16 +184,29 @@ def load_profile(name_or_path: str, overrides: list[str] | None = None) -> dict[
     if not isinstance(data, dict):
         raise ConfigError(f"profile {path} must be a mapping of config keys")
     _check_keys(data, PROFILE_DEFAULTS, "")
-    config = _merge(PROFILE_DEFAULTS, data)
+    user = data
     for override in overrides or []:
-        config = apply_override(config, override)
-    if config["train"]["precision"] not in PRECISIONS:
-        raise ConfigError(f"train.precision must be one of {PRECISIONS}, got {config['train']['precision']!r}")
-    if not isinstance(config["train"]["channels_last"], bool):
-        raise ConfigError(f"train.channels_last must be true or false, got {config['train']['channels_last']!r}")
+        user = apply_override(user, override)
+    recipe = train_recipe(user.get("recipe", PROFILE_DEFAULTS["recipe"]))
+    explicit_train = set(user.get("train", {}))
+    recipe_per_dataset = {
+        dataset: {key: value for key, value in settings.items() if key not in explicit_train}
+        for dataset, settings in recipe.train_per_dataset.items()
+    }
+    config = _merge(PROFILE_DEFAULTS, {"train": recipe.train, "train_per_dataset": recipe_per_dataset})
+    config = _merge(config, user)
+    check_train(config["train"])
+    _check_train_per_dataset(config["train_per_dataset"])
     _check_variants(config["method_variants"])
     config["profile"] = path.stem
     return config
+
+
+def _check_train_per_dataset(per_dataset: Any) -> None:
+    if not isinstance(per_dataset, dict) or not all(isinstance(v, dict) for v in per_dataset.values()):
+        raise ConfigError(f"train_per_dataset must be a mapping of dataset name -> {{train key: value}}, got {per_dataset!r}")
+    for dataset, settings in per_dataset.items():
+        check_train(settings, f"train_per_dataset.{dataset}")
 
 
 def _check_variants(variants: Any) -> None:
@@ -166,12 +252,14 @@ def method_ratios(profile: dict[str, Any], method: str) -> list[float]:
 
 
 def apply_override(config: dict, assignment: str) -> dict:
-    """Apply ``a.b.c=value`` (value parsed as YAML) to a copy of ``config``."""
+    """Apply ``a.b.c=value`` (value parsed as YAML) to a copy of ``config`` (a whole or partial profile)."""
     if "=" not in assignment:
         raise ConfigError(f"override {assignment!r} must look like key.subkey=value")
     dotted, raw = assignment.split("=", 1)
     keys = dotted.strip().split(".")
     value = yaml.safe_load(raw)
+    if isinstance(value, str) and SCIENTIFIC.fullmatch(value.strip()):
+        value = float(value)  # YAML 1.1 reads 5e-4 (no dot) as a string
     update: dict = {keys[-1]: value}
     for key in reversed(keys[:-1]):
         update = {key: update}
@@ -191,25 +279,45 @@ def resolve_run(profile: dict[str, Any], dataset: str, ratio: float, method: str
             "(options of a variant go under method_variants.<name>.options)"
         )
     base, variant_options = method_base(profile, method)
-    options = {**profile["common_method_options"], **profile["method_options"].get(base, {}), **variant_options}
+    method_class = get_method_class(base)
+    recipe_options = method_class.recipe_options(profile["recipe"], dataset)
+    options = {**recipe_options, **profile["common_method_options"], **profile["method_options"].get(base, {}), **variant_options}
     label = method if base == method else f"{method} (variant of {base})"
     return {
         "profile": profile["profile"],
+        "recipe": profile["recipe"],
         "dataset": dataset,
         "ratio": float(ratio),
         "method": method,
         "base_method": base,
         "seed": int(seed),
         "split_seed": int(profile["split_seed"]),
-        "train": copy.deepcopy(profile["train"]),
-        "method_options": resolve_options(label, get_method_class(base).all_defaults(), options),
+        "train": _merge(profile["train"], profile["train_per_dataset"].get(dataset, {})),
+        "method_options": resolve_options(label, method_class.all_defaults(), options),
         "dataset_options": copy.deepcopy(profile["dataset_options"].get(dataset, {})),
     }
 
 
+def hashed_config(run_config: dict[str, Any]) -> dict[str, Any]:
+    """The part of a run config its hash covers: all of it but keys at their ``HASH_NEUTRAL`` value."""
+    config = copy.deepcopy(run_config)
+    for keys, neutral in HASH_NEUTRAL.items():
+        *parents, last = keys
+        holder = config
+        for key in parents:
+            holder = holder.get(key, {})
+        if last in holder and holder[last] == neutral:
+            del holder[last]
+    options = config.get("method_options", {})
+    for key, neutral in METHOD_OPTION_NEUTRAL.items():
+        if key in options and options[key] == neutral:
+            del options[key]
+    return config
+
+
 def config_hash(run_config: dict[str, Any]) -> str:
-    """Stable hash of a resolved run config (independent of machine paths)."""
-    canonical = json.dumps(run_config, sort_keys=True, default=str)
+    """Stable hash of a resolved run config (independent of machine paths; see ``hashed_config``)."""
+    canonical = json.dumps(hashed_config(run_config), sort_keys=True, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 

@@ -24,10 +24,13 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return contextlib.nullcontext()
 
 
-def prepare_images(images_u8: Tensor, device: torch.device, channels_last: bool) -> Tensor:
-    """uint8 images -> normalised float32 on ``device``; reordered to channels-last while still uint8 (4x less to move)."""
+def prepare_images(images_u8: Tensor, device: torch.device, channels_last: bool, normalization: str = "half") -> Tensor:
+    """uint8 images (or augmented floats in [0, 255]) -> normalised float32 on ``device``.
+
+    Reordered to channels-last before the conversion (for uint8: 4x less to move).
+    """
     images = images_u8.to(device, non_blocking=True)
-    return to_float(images.contiguous(memory_format=torch.channels_last) if channels_last else images)
+    return to_float(images.contiguous(memory_format=torch.channels_last) if channels_last else images, normalization)
 
 
 @torch.inference_mode()
@@ -41,6 +44,7 @@ def prediction_counts(
     precision: str = "fp32",
     channels_last: bool = False,
     variants: bool = False,
+    normalization: str = "half",
 ) -> dict[str, PixelCounts]:
     """Per-image TP/FP/FN counts of ``method.predict`` (``"default"``) and, with ``variants``, of each ``predict_variants`` entry."""
     was_training = method.training
@@ -48,7 +52,7 @@ def prediction_counts(
     meters: dict[str, SegmentationMeter] = {}
     try:
         for start in range(0, len(images_u8), batch_size):
-            images = prepare_images(images_u8[start : start + batch_size], device, channels_last)
+            images = prepare_images(images_u8[start : start + batch_size], device, channels_last, normalization)
             masks = masks_u8[start : start + batch_size].long()
             with autocast(device, precision):
                 outputs = {DEFAULT_PREDICTION: method.predict(images)}
@@ -81,9 +85,12 @@ def evaluate(
     precision: str = "fp32",
     channels_last: bool = False,
     variants: bool = False,
+    normalization: str = "half",
 ) -> dict:
     """Metrics of ``method.predict`` (and, with ``variants``, of each ``predict_variants`` entry)."""
-    counts = prediction_counts(method, images_u8, masks_u8, len(class_names), device, batch_size, precision, channels_last, variants)
+    counts = prediction_counts(
+        method, images_u8, masks_u8, len(class_names), device, batch_size, precision, channels_last, variants, normalization
+    )
     return metrics_from_counts(counts, class_names)
 
 

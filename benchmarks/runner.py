@@ -32,11 +32,11 @@ from tqdm.auto import tqdm
 from datasets import get_dataset
 from datasets.cache import load_arrays
 from datasets.splits import make_split
-from datasets.transforms import random_flip_rot90
+from datasets.transforms import authors_augment, random_flip_rot90
 from methods import LabeledBatch, Method, build_method
 from methods.registry import check_step_output
 
-from .config import config_hash, run_dir
+from .config import PROFILE_DEFAULTS, config_hash, run_dir
 from .environment import environment, resolve_device, resolved_train_settings
 from .evaluate import autocast, count_macs, evaluate, metrics_from_counts, prediction_counts, prepare_images, time_per_image
 from .io import read_json, save_torch, write_json, write_yaml
@@ -199,9 +199,25 @@ def sample_batch(
     x = images[index]
     y = None if masks is None else masks[index]
     if train["augment"]:
-        x, y = random_flip_rot90(x, y, generator=generator)
-    x = prepare_images(x, device, train["channels_last"])
+        augment = authors_augment if train["augmentation"] == "authors" else random_flip_rot90
+        x, y = augment(x, y, generator=generator)
+    x = prepare_images(x, device, train["channels_last"], train["normalization"])
     return x, None if y is None else y.to(device, non_blocking=True).long()  # uint8 until here: 8x less to move
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, train: dict[str, Any]) -> torch.optim.lr_scheduler.ReduceLROnPlateau | None:
+    """The learning-rate schedule stepped at each validation: None (constant) or ReduceLROnPlateau.
+
+    ``plateau`` cuts the rate by ``lr_factor`` once the validation mean Dice has not improved for
+    ``lr_patience`` iterations, counted in validations (ceil(lr_patience / val_every)), as the UAPS
+    code does per epoch (mode "max", ``min_lr``, torch's default relative threshold 1e-4).
+    """
+    if train["lr_schedule"] == "constant":
+        return None
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="max", factor=train["lr_factor"], min_lr=train["min_lr"],
+        patience=math.ceil(train["lr_patience"] / train["val_every"]),
+    )
 
 
 def optimizer_step(
@@ -292,6 +308,7 @@ def _train(
     random.seed(seed)
     method = build_method(base_method(run_config), run_config["method_options"], data.in_channels, len(data.class_names))
     optimizer = setup_training(method, device, train)
+    scheduler = build_scheduler(optimizer, train)
     labeled_sampler = EpochSampler(len(data.labeled_images), train["batch_size"], seed * 1000 + 1)
     unlabeled_sampler = EpochSampler(len(data.unlabeled_images), train["unlabeled_batch_size"], seed * 1000 + 2)
     augment_generator = torch.Generator().manual_seed(seed * 1000 + 3)
@@ -309,6 +326,8 @@ def _train(
             labeled_sampler.load_state_dict(checkpoint["labeled_sampler"])
             unlabeled_sampler.load_state_dict(checkpoint["unlabeled_sampler"])
             augment_generator.set_state(checkpoint["augment_generator"])
+            if scheduler is not None:
+                scheduler.load_state_dict(checkpoint["scheduler"])
             _set_rng_state(checkpoint["rng"], device)
             state = checkpoint["state"]
     log = TrainLog(directory / "train_log.csv", state["step"])
@@ -316,7 +335,7 @@ def _train(
     def validate() -> float:
         metrics = evaluate(
             method, data.val_images, data.val_masks, data.class_names, device,
-            train["eval_batch_size"], train["precision"], train["channels_last"],
+            train["eval_batch_size"], train["precision"], train["channels_last"], normalization=train["normalization"],
         )
         return _validation_score(metrics)
 
@@ -348,6 +367,9 @@ def _train(
         if val_now:
             score = validate()
             row["val_mdice"] = score
+            if scheduler is not None:
+                scheduler.step(score)
+                row["lr"] = optimizer.param_groups[0]["lr"]
             if score > state["best_score"]:
                 state.update(best_score=score, best_step=done)
                 save_torch(best_path, method.state_dict())
@@ -364,6 +386,7 @@ def _train(
                     "labeled_sampler": labeled_sampler.state_dict(),
                     "unlabeled_sampler": unlabeled_sampler.state_dict(),
                     "augment_generator": augment_generator.get_state(),
+                    **({} if scheduler is None else {"scheduler": scheduler.state_dict()}),
                     "rng": _rng_state(device),
                     "state": dict(state),
                 },
@@ -394,12 +417,12 @@ def _test_metrics(method: Method, data: RunData, train: dict, device: torch.devi
     """Test metrics of every prediction; their per-image counts are written to ``per_image_path`` first."""
     counts = prediction_counts(
         method, data.test_images, data.test_masks, len(data.class_names), device,
-        train["eval_batch_size"], train["precision"], train["channels_last"], variants=True,
+        train["eval_batch_size"], train["precision"], train["channels_last"], variants=True, normalization=train["normalization"],
     )
     write_per_image(per_image_path, data.test_ids, data.class_names, counts)
     metrics = metrics_from_counts(counts, data.class_names)
-    example = prepare_images(data.test_images[:1], device, train["channels_last"])
-    batch = prepare_images(data.test_images[: train["eval_batch_size"]], device, train["channels_last"])
+    example = prepare_images(data.test_images[:1], device, train["channels_last"], train["normalization"])
+    batch = prepare_images(data.test_images[: train["eval_batch_size"]], device, train["channels_last"], train["normalization"])
     method.eval()
     with autocast(device, train["precision"]):
         metrics["eval_ms_per_image"] = time_per_image(method.predict, batch)
@@ -438,6 +461,8 @@ def load_trained_run(run_directory: Path, data_root: Path | None = None, cache_d
             raise FileNotFoundError(f"{run_directory / name} not found: expected a run directory written by 'run_all.py train'")
     run_config = yaml.safe_load((run_directory / "config.yaml").read_text())
     run_config.pop("config_hash", None)
+    # runs written before a train setting existed used its default (the HASH_NEUTRAL value)
+    run_config["train"] = {**PROFILE_DEFAULTS["train"], **run_config["train"]}
     torch_device = resolve_device(device)
     data = load_run_data(run_config, data_root, cache_dir, None)
     method = build_method(base_method(run_config), run_config["method_options"], data.in_channels, len(data.class_names))
@@ -453,4 +478,7 @@ def evaluate_checkpoint(run_directory: Path, split: str, data_root: Path | None,
     run = load_trained_run(run_directory, data_root, cache_dir, device)
     data, train = run.data, resolved_train_settings(run.config["train"], run.device)
     images, masks = (data.val_images, data.val_masks) if split == "val" else (data.test_images, data.test_masks)
-    return evaluate(run.method, images, masks, data.class_names, run.device, train["eval_batch_size"], train["precision"], train["channels_last"], variants=True)
+    return evaluate(
+        run.method, images, masks, data.class_names, run.device, train["eval_batch_size"], train["precision"],
+        train["channels_last"], variants=True, normalization=train["normalization"],
+    )

@@ -227,7 +227,7 @@ def _first_images(run: TrainedRun, count: int) -> list[int]:
 
 
 def _images(run: TrainedRun, images_u8: Tensor) -> Tensor:
-    return prepare_images(images_u8, run.device, channels_last=False)
+    return prepare_images(images_u8, run.device, channels_last=False, normalization=run.config["train"]["normalization"])
 
 
 def _figure(size: tuple[float, float]) -> Figure:

@@ -26,6 +26,14 @@ COMMON_DEFAULTS: dict[str, Any] = {
 }
 
 
+# Named recipes (config key ``recipe``): "unified" = the shared settings; "authors" = the released
+# code's loss forms and perturbations (``Method.recipe_options``, docs/fidelity.md).
+RECIPES = ("unified", "authors")
+# The SSL4MIS 2D scripts ramp their consistency weight with sigmoid_rampup(iter_num // 150, 200):
+# 30,000 iterations, their default max_iterations, so over the whole run (docs/fidelity.md).
+SSL4MIS_RAMPUP: dict[str, Any] = {"rampup_fraction": 1.0}
+
+
 class ConfigError(ValueError):
     """An unknown or invalid configuration key; the message names it and lists the valid ones."""
 
@@ -70,6 +78,11 @@ def check_subset(method: str, key: str, value: Any, allowed: Sequence[Any], non_
         raise ConfigError(f"option {key!r} of method {method!r} must be {kind} drawn from {list(allowed)}, got {value!r}")
 
 
+def per_dataset(table: Mapping[str, dict[str, Any]], dataset: str) -> dict[str, Any]:
+    """A copy of ``table[dataset]``; a dataset without its own released script gets the NEU-Seg (default) script's entry."""
+    return dict(table.get(dataset, table["neu"]))
+
+
 def consistency_losses(loss_sup: Tensor, loss_cons: Tensor, weight: float) -> dict[str, Tensor]:
     """The step output of an objective ``loss_sup + weight * loss_cons`` (CCT, URPC), parts named for logging."""
     return {
@@ -99,6 +112,26 @@ class Method(nn.Module, ABC):
     @classmethod
     def all_defaults(cls) -> dict[str, Any]:
         return {**COMMON_DEFAULTS, **cls.defaults}
+
+    @classmethod
+    def recipe_options(cls, recipe: str, dataset: str) -> dict[str, Any]:
+        """The option values that ``recipe`` sets for this method on ``dataset``; {} keeps the defaults.
+
+        ``unified`` keeps every default; ``authors`` gives ``authors_options(dataset)``. Options
+        resolve as defaults <- recipe options <- the user's options.
+        """
+        if recipe not in RECIPES:
+            raise ConfigError(f"unknown recipe {recipe!r}; valid recipes: {list(RECIPES)}")
+        return cls.authors_options(dataset) if recipe == "authors" else {}
+
+    @classmethod
+    def authors_options(cls, dataset: str) -> dict[str, Any]:
+        """The options that reproduce the released code's loss forms and perturbations on ``dataset``.
+
+        Overridden by every method whose released code differs from its defaults; a dataset without
+        its own script in the released code gets the default (NEU-Seg) script's values.
+        """
+        return {}
 
     @abstractmethod
     def training_step(

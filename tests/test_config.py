@@ -66,7 +66,7 @@ def test_resolved_run_hash_and_directory(tmp_path):
 def test_precision_defaults_to_auto_and_rejects_unknown_values():
     train = load_profile("smoke")["train"]
     assert train["precision"] == "auto" and train["channels_last"] is True
-    with pytest.raises(ConfigError, match=r"train.precision must be one of \('auto', 'fp32', 'bf16'\), got 'fp16'"):
+    with pytest.raises(ConfigError, match=r"train.precision must be one of \['auto', 'fp32', 'bf16'\], got 'fp16'"):
         load_profile("smoke", ["train.precision=fp16"])
     with pytest.raises(ConfigError, match="train.channels_last must be true or false, got 'yes please'"):
         load_profile("smoke", ["train.channels_last=yes please"])
