@@ -1,21 +1,31 @@
 """A fake but structurally exact results tree for the table, plot and report tests.
 
-Profile ``fix`` (and a one-run profile ``other``): methods supervised (3 seeds), mean_teacher
-(1 seed) and uaps (2 seeds) on neu and dagm at 10% and 30%; mean_teacher has no dagm/30% cell;
-uaps dagm/30% seed 1 failed (``failure.json``). UAPS ablation variants (``base_method: uaps``)
+Profile ``fix`` (and a one-run profile ``other``): methods supervised (3 seeds), cps (3 seeds),
+mean_teacher (1 seed) and uaps (2 seeds) on neu and dagm at 10% and 30%; mean_teacher has no
+dagm/30% cell; uaps dagm/30% seed 1 failed (``failure.json``). UAPS ablation variants (``base_method: uaps``)
 on neu: lambda1 0 and 0.3, lambda2 0.5, losses [], [ps], [ups], [ps, un], mixing average at 10%
 and 30%, aux_decoders 0 and 1. There is no run of lambda1 0.5/1.0, of aux_decoders 2 or 4, nor
 of the mixing ratio 50%.
 
 Hand-checked cell: supervised neu 10% has standard mIoU 60, 62, 64 % and paper mIoU 70, 72, 74 %
 over seeds 0..2 (mean 62 / 72, std 2, 3 seeds).
+
+Per-image records (``per_image.npz``) for every completed run except cps on dagm at 30% and the
+profile ``other`` (runs from before the records existed). Each run has 6 test images with class
+1 only, image i with IoU (paper target) + OFFSETS[i], and one defect-free image whose false
+positives bring the standard mIoU near its metrics.json value. So every run of one cell and
+seed differs from another method's by a constant per image: cps beats supervised by 3 points in
+every image under the paper protocol (a zero-width paired CI at +3).
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from benchmarks.io import write_json, write_yaml
+from benchmarks.per_image import FILE_NAME, PixelCounts, write_per_image
 
 PROFILE = "fix"
 CLASSES = {
@@ -36,7 +46,10 @@ FAILED = {"method": "uaps", "dataset": "dagm", "ratio": 0.3, "seed": 1, "reason"
 
 # (method, seeds, standard mIoU at neu 10% seed 0); paper mIoU = standard + 10 points;
 # +2 points per seed, +3 at 30%, -5 on dagm
-MAIN_METHODS = [("supervised", 3, 0.60), ("mean_teacher", 1, 0.63), ("uaps", 2, 0.66)]
+MAIN_METHODS = [("supervised", 3, 0.60), ("cps", 3, 0.63), ("mean_teacher", 1, 0.63), ("uaps", 2, 0.66)]
+NO_RECORDS = {"method": "cps", "dataset": "dagm", "ratio": 0.3}
+OFFSETS = (-0.03, -0.02, -0.01, 0.01, 0.02, 0.03)  # per-image IoU around the run's paper mIoU
+PIXELS = 1000  # TP + FP + FN of class 1 in each defect image
 # (variant name, option overrides, standard mIoU at neu 10%)
 VARIANTS = [
     ("uaps_l1_0", {"lambda1": 0.0}, 0.61),
@@ -97,8 +110,21 @@ def _metrics(run: dict[str, Any], miou: float, uaps_options: dict[str, Any] | No
     return metrics
 
 
+def _records(dataset: str, miou: float) -> PixelCounts:
+    """6 defect images with paper IoU around ``miou + 0.1`` and one defect-free image (see the docstring)."""
+    classes = len(CLASSES[dataset])
+    tp, fp, fn = (np.zeros((len(OFFSETS) + 1, classes), dtype=np.int64) for _ in range(3))
+    tp[:, 0] = 5000
+    tp[:-1, 1] = [round(PIXELS * (miou + 0.1 + offset)) for offset in OFFSETS]
+    fn[:-1, 1] = (PIXELS - tp[:-1, 1]) // 2
+    fp[:-1, 1] = PIXELS - tp[:-1, 1] - fn[:-1, 1]
+    fp[-1, 1] = round(tp[:-1, 1].sum() / miou - len(OFFSETS) * PIXELS)  # standard mIoU = sum TP / (sum TP+FP+FN)
+    return PixelCounts(tp, fp, fn)
+
+
 def _write_run(root: Path, profile: str, dataset: str, ratio: float, method: str, seed: int, miou: float,
-               base_method: str | None = None, options: dict[str, Any] | None = None, failed: str | None = None) -> Path:
+               base_method: str | None = None, options: dict[str, Any] | None = None, failed: str | None = None,
+               records: bool = True) -> Path:
     base = base_method or method
     method_options = {**UAPS_DEFAULTS, **(options or {})} if base == "uaps" else {"backbone": "unet", "rampup_fraction": 0.34}
     run = {"profile": profile, "dataset": dataset, "ratio": ratio, "method": method, "seed": seed, "split_seed": 0}
@@ -111,6 +137,9 @@ def _write_run(root: Path, profile: str, dataset: str, ratio: float, method: str
     if failed:
         write_json(directory / "failure.json", {"config_hash": digest, "error": "RuntimeError", "reason": failed, "traceback": "..."})
     else:
+        if records:
+            image_ids = [f"{dataset}/test/{i:03d}" for i in range(len(OFFSETS) + 1)]
+            write_per_image(directory / FILE_NAME, image_ids, CLASSES[dataset], {"default": _records(dataset, miou)})
         write_json(directory / "metrics.json", _metrics(run, miou, method_options if base == "uaps" else None))
     return directory
 
@@ -126,9 +155,11 @@ def write_fixture_results(root: Path) -> Path:
                 for seed in range(seeds):
                     failed = FAILED["reason"] if (method, dataset, ratio, seed) == (
                         FAILED["method"], FAILED["dataset"], FAILED["ratio"], FAILED["seed"]) else None
-                    _write_run(root, PROFILE, dataset, ratio, method, seed, miou + offset + 0.02 * seed, failed=failed)
+                    records = (method, dataset, ratio) != (NO_RECORDS["method"], NO_RECORDS["dataset"], NO_RECORDS["ratio"])
+                    _write_run(root, PROFILE, dataset, ratio, method, seed, miou + offset + 0.02 * seed, failed=failed,
+                               records=records)
     for name, options, miou in VARIANTS:
         _write_run(root, PROFILE, "neu", 0.1, name, 0, miou, base_method="uaps", options=options)
     _write_run(root, PROFILE, "neu", 0.3, "uaps_avg", 0, 0.66, base_method="uaps", options={"mixing": "average"})
-    _write_run(root, "other", "neu", 0.1, "supervised", 0, 0.5)
+    _write_run(root, "other", "neu", 0.1, "supervised", 0, 0.5, records=False)
     return root

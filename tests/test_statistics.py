@@ -1,0 +1,227 @@
+"""Statistics against hand-computed and library-computed values on small fixed examples."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.stats
+
+from benchmarks.aggregate import ResultsError, collect_runs, main_runs
+from benchmarks.per_image import FILE_NAME, PixelCounts, paper_image_iou, standard_miou
+from benchmarks.statistics import (
+    BETTER, NO_EVIDENCE, NO_RECORDS, PROTOCOLS, TOO_FEW_SEEDS, WORSE, Bootstrap, RunRecords, average_ranks, cell_statistics,
+    compare, load_run_records, mark, nemenyi_critical_difference, percentile_interval, probability_of_improvement,
+    rank_analysis, replicates, resampling_plan, run_metric,
+)
+from tests.fixtures_results import PROFILE, write_fixture_results
+
+CLASSES = 3  # background + 2 defect classes
+
+
+def _counts(iou: list[float], pixels: int = 100) -> PixelCounts:
+    """One image per value: class 1 with that IoU (TP = iou * pixels, FP + FN the rest), class 2 absent."""
+    tp = np.zeros((len(iou), CLASSES), dtype=np.int64)
+    fp, fn = tp.copy(), tp.copy()
+    tp[:, 0] = 1000
+    tp[:, 1] = [round(v * pixels) for v in iou]
+    fn[:, 1] = (pixels - tp[:, 1]) // 2
+    fp[:, 1] = pixels - tp[:, 1] - fn[:, 1]
+    return PixelCounts(tp, fp, fn)
+
+
+def _runs(per_seed_iou: list[list[float]], name: str = "m") -> list[RunRecords]:
+    return [RunRecords.from_counts(seed, f"{name}/seed{seed}/{FILE_NAME}", [f"img{i}" for i in range(len(iou))], _counts(iou))
+            for seed, iou in enumerate(per_seed_iou)]
+
+
+def _random_counts(rng: np.random.Generator, images: int) -> PixelCounts:
+    tp = rng.integers(0, 50, (images, 4))
+    tp[:, 3] = 0  # class 3 never present: no IoU
+    fp, fn = rng.integers(0, 20, (images, 4)), rng.integers(0, 20, (images, 4))
+    fp[:, 3] = fn[:, 3] = 0
+    fn[rng.random(images) < 0.3, 1:] = 0  # some images without defects in ground truth
+    tp[fn == 0] = 0
+    return PixelCounts(tp, fp, fn)
+
+
+# ---------------------------------------------------------------------------------------------
+# the protocols and the bootstrap
+
+
+def test_protocols_match_the_per_image_helpers():
+    counts = _random_counts(np.random.default_rng(1), 12)
+    standard, paper = PROTOCOLS["standard"], PROTOCOLS["paper"]
+    assert run_metric(standard.features(counts), standard) == pytest.approx(standard_miou(counts), abs=1e-12)
+    assert run_metric(paper.features(counts), paper) == pytest.approx(np.nanmean(paper_image_iou(counts)), abs=1e-12)
+
+
+def test_degenerate_bootstrap_has_a_zero_width_interval_at_the_mean():
+    runs = _runs([[0.6], [0.6], [0.6]])  # 1 image per seed, identical seeds: every replicate is the same
+    for protocol in PROTOCOLS:
+        low, high = percentile_interval(Bootstrap()(runs, protocol))
+        assert low == high == pytest.approx(0.6)
+
+
+def test_plan_resamples_seeds_then_images_within_each_seed():
+    plan = resampling_plan((5, 7, 6), 300, 11)
+    assert plan is resampling_plan((5, 7, 6), 300, 11)  # same arguments, same plan: tables are reproducible
+    assert sorted(np.concatenate(plan.slots).tolist()) == list(range(300 * 3))  # every slot draws one seed
+    for weights, n_images in zip(plan.weights, (5, 7, 6)):
+        assert weights.shape[1] == n_images and (weights.sum(1) == n_images).all()  # N draws from that seed's N images
+    other = resampling_plan((5, 7, 6), 300, 12)
+    assert not all(np.array_equal(a, b) for a, b in zip(plan.slots, other.slots))
+
+
+def test_replicates_equal_an_explicit_resample():
+    rng = np.random.default_rng(2)
+    counts = [_random_counts(rng, 9) for _ in range(3)]
+    plan = resampling_plan((9, 9, 9), 50, 3)
+    for name, protocol in PROTOCOLS.items():
+        values = replicates(plan, [protocol.features(c) for c in counts], protocol)
+        slot_values = np.full(50 * 3, np.nan)
+        for seed, (slots, weights) in enumerate(zip(plan.slots, plan.weights)):
+            for slot, w in zip(slots, weights):
+                drawn = counts[seed].take(np.repeat(np.arange(9), w.astype(int)))  # the images of this draw, repeated
+                slot_values[slot] = standard_miou(drawn) if name == "standard" else np.nanmean(paper_image_iou(drawn))
+        np.testing.assert_allclose(values, np.nanmean(slot_values.reshape(50, 3), axis=1), atol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# paired differences, P(improvement) and the mark
+
+
+def test_constant_improvement_on_every_image_gives_that_constant():
+    base = [[0.50, 0.62, 0.71, 0.44], [0.55, 0.60, 0.70, 0.40], [0.52, 0.66, 0.73, 0.48]]
+    better = [[v + 0.05 for v in seed] for seed in base]
+    result = compare(_runs(better, "m"), _runs(base, "b"), "paper", Bootstrap())
+    assert result["diff"] == pytest.approx(5.0)
+    assert result["diff_ci_low"] == pytest.approx(5.0) and result["diff_ci_high"] == pytest.approx(5.0)
+    assert result["mark"] == BETTER and result["paired_seeds"] == 3 and result["note"] == ""
+    worse = compare(_runs(base, "b"), _runs(better, "m"), "paper", Bootstrap())
+    assert worse["diff"] == pytest.approx(-5.0) and worse["mark"] == WORSE
+    assert compare(_runs(better, "m"), _runs(base, "b"), "standard", Bootstrap())["mark"] == BETTER
+
+
+def test_no_evidence_when_the_images_only_swap():
+    base = [[0.3, 0.5, 0.7, 0.9, 0.4, 0.6], [0.35, 0.55, 0.75, 0.85, 0.45, 0.65], [0.3, 0.6, 0.7, 0.8, 0.5, 0.6]]
+    swapped = [seed[::-1] for seed in base]  # same per-image IoUs, other images: same mean
+    result = compare(_runs(swapped, "m"), _runs(base, "b"), "paper", Bootstrap())
+    assert result["diff"] == pytest.approx(0.0, abs=1e-9)
+    assert result["diff_ci_low"] < 0 < result["diff_ci_high"] and result["mark"] == NO_EVIDENCE
+    assert result["p_improvement"] == pytest.approx(0.5)  # equal run means: every pair a tie
+
+
+def test_too_few_seeds_and_no_records():
+    two = [[0.5, 0.6], [0.55, 0.65]]
+    result = compare(_runs([[v + 0.1 for v in s] for s in two], "m"), _runs(two, "b"), "paper", Bootstrap())
+    assert result["note"] == TOO_FEW_SEEDS and result["paired_seeds"] == 2
+    assert result["mark"] == "" and math.isnan(result["diff_ci_low"]) and math.isnan(result["p_improvement"])
+    assert compare(None, _runs(two), "paper", Bootstrap())["note"] == NO_RECORDS
+
+
+def test_paired_runs_must_hold_the_same_images():
+    method, baseline = _runs([[0.5, 0.6]] * 3, "m"), _runs([[0.5, 0.6]] * 3, "b")
+    method[1] = RunRecords.from_counts(1, "m/seed1/per_image.npz", ["other0", "other1"], _counts([0.5, 0.6]))
+    with pytest.raises(ResultsError, match="m/seed1/per_image.npz and b/seed1/per_image.npz"):
+        compare(method, baseline, "paper", Bootstrap())
+
+
+def test_probability_of_improvement():
+    assert probability_of_improvement([3, 5, 7], [4, 4, 4]) == pytest.approx(6 / 9)
+    assert probability_of_improvement([4], [4]) == 0.5
+    x, y = [0.61, 0.64, 0.60, 0.66], [0.60, 0.62, 0.64]
+    u = scipy.stats.mannwhitneyu(x, y).statistic  # U / (n m) is P(X > Y) with ties 1/2
+    assert probability_of_improvement(x, y) == pytest.approx(u / (len(x) * len(y)))
+
+
+@pytest.mark.parametrize("low, high, expected", [(0.1, 2.0, BETTER), (-2.0, -0.1, WORSE), (-1.0, 1.0, NO_EVIDENCE),
+                                                 (0.0, 1.0, NO_EVIDENCE), (-1.0, 0.0, NO_EVIDENCE)])
+def test_mark_rule(low, high, expected):
+    assert mark(low, high) == expected
+
+
+# ---------------------------------------------------------------------------------------------
+# ranks, Friedman, Nemenyi
+
+
+def test_average_ranks_and_friedman_match_hand_and_scipy():
+    scores = pd.DataFrame({"a": [0.9, 0.6, 0.8, 0.7], "b": [0.8, 0.7, 0.8, 0.6], "c": [0.7, 0.5, 0.6, 0.9]})
+    ranks = average_ranks(scores)
+    assert ranks.to_dict() == {"a": 1.625, "b": 1.875, "c": 2.5}  # hand: a 1,2,1.5,2; b 2,1,1.5,3; c 3,3,3,1
+    analysis = rank_analysis(scores)
+    expected = scipy.stats.friedmanchisquare(scores["a"], scores["b"], scores["c"])
+    assert analysis.friedman_statistic == pytest.approx(expected.statistic)
+    assert analysis.friedman_p == pytest.approx(expected.pvalue)
+
+
+def test_friedman_statistic_by_the_textbook_formula():
+    scores = pd.DataFrame({"a": [3.0, 2.0, 3.0, 1.0, 3.0], "b": [2.0, 3.0, 2.0, 2.0, 2.0], "c": [1.0, 1.0, 1.0, 3.0, 1.0]})
+    n, k = scores.shape
+    rank_sums = (k + 1 - scores.rank(axis=1)).sum()  # rank 1 = highest
+    statistic = 12 / (n * k * (k + 1)) * (rank_sums**2).sum() - 3 * n * (k + 1)
+    assert rank_analysis(scores).friedman_statistic == pytest.approx(statistic)
+
+
+# Demšar (2006), Table 5(a): q_0.05 of the Nemenyi test for k = 2..10 classifiers
+DEMSAR_Q05 = {2: 1.960, 3: 2.343, 4: 2.569, 5: 2.728, 6: 2.850, 7: 2.949, 8: 3.031, 9: 3.102, 10: 3.164}
+
+
+@pytest.mark.parametrize("k", sorted(DEMSAR_Q05))
+def test_nemenyi_critical_difference_uses_the_tabulated_q(k):
+    assert nemenyi_critical_difference(k, 8) == pytest.approx(DEMSAR_Q05[k] * math.sqrt(k * (k + 1) / (6 * 8)), abs=2e-3)
+
+
+def test_nemenyi_p_values_agree_with_the_critical_difference():
+    rng = np.random.default_rng(4)
+    scores = pd.DataFrame(rng.random((10, 5)) + np.arange(5) * 0.15, columns=list("abcde"))
+    analysis = rank_analysis(scores)
+    assert analysis.testable and analysis.average_ranks.index[0] == "e"
+    for x in scores:
+        for y in scores:
+            if x != y:
+                apart = abs(analysis.average_ranks[x] - analysis.average_ranks[y]) > analysis.critical_difference
+                assert apart == (analysis.nemenyi_p.loc[x, y] < 0.05), (x, y)
+
+
+def test_incomplete_cells_are_left_out_and_small_studies_are_not_tested():
+    scores = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [2.0, np.nan, 1.0], "c": [0.0, 1.0, 2.0]}, index=["x", "y", "z"])
+    analysis = rank_analysis(scores)
+    assert analysis.blocks == ["x", "z"] and analysis.excluded == ["y"]
+    two_methods = rank_analysis(scores[["a", "c"]])
+    assert not two_methods.testable and "at least 3 methods" in two_methods.note
+    assert two_methods.average_ranks.to_dict() == {"a": 1.0, "c": 2.0}
+
+
+# ---------------------------------------------------------------------------------------------
+# on a results tree
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    return write_fixture_results(tmp_path_factory.mktemp("results"))
+
+
+def test_cells_of_the_fixture_tree(tree):
+    runs = main_runs(collect_runs(tree, PROFILE))
+    statistics = cell_statistics(runs, ["supervised", "mean_teacher"])
+    tests = statistics.comparisons.set_index(["dataset", "ratio", "method", "protocol", "baseline"])
+    cps = tests.loc[("neu", 0.1, "cps", "paper", "supervised")]
+    assert (cps["diff"], cps["diff_ci_low"], cps["diff_ci_high"]) == pytest.approx((3.0, 3.0, 3.0))
+    assert cps["mark"] == BETTER and cps["p_improvement"] == pytest.approx(8 / 9)  # runs 63, 65, 67 against 60, 62, 64 (+10)
+    assert tests.loc[("neu", 0.1, "uaps", "paper", "supervised"), "note"] == TOO_FEW_SEEDS
+    assert tests.loc[("neu", 0.1, "cps", "paper", "mean_teacher"), "note"] == TOO_FEW_SEEDS
+    assert tests.loc[("dagm", 0.3, "cps", "standard", "supervised"), "note"] == NO_RECORDS
+    cells = statistics.cells.set_index(["dataset", "ratio", "method", "protocol"])
+    low, high = cells.loc[("neu", 0.1, "supervised", "paper"), ["ci_low", "ci_high"]]
+    assert low < 72.0 < high  # around the metrics.json mean
+    assert cells.loc[("dagm", 0.3, "cps", "paper"), "note"] == NO_RECORDS
+    again = cell_statistics(runs, ["supervised", "mean_teacher"])
+    pd.testing.assert_frame_equal(statistics.cells, again.cells)  # fixed RNG seed: reproducible
+
+
+def test_unreadable_records_are_named(tmp_path):
+    (tmp_path / "seed0").mkdir()
+    assert load_run_records(tmp_path / "seed0") is None
+    (tmp_path / "seed0" / FILE_NAME).write_bytes(b"not a zip")
+    with pytest.raises(ResultsError, match=str(tmp_path / "seed0" / FILE_NAME)):
+        load_run_records(tmp_path / "seed0")
