@@ -1,24 +1,31 @@
 """Cross-Consistency Training (CCT).
 
 Paper: Y. Ouali, C. Hudelot, M. Tami, "Semi-Supervised Semantic Segmentation with
-Cross-Consistency Training", CVPR 2020.
+Cross-Consistency Training", CVPR 2020. The ``authors`` recipe follows the U-Net port of CCT in
+SSL4MIS (Luo et al.: ``code/train_cross_consistency_training_2D.py``, ``UNet_CCT`` in
+``code/networks/unet.py``), the code base of the UAPS authors; comparison: docs/fidelity.md.
 
 One shared encoder, a main decoder on the clean features and one auxiliary decoder per feature
 perturbation (``methods.perturbations.MultiDecoderNet``). On unlabelled images each auxiliary
-decoder's softmax is pulled towards the main decoder's softmax, which is detached (as in the
-official CCT code; SSL4MIS does not detach it); the consistency loss is the MSE averaged over
-the auxiliary decoders. The prediction is the main decoder's.
+decoder's softmax is pulled towards the main decoder's softmax; the consistency loss is the MSE
+averaged over the auxiliary decoders. The prediction is the main decoder's.
 
-Options (defaults and sources):
+Options (defaults = recipe ``unified``; ``authors_options`` gives SSL4MIS's values):
 
 * ``perturbations`` = ``["feature_noise", "dropout", "feature_dropout"]``: one auxiliary decoder
   per name, from ``methods.perturbations.PERTURBATIONS`` (``feature_cutout`` is also available).
-  These three are the perturbations of SSL4MIS's ``UNet_CCT`` (Luo et al.), the U-Net port of CCT.
+  These three are the perturbations of SSL4MIS's ``UNet_CCT``.
+* ``dropout_mode`` "channel", ``dropout_p`` 0.5, ``feature_dropout_draw`` "sample" (this
+  benchmark's); SSL4MIS's ``Dropout`` is element-wise ``F.dropout(x, p=0.3)`` and its feature
+  dropout draws one threshold per batch (``authors``: "element", 0.3, "batch").
 * ``consistency`` = 0.1: weight of the consistency loss, times ``self.rampup`` (sigmoid ramp-up
-  over ``rampup_fraction`` of the run). SSL4MIS default; the CCT paper's weight (30, for
-  PASCAL VOC with a PSPNet head) is not meant for this loss scale or for defect data.
+  over ``rampup_fraction`` of the run; SSL4MIS ramps over the whole run, ``authors``: 1). SSL4MIS
+  default; the CCT paper's weight (30, for PASCAL VOC with a PSPNet head) is not meant for this
+  loss scale or for defect data.
 * ``supervise_aux`` = False: as in the CCT paper, only the main decoder gets the supervised loss
-  0.5 * (CE + Dice); True gives SSL4MIS's variant, the mean supervised loss over all decoders.
+  0.5 * (CE + Dice); True (SSL4MIS, ``authors``) gives the mean supervised loss over all decoders.
+* ``detach_target`` = True: the main decoder's softmax is detached in the consistency loss, as in
+  the official CCT code; SSL4MIS (``authors``: False) lets the gradient flow into it too.
 
 Deviations from the paper:
 
@@ -28,22 +35,40 @@ Deviations from the paper:
 * Perturbations: the three above by default instead of CCT's 30 auxiliary decoders (VAT,
   dropout, cutout, context/object masking, feature dropout, feature noise); VAT and the
   mask-based perturbations (which need class activation maps) are not implemented.
-* Supervised loss 0.5 * (CE + Dice) (UAPS/simEps papers) instead of CE with annealed bootstrapping.
+* Supervised loss 0.5 * (CE + Dice) (UAPS/simEps papers, SSL4MIS) instead of CE with annealed
+  bootstrapping.
 * Labelled and unlabelled images go through the network in one batch (SSL4MIS); the consistency
   loss uses the unlabelled part only.
+
+Remaining differences from SSL4MIS (docs/fidelity.md): perturbations act in training mode only
+(SSL4MIS's ``UNet_CCT`` perturbs at validation too, which leaves its main decoder unchanged); the
+ramp-up is continuous where SSL4MIS's steps every 150 iterations.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from .base import ConfigError, LabeledBatch, Method, consistency_losses
+from .base import SSL4MIS_RAMPUP, ConfigError, LabeledBatch, Method, check_flag, consistency_losses
 from .losses import segmentation_loss, softmax_mse
 from .networks import build_backbone
-from .perturbations import PERTURBATIONS, MultiDecoderNet, build_perturbations
+from .perturbations import PERTURBATION_DEFAULTS, PERTURBATIONS, MultiDecoderNet, build_perturbations, perturbation_settings
 from .registry import register_method
+
+# SSL4MIS: networks/unet.py:272-274 (Dropout, p = 0.3), 281 (one np.random.uniform per call),
+# train_cross_consistency_training_2D.py:158-159 (all decoders supervised), 162-169 (target not
+# detached), 161 (ramp over the whole run)
+AUTHORS_OPTIONS: dict[str, Any] = {
+    **SSL4MIS_RAMPUP,
+    "dropout_mode": "element",
+    "dropout_p": 0.3,
+    "feature_dropout_draw": "batch",
+    "supervise_aux": True,
+    "detach_target": False,
+}
 
 
 def check_perturbation_names(method: str, names: object) -> list[str]:
@@ -62,23 +87,31 @@ def check_perturbation_names(method: str, names: object) -> list[str]:
 class CCT(Method):
     defaults = {
         "perturbations": ["feature_noise", "dropout", "feature_dropout"],
+        **PERTURBATION_DEFAULTS,
         "consistency": 0.1,
         "supervise_aux": False,
+        "detach_target": True,
     }
 
     def __init__(self, options, in_channels: int, num_classes: int) -> None:
         super().__init__(options, in_channels, num_classes)
         names = check_perturbation_names(self.name, self.options["perturbations"])
+        for key in ("supervise_aux", "detach_target"):
+            check_flag(self.name, key, self.options[key])
         backbone = build_backbone(self.options["backbone"], in_channels, num_classes)
-        self.net = MultiDecoderNet(backbone, build_perturbations(names))
+        self.net = MultiDecoderNet(backbone, build_perturbations(names, perturbation_settings(self.name, self.options)))
+
+    @classmethod
+    def authors_options(cls, dataset: str) -> dict[str, Any]:
+        return dict(AUTHORS_OPTIONS)
 
     def training_step(self, labeled: LabeledBatch, unlabeled: Tensor, step: int, total_steps: int) -> dict[str, Tensor]:
         num_labeled = labeled.images.shape[0]
         main, *aux = self.net(torch.cat([labeled.images, unlabeled]))
         supervised = [main] + aux if self.options["supervise_aux"] else [main]
         loss_sup = torch.stack([segmentation_loss(out[:num_labeled], labeled.masks) for out in supervised]).mean()
-        target = main[num_labeled:]
-        loss_cons = torch.stack([softmax_mse(out[num_labeled:], target) for out in aux]).mean()
+        target, detach = main[num_labeled:], self.options["detach_target"]
+        loss_cons = torch.stack([softmax_mse(out[num_labeled:], target, detach) for out in aux]).mean()
         return consistency_losses(loss_sup, loss_cons, self.options["consistency"] * self.rampup(step, total_steps))
 
     def predict(self, images: Tensor) -> Tensor:

@@ -14,21 +14,26 @@ over all pixels of the concatenated labelled + unlabelled batch. Both networks s
 and unlabelled images in one forward pass each. Since every pseudo-label is detached, the sum
 of both networks' losses optimised by one Adam equals SSL4MIS's two optimisers.
 
-Defaults: ``consistency`` 0.1 with the sigmoid ramp-up of ``self.rampup`` (SSL4MIS
-``train_cross_pseudo_supervision_2D.py``; the CPS paper's lambda is 1.5 on VOC and 6 on
+Defaults (recipe ``unified``): ``consistency`` 0.1 with the sigmoid ramp-up of ``self.rampup``
+(SSL4MIS ``train_cross_pseudo_supervision_2D.py``; the CPS paper's lambda is 1.5 on VOC and 6 on
 Cityscapes without ramp-up, tuned for DeepLabv3+ on natural images); cross loss cross-entropy (CPS
-paper and SSL4MIS); ``cross_on_labeled`` True (CPS paper). ``eval_mode``: "net1" (default; the CPS
-paper infers with one network, SSL4MIS validates each separately), "net2", or "ensemble" (log of
-the mean of both softmax maps); the other two are reported as ``predict_variants`` entries.
+paper and SSL4MIS); ``cross_on_labeled`` True (CPS paper). ``eval_mode``: "net1" (default; the
+CPS paper infers with one network, SSL4MIS validates each separately), "net2", or "ensemble"
+(log of the mean of both softmax maps); the other two are reported as ``predict_variants``
+entries. The ``authors`` recipe follows the SSL4MIS script, the U-Net code the UAPS authors
+build on: ``cross_on_labeled`` False (lines 186-190) and the ramp-up over the whole run
+(``rampup_fraction`` 1, line 179); docs/fidelity.md.
 
 Deviations:
 * Supervised loss 0.5 * (CE + Dice), the benchmark's and SSL4MIS's; the CPS paper uses CE.
 * Networks initialised by two independent draws of PyTorch's default initialisation (what the
-  CPS paper's "different initialisation" means in its code: two Kaiming draws); SSL4MIS uses
-  Kaiming-normal for one network and Xavier-normal for the other.
+  CPS paper's "different initialisation" means in its code: two Kaiming draws); SSL4MIS's script
+  defines Kaiming- and Xavier-normal initialisers (lines 66-82) but does not call them, so it
+  does the same (lines 115-125).
 * SSL4MIS applies the cross loss to unlabelled images only (``cross_on_labeled: false``).
+* The ramp-up is continuous; SSL4MIS's steps every 150 iterations.
 * No CutMix (the CPS paper's optional "CPS + CutMix" variant).
-* Optimiser and schedule are the benchmark's (Adam, runner).
+* Optimiser and schedule belong to the runner (SSL4MIS: one SGD per network, poly decay).
 """
 from __future__ import annotations
 
@@ -38,7 +43,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .base import LabeledBatch, Method, check_choice, check_flag, check_number
+from .base import SSL4MIS_RAMPUP, LabeledBatch, Method, check_choice, check_flag, check_number
 from .ensemble import ensemble_logits
 from .losses import cross_entropy, hard_labels, segmentation_loss
 from .networks import build_network
@@ -72,6 +77,10 @@ class CPS(Method):
         check_number(self.name, "consistency", self.options["consistency"])
         check_flag(self.name, "cross_on_labeled", self.options["cross_on_labeled"])
         check_choice(self.name, "eval_mode", self.options["eval_mode"], EVAL_MODES)
+
+    @classmethod
+    def authors_options(cls, dataset: str) -> dict[str, Any]:
+        return {**SSL4MIS_RAMPUP, "cross_on_labeled": False}
 
     def training_step(self, labeled: LabeledBatch, unlabeled: Tensor, step: int, total_steps: int) -> dict[str, Tensor]:
         num_labeled = labeled.images.shape[0]

@@ -23,19 +23,27 @@ Options (defaults and sources):
   (mean of the two softmax maps, returned as log-probabilities). The other two are evaluated
   beside it through ``predict_variants``.
 
+The ``authors`` recipe (SSL4MIS script above, the methods' authors' code) differs from the
+defaults only in ramping the weight over the whole run (``rampup_fraction`` 1: SSL4MIS's
+``sigmoid_rampup(iter_num // 150, 200)`` over 30,000 iterations, lines 227-228); the losses are
+SSL4MIS's (``DiceLoss``, ``methods.losses``). docs/fidelity.md.
+
 Deviations from the paper: SegFormer (MiT-B0), randomly initialised, instead of an
 ImageNet-pretrained Swin-UNet (no pretrained weights anywhere in this benchmark, and SegFormer
 takes any input size divisible by 32 and any number of channels); one Adam optimiser over both
 networks (the runner's) instead of two SGD optimisers with poly decay; labelled and unlabelled
 images go through each network in one batch (SSL4MIS); the best checkpoint is chosen on
-validation by the runner, as for every method (the paper used the last iteration).
+validation by the runner, as for every method (the paper used the last iteration); the ramp-up is
+continuous where SSL4MIS's steps every 150 iterations.
 """
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from .base import ConfigError, LabeledBatch, Method, check_choice
+from .base import SSL4MIS_RAMPUP, ConfigError, LabeledBatch, Method, check_choice
 from .ensemble import ensemble_logits
 from .losses import dice_loss, hard_labels, segmentation_loss
 from .networks import build_network
@@ -59,6 +67,10 @@ class CrossTeaching(Method):
         self.cnn = build_network(self.options["backbone"], in_channels, num_classes)
         self.transformer = build_network(self.options["transformer"], in_channels, num_classes)
         self.size_multiple = int(getattr(self.transformer.encoder, "output_stride", 32))
+
+    @classmethod
+    def authors_options(cls, dataset: str) -> dict[str, Any]:
+        return dict(SSL4MIS_RAMPUP)
 
     def check_image_size(self, images: Tensor) -> None:
         height, width = images.shape[-2:]

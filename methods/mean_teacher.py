@@ -1,5 +1,8 @@
 """Mean Teacher: Tarvainen & Valpola, "Mean teachers are better role models", NeurIPS 2017.
 
+Compared line by line with SSL4MIS ``code/train_mean_teacher_2D.py`` (the ``authors`` recipe):
+docs/fidelity.md.
+
 The student is the paper U-Net (``build_network(backbone)``); the teacher is an exponential moving
 average (EMA) of the student's weights (``methods.teacher``: frozen copy, no gradients, updated in
 ``on_step_end`` after every optimiser step, BatchNorm buffers copied from the student). Loss:
@@ -7,29 +10,30 @@ average (EMA) of the student's weights (``methods.teacher``: frozen copy, no gra
     0.5 * (CE + Dice)(student(labelled), masks)
     + consistency * rampup(step) * MSE(softmax student(u + n1), softmax teacher(u + n2))
 
-on the unlabelled batch u, with independent input noise n1, n2 = clamp(N(0, 1) * 0.1, -0.2, 0.2).
-The student sees the labelled and the noisy unlabelled images in one forward pass (BatchNorm
-statistics over both, as SSL4MIS's single ``model(volume_batch)`` call); the teacher runs under
-``no_grad`` in the method's train/eval mode (train mode while training: dropout active, batch
-statistics in BatchNorm, as SSL4MIS's EMA model).
+on the unlabelled batch u, with independent input noise n1, n2 = clamp(N(0, 1) * 0.1, -0.2, 0.2)
+(n1 = 0 with ``student_noise: false``). The student sees the labelled and the unlabelled images
+in one forward pass (BatchNorm statistics over both, as SSL4MIS's single ``model(volume_batch)``
+call); the teacher runs under ``no_grad`` in the method's train/eval mode (train mode while
+training: dropout active, batch statistics in BatchNorm, as SSL4MIS's EMA model).
 
 Defaults (SSL4MIS ``train_mean_teacher_2D.py``, Luo et al., the code base of the UAPS authors):
 ``ema_decay`` 0.99, ``consistency`` 0.1 with the sigmoid ramp-up of ``self.rampup``
 (``rampup_fraction`` of the run), ``noise_std`` 0.1, ``noise_clip`` 0.2. ``eval_mode``
 "student" (default) or "teacher" picks the network ``predict`` uses; the other one is reported as
 a ``predict_variants`` entry. The student is the default because it is the network trained on
-the labels and the one SSL4MIS validates and saves.
+the labels and the one SSL4MIS validates and saves. ``student_noise`` true (default): the
+student's unlabelled input is noised too, as in the Mean Teacher paper (eta, eta'); SSL4MIS
+(``authors``) feeds it clean images. ``consistency_start`` 0: the fraction of the run during which
+the consistency weight is 0 (the loss is still computed and logged); SSL4MIS zeroes the
+consistency loss for its first 1000 of 30,000 iterations (``authors``: 1/30).
 
-Deviations:
-* Noise on both inputs, as in the Mean Teacher paper (eta, eta'); SSL4MIS noises the teacher's
-  input only.
-* The consistency loss is on from step 0 under the ramp-up; SSL4MIS also zeroes it for the
-  first 1000 iterations.
+Remaining deviations (docs/fidelity.md):
 * The teacher starts as a copy of the student (SSL4MIS initialises it independently); with the
   EMA warm-up (alpha = 0 at step 0) both give the student's weights after the first update.
 * Buffers are copied from the student instead of accumulated by the teacher's own passes (see
   ``methods.teacher``); this only affects ``eval_mode: teacher``.
-* Optimiser and schedule are the benchmark's (Adam, runner), not SSL4MIS's SGD + poly decay.
+* The ramp-up is continuous; SSL4MIS's steps every 150 iterations (``iter_num // 150``).
+* Optimiser and schedule belong to the runner (SSL4MIS: SGD + poly decay).
 """
 from __future__ import annotations
 
@@ -39,7 +43,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .base import LabeledBatch, Method, check_choice, check_number
+from .base import SSL4MIS_RAMPUP, LabeledBatch, Method, check_choice, check_flag, check_number
 from .losses import segmentation_loss, softmax_mse
 from .networks import build_network
 from .registry import register_method
@@ -55,6 +59,8 @@ class MeanTeacher(Method):
         "consistency": 0.1,
         "noise_std": 0.1,
         "noise_clip": 0.2,
+        "student_noise": True,
+        "consistency_start": 0.0,
         "eval_mode": "student",
     }
 
@@ -68,17 +74,26 @@ class MeanTeacher(Method):
         check_number(self.name, "ema_decay", self.options["ema_decay"], maximum=1.0)
         for key in ("consistency", "noise_std", "noise_clip"):
             check_number(self.name, key, self.options[key])
+        check_number(self.name, "consistency_start", self.options["consistency_start"], maximum=1.0)
+        check_flag(self.name, "student_noise", self.options["student_noise"])
         check_choice(self.name, "eval_mode", self.options["eval_mode"], EVAL_MODES)
+
+    @classmethod
+    def authors_options(cls, dataset: str) -> dict[str, Any]:
+        # SSL4MIS train_mean_teacher_2D.py:158 (student on clean images), 170-171 (no consistency
+        # before iteration 1000 of 30,000), 169 (ramp over the whole run)
+        return {**SSL4MIS_RAMPUP, "student_noise": False, "consistency_start": 1000 / 30000}
 
     def noisy(self, images: Tensor) -> Tensor:
         return input_noise(images, self.options["noise_std"], self.options["noise_clip"])
 
     def training_step(self, labeled: LabeledBatch, unlabeled: Tensor, step: int, total_steps: int) -> dict[str, Tensor]:
         num_labeled = labeled.images.shape[0]
-        logits = self.student(torch.cat([labeled.images, self.noisy(unlabeled)]))
+        student_unlabeled = self.noisy(unlabeled) if self.options["student_noise"] else unlabeled
+        logits = self.student(torch.cat([labeled.images, student_unlabeled]))
         loss_sup = segmentation_loss(logits[:num_labeled], labeled.masks)
         loss_consistency, extras = self.consistency_loss(logits[num_labeled:], unlabeled, step, total_steps)
-        weight = self.options["consistency"] * self.rampup(step, total_steps)
+        weight = self.consistency_weight(step, total_steps)
         return {
             "loss": loss_sup + weight * loss_consistency,
             "loss_sup": loss_sup,
@@ -86,6 +101,12 @@ class MeanTeacher(Method):
             "consistency_weight": loss_sup.new_tensor(weight),
             **extras,
         }
+
+    def consistency_weight(self, step: int, total_steps: int) -> float:
+        """``consistency`` times the ramp-up; 0 before ``consistency_start`` of the run."""
+        if step < round(self.options["consistency_start"] * total_steps):
+            return 0.0
+        return self.options["consistency"] * self.rampup(step, total_steps)
 
     def consistency_loss(
         self, student_logits: Tensor, unlabeled: Tensor, step: int, total_steps: int

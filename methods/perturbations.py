@@ -3,25 +3,60 @@
 Each perturbation acts on one feature map (B, C, H, W) and is applied to every encoder level
 before an auxiliary decoder sees it. Perturbations are active in training mode only: in eval mode
 every decoder sees the clean features, so an ensemble prediction costs one encoder pass plus one
-pass per decoder.
+pass per decoder. (The UAPS and SSL4MIS CCT code perturb at test time too; docs/fidelity.md.)
 
-* ``feature_noise``: x + x * n with n ~ U(-0.3, 0.3), one draw shared by the batch (CCT, SSL4MIS).
-* ``dropout``: channel dropout (``dropout2d``), p = 0.5.
+* ``feature_noise``: x + x * n with n ~ U(-0.3, 0.3), one draw shared by the batch (CCT, SSL4MIS,
+  UAPS code).
+* ``dropout``: with ``dropout_mode`` "channel" (default), channel dropout (``dropout2d``): whole
+  channels zeroed; with "element", element-wise dropout (``methods.dropout.GapDropout``, the
+  released code's ``F.dropout``): every element kept with probability 1 − p and scaled by
+  1 / (1 − p). ``dropout_p`` 0.5 by default (UAPS code 0.5, SSL4MIS CCT 0.3, SSL4MIS URPC 0.5).
 * ``feature_dropout``: zero the positions whose channel-mean activation exceeds a threshold drawn
-  in [0.7, 0.9] x the per-sample maximum of that mean (CCT).
+  in [0.7, 0.9] x the per-sample maximum of that mean (CCT); ``feature_dropout_draw`` "sample"
+  (default) draws that fraction per sample, "batch" once per call for the whole batch, as the
+  released code's ``np.random.uniform(0.7, 0.9)``.
 * ``feature_cutout``: zero one random rectangle per sample covering ``area`` (default 25%) of the
   map, at the same relative place on every level (drawn once per forward). Used by UAPS's fourth
   auxiliary decoder; our choice, as the UAPS paper uses only three perturbations.
+
+The three settings are method options of UAPS, CCT and URPC (``PERTURBATION_DEFAULTS``, checked
+by ``perturbation_settings``).
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .base import check_choice, check_number
+from .dropout import GapDropout
 from .networks import Backbone, is_channels_last
+
+DROPOUT_MODES = ("channel", "element")
+FEATURE_DROPOUT_DRAWS = ("sample", "batch")
+
+
+class PerturbationSettings(NamedTuple):
+    """How ``dropout`` and ``feature_dropout`` perturb; the defaults are this benchmark's (unified) ones."""
+
+    dropout_mode: str = "channel"
+    dropout_p: float = 0.5
+    feature_dropout_draw: str = "sample"
+
+
+# method options of every method built on these perturbations (UAPS, CCT, URPC)
+PERTURBATION_DEFAULTS: dict[str, Any] = PerturbationSettings()._asdict()
+
+
+def perturbation_settings(method: str, options: Mapping[str, Any]) -> PerturbationSettings:
+    """The perturbation options of ``method`` (keys of ``PERTURBATION_DEFAULTS``), checked."""
+    check_choice(method, "dropout_mode", options["dropout_mode"], DROPOUT_MODES)
+    check_number(method, "dropout_p", options["dropout_p"], maximum=0.99)
+    check_choice(method, "feature_dropout_draw", options["feature_dropout_draw"], FEATURE_DROPOUT_DRAWS)
+    return PerturbationSettings(**{key: options[key] for key in PERTURBATION_DEFAULTS})
 
 
 def scale_in_layout(x: Tensor, factor: Tensor) -> Tensor:
@@ -59,18 +94,23 @@ class ChannelDropout(nn.Module):
 
 
 class FeatureDropout(nn.Module):
-    def __init__(self, low: float = 0.7, high: float = 0.9) -> None:
+    def __init__(self, low: float = 0.7, high: float = 0.9, draw: str = "sample") -> None:
         super().__init__()
-        self.low, self.high = low, high
+        self.low, self.high, self.draw = low, high, draw
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.training:
             return x
         attention = x.mean(dim=1, keepdim=True)  # (B, 1, H, W)
         max_value = attention.amax(dim=(2, 3), keepdim=True)
-        fraction = torch.empty_like(max_value).uniform_(self.low, self.high)
+        fraction = self.draw_fraction(max_value)
         keep = (attention < max_value * fraction).to(x.dtype)
         return scale_in_layout(x, keep)
+
+    def draw_fraction(self, max_value: Tensor) -> Tensor:
+        """The threshold's fraction of the maximum, U(low, high): one per sample, or one for the batch."""
+        shape = max_value.shape if self.draw == "sample" else (1, 1, 1, 1)
+        return torch.empty(shape, dtype=max_value.dtype, device=max_value.device).uniform_(self.low, self.high)
 
 
 class FeatureCutout(nn.Module):
@@ -99,20 +139,25 @@ class FeatureCutout(nn.Module):
         return scale_in_layout(x, (~inside).unsqueeze(1).to(x.dtype))
 
 
-PERTURBATIONS: dict[str, type[nn.Module]] = {
-    "feature_noise": FeatureNoise,
-    "dropout": ChannelDropout,
-    "feature_dropout": FeatureDropout,
-    "feature_cutout": FeatureCutout,
-}
-DEFAULT_ORDER = ("feature_noise", "dropout", "feature_dropout", "feature_cutout")
+PERTURBATIONS = ("feature_noise", "dropout", "feature_dropout", "feature_cutout")  # also UAPS's decoder order
 
 
-def build_perturbations(names: Sequence[str]) -> list[nn.Module]:
-    unknown = [name for name in names if name not in PERTURBATIONS]
-    if unknown:
-        raise ValueError(f"unknown perturbation(s) {unknown}; valid: {sorted(PERTURBATIONS)}")
-    return [PERTURBATIONS[name]() for name in names]
+def build_perturbation(name: str, settings: PerturbationSettings) -> nn.Module:
+    """A fresh perturbation module ``name`` with ``settings``."""
+    if name == "feature_noise":
+        return FeatureNoise()
+    if name == "dropout":
+        dropout = GapDropout if settings.dropout_mode == "element" else ChannelDropout
+        return dropout(settings.dropout_p)
+    if name == "feature_dropout":
+        return FeatureDropout(draw=settings.feature_dropout_draw)
+    if name == "feature_cutout":
+        return FeatureCutout()
+    raise ValueError(f"unknown perturbation {name!r}; valid: {sorted(PERTURBATIONS)}")
+
+
+def build_perturbations(names: Sequence[str], settings: PerturbationSettings = PerturbationSettings()) -> list[nn.Module]:
+    return [build_perturbation(name, settings) for name in names]
 
 
 class MultiDecoderNet(nn.Module):

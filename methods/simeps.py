@@ -2,71 +2,102 @@
 
 Sime, Wang, Zeng, Wang, Peng, "Semi-supervised defect segmentation with pairwise similarity map
 consistency and ensemble-based cross pseudo labels", IEEE Transactions on Industrial Informatics,
-2022; released code github.com/djene-mengistu/simEps (``simEps_train.py``, ``simEps_model.py``).
+2022; released code github.com/djene-mengistu/simEps (``simEps_train.py``, ``simEps_model.py``;
+per-dataset scripts in ``MTiles-Dataset-codes/`` and ``DAGM-Dataset-codes/``). Line-by-line
+comparison with that code, per recipe: docs/fidelity.md.
 
 N networks of the same architecture, initialised independently (the released code builds three
 identical U-Nets with PyTorch's default initialisation, so they differ by their random draws):
 
 * ℓ_sup: Σ over networks of 0.5 (CE + Dice) on the labelled batch;
-* ℓ_cps: network i learns, with 0.5 (CE + Dice), from argmax of the element-wise max of the
-  other networks' softmax outputs (detached), Σ over networks, on the unlabelled batch, and
-  (``cross_on_labeled``) separately on the labelled batch as ℓ_cps_labeled;
+* ℓ_cps: network i learns, with 0.5 (CE + Dice), from the argmax of the element-wise max (or
+  mean, ``pseudo_label_ensemble``) of the other networks' softmax outputs (detached), Σ over
+  networks, on the unlabelled batch, and (``cross_on_labeled``) separately on the labelled
+  batch as ℓ_cps_labeled;
 * ℓ_sim: for every pair of networks and every compared tensor, MSE between their B x B
   similarity maps (``methods.similarity``), each side pulled towards the other, detached; Σ over
   pairs, on the labelled and on the unlabelled batch;
 * total ℓ_sup + w_cps(t) (ℓ_cps + ℓ_cps_labeled) + w_sim(t) ℓ_sim.
 
-Options (defaults and sources: the released ``simEps_train.py`` except ``similarity_rampup``;
-the paper's text was not available to us):
+Options (defaults = recipe ``unified``: the released ``simEps_train.py`` except
+``similarity_rampup`` and ``dice_form``; ``authors_options`` gives the released code's values per
+dataset; the paper's text was not available to us):
 
 * ``networks`` 3 (paper and code); at least 2.
 * ``cps_weight`` 0.1 (``--consistency 0.1``) with the sigmoid ramp-up over ``rampup_fraction``
   0.64 of the run (code: 200 "epochs" of 150 iterations = 30,000 of its 799 x 59 = 47,141
   iterations). This overrides the common 0.34, which is the UAPS code's ramp.
-* ``similarity_weight`` 50 (``similarity_loss_coeff = 50``) with ``similarity_rampup`` true:
-  ramped up like ``cps_weight``. The released code keeps it constant (``similarity_rampup:
-  false``); from step 0, 50 x ℓ_sim dominates the start of short runs (smoke profile, 40
-  iterations: test mIoU 0.001 constant, 0.029 ramped, 0.058 without ℓ_sim; supervised 0.054).
-* ``similarity_stages`` ["output"]: the code compares the networks' output logits only; the
-  paper also describes encoder and decoder stages, available here as "encoder" (bottleneck
-  features) and "decoder" (every decoder block's output), as in the code's commented-out
-  variants; these need the paper U-Net backbone (``unet`` / ``unet-tconv``).
+* ``similarity_weight`` 50 (``similarity_loss_coeff = 50``; 200 in the MTiles and DAGM scripts)
+  with ``similarity_rampup`` true: ramped up like ``cps_weight``. The released code keeps it
+  constant (``similarity_rampup: false``); from step 0, 50 x ℓ_sim dominates the start of short
+  runs (smoke profile, 40 iterations: test mIoU 0.001 constant, 0.029 ramped, 0.058 without
+  ℓ_sim; supervised 0.054).
+* ``similarity_stages`` ["output"]: the NEU-Seg and MTiles scripts compare the networks' output
+  logits only. "encoder" compares the bottleneck features and "decoder_last" the last decoder
+  block's output (the features before the head), what the DAGM script compares (and the NEU-Seg
+  script's commented-out variant); "decoder" compares every decoder block's output. Stages other
+  than "output" need the paper U-Net backbone (``unet`` / ``unet-tconv``).
+* ``pseudo_label_ensemble`` "max" (NEU-Seg and DAGM scripts: ``torch.max`` of the others'
+  softmax); "mean" averages them (the MTiles script's soft voting).
 * ``cross_on_labeled`` true (the code adds the cross pseudo-label loss on labelled images too).
+* ``dice_form`` "ssl4mis"; "uaps" is the released code's Dice (``methods.losses``).
 * ``eval_mode`` "ensemble" (the released test notebook evaluates the average of the three
   networks): log of the mean softmax, whose argmax is that of the mean probabilities (the
   notebook averages logits instead); "network0" uses the first network alone. Every network and
   the ensemble are also evaluated through ``predict_variants``.
 
-Deviations: the similarity weight ramps up by default (above); one Adam over all networks
-(equivalent to the code's one Adam per network); Dice is the shared batch-wise soft Dice over all
-classes (``methods.losses``). As in the code, labelled and unlabelled batches go through separate
-forward passes of each network (BatchNorm statistics per batch).
+Remaining differences from the released code (docs/fidelity.md): one Adam over all networks
+(equivalent to the code's one Adam per network, but the code's three ReduceLROnPlateau
+schedulers and its per-network best epochs are the runner's business); the ramp-up is continuous
+where the code's steps every 150 (50, 60) iterations. As in the code, labelled and unlabelled
+batches go through separate forward passes of each network (BatchNorm statistics per batch).
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import combinations
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from .base import ConfigError, LabeledBatch, Method, check_choice, check_flag, check_number, check_subset
+from .base import ConfigError, LabeledBatch, Method, check_choice, check_flag, check_number, check_subset, per_dataset
 from .ensemble import ensemble_logits
-from .losses import hard_labels, pseudo_label_loss, segmentation_loss
+from .losses import DICE_FORMS, hard_labels, pseudo_label_loss, segmentation_loss
 from .networks import SegmentationNet, UNetDecoder, build_network
 from .registry import register_method
 from .similarity import similarity_consistency
 
-STAGES = ("encoder", "decoder", "output")
-EVAL_MODES = ("ensemble", "network0")
+STAGES = ("encoder", "decoder", "decoder_last", "output")
+CHOICES = {"eval_mode": ("ensemble", "network0"), "pseudo_label_ensemble": ("max", "mean"), "dice_form": DICE_FORMS}
+# The released code (docs/fidelity.md): simEps_train.py (NEU-Seg, also used for datasets without a
+# script), MTiles-Dataset-codes/simEps_train.py, DAGM-Dataset-codes/simEps_model_train.py.
+# Ramp-up: sigmoid_rampup(iter_num // q, 200) over E "epochs" of n iterations: 200 q / (E n).
+AUTHORS_OPTIONS: dict[str, Any] = {
+    "dice_form": "uaps",  # simEps_train.py:22, 235-237, 283-285, 305-307
+    "similarity_rampup": False,  # simEps_train.py:314: similarity_loss_coeff * inp_sim_loss
+}
+AUTHORS_PER_DATASET: dict[str, dict[str, Any]] = {
+    "neu": {"rampup_fraction": 200 * 150 / (799 * 59)},  # simEps_train.py:59, 73, 75, 312
+    "mtiles": {  # MTiles-Dataset-codes/simEps_train.py:55, 70, 269-271, 290-292, 306, 309
+        "rampup_fraction": 200 * 50 / (599 * 29),
+        "similarity_weight": 200.0,
+        "pseudo_label_ensemble": "mean",
+    },
+    "dagm": {  # DAGM-Dataset-codes/simEps_model_train.py:57, 72, 284-308, 356-357
+        "rampup_fraction": 200 * 60 / (799 * 29),
+        "similarity_weight": 200.0,
+        "similarity_stages": ["encoder", "decoder_last"],
+    },
+}
 
 
-def ensemble_cross_pseudo_labels(probs: Sequence[Tensor]) -> list[Tensor]:
-    """For each network i: argmax of the element-wise max over the other networks' (detached) softmax."""
+def ensemble_cross_pseudo_labels(probs: Sequence[Tensor], reduction: str = "max") -> list[Tensor]:
+    """For each network i: argmax of the element-wise max (or ``mean``) over the other networks' (detached) softmax."""
     labels = []
     for i in range(len(probs)):
         others = torch.stack([p.detach() for j, p in enumerate(probs) if j != i])
-        labels.append(hard_labels(others.amax(0)))
+        labels.append(hard_labels(others.amax(0) if reduction == "max" else others.mean(0)))
     return labels
 
 
@@ -77,7 +108,8 @@ def _validate(options: dict) -> None:
     for key in ("similarity_rampup", "cross_on_labeled"):
         check_flag("simeps", key, options[key])
     check_subset("simeps", "similarity_stages", options["similarity_stages"], STAGES, non_empty=True)
-    check_choice("simeps", "eval_mode", options["eval_mode"], EVAL_MODES)
+    for key, allowed in CHOICES.items():
+        check_choice("simeps", key, options[key], allowed)
 
 
 @register_method("simeps")
@@ -88,7 +120,9 @@ class SimEps(Method):
         "similarity_weight": 50.0,
         "similarity_rampup": True,
         "similarity_stages": ["output"],
+        "pseudo_label_ensemble": "max",
         "cross_on_labeled": True,
+        "dice_form": "ssl4mis",
         "eval_mode": "ensemble",
         "rampup_fraction": 0.64,
     }
@@ -106,6 +140,10 @@ class SimEps(Method):
                 f"got backbone {self.options['backbone']!r}"
             )
 
+    @classmethod
+    def authors_options(cls, dataset: str) -> dict[str, Any]:
+        return {**AUTHORS_OPTIONS, **per_dataset(AUTHORS_PER_DATASET, dataset)}
+
     def _forward(self, net: SegmentationNet, images: Tensor) -> tuple[Tensor, list[Tensor]]:
         """Logits and the tensors the similarity loss compares (encoder, decoder, output order)."""
         features = net.encoder(images)
@@ -116,6 +154,7 @@ class SimEps(Method):
         logits = net.decoder.head(decoded[-1])
         compared = [features[-1]] if "encoder" in self.stages else []
         compared += decoded if "decoder" in self.stages else []
+        compared += [decoded[-1]] if "decoder_last" in self.stages else []
         compared += [logits] if "output" in self.stages else []
         return logits, compared
 
@@ -123,10 +162,11 @@ class SimEps(Method):
         lab = [self._forward(net, labeled.images) for net in self.nets]
         unl = [self._forward(net, unlabeled) for net in self.nets]
         lab_logits, unl_logits = [logits for logits, _ in lab], [logits for logits, _ in unl]
-        loss_sup = torch.stack([segmentation_loss(logits, labeled.masks) for logits in lab_logits]).sum()
+        dice_form = self.options["dice_form"]
+        loss_sup = torch.stack([segmentation_loss(logits, labeled.masks, dice_form=dice_form) for logits in lab_logits]).sum()
         zero = torch.zeros((), device=loss_sup.device)
-        loss_cps = _cross_pseudo_loss(unl_logits)
-        loss_cps_labeled = _cross_pseudo_loss(lab_logits) if self.options["cross_on_labeled"] else zero
+        loss_cps = self._cross_pseudo_loss(unl_logits)
+        loss_cps_labeled = self._cross_pseudo_loss(lab_logits) if self.options["cross_on_labeled"] else zero
         loss_sim = _similarity_loss([c for _, c in lab]) + _similarity_loss([c for _, c in unl])
         ramp = self.rampup(step, total_steps)
         cps_weight = self.options["cps_weight"] * ramp
@@ -152,10 +192,11 @@ class SimEps(Method):
     def member_outputs(self, images: Tensor) -> dict[str, Tensor]:
         return {f"network{i}": net(images) for i, net in enumerate(self.nets)}
 
-
-def _cross_pseudo_loss(logits: Sequence[Tensor]) -> Tensor:
-    labels = ensemble_cross_pseudo_labels([member.float().softmax(1) for member in logits])
-    return torch.stack([pseudo_label_loss(member, label) for member, label in zip(logits, labels)]).sum()
+    def _cross_pseudo_loss(self, logits: Sequence[Tensor]) -> Tensor:
+        probs = [member.float().softmax(1) for member in logits]
+        labels = ensemble_cross_pseudo_labels(probs, self.options["pseudo_label_ensemble"])
+        dice_form = self.options["dice_form"]
+        return torch.stack([pseudo_label_loss(member, label, dice_form=dice_form) for member, label in zip(logits, labels)]).sum()
 
 
 def _similarity_loss(compared: Sequence[Sequence[Tensor]]) -> Tensor:

@@ -2,27 +2,38 @@
 
 Loss 0.5 * (cross-entropy + Dice) as in the UAPS and simEps papers; the unlabelled batch is
 ignored. Optimiser (Adam, lr 1e-3) and schedule belong to the runner.
+
+Options: ``dice_form`` "ssl4mis" (default, ``methods.losses``); the ``authors`` recipe uses
+"uaps", the Dice of the UAPS and simEps authors' baseline scripts (``baseline/baseline_train.py``
+of the UAPS code), so that it equals UAPS with D = 0 under either recipe. docs/fidelity.md.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from torch import Tensor
 
-from .base import LabeledBatch, Method
-from .losses import segmentation_loss
+from .base import LabeledBatch, Method, check_choice
+from .losses import DICE_FORMS, segmentation_loss
 from .networks import build_network
 from .registry import register_method
 
 
 @register_method("supervised")
 class Supervised(Method):
-    defaults = {}
+    defaults = {"dice_form": "ssl4mis"}
 
     def __init__(self, options, in_channels: int, num_classes: int) -> None:
         super().__init__(options, in_channels, num_classes)
+        check_choice(self.name, "dice_form", self.options["dice_form"], DICE_FORMS)
         self.net = build_network(self.options["backbone"], in_channels, num_classes)
 
+    @classmethod
+    def authors_options(cls, dataset: str) -> dict[str, Any]:
+        return {"dice_form": "uaps"}  # UAPS code baseline/baseline_train.py:24, 162
+
     def training_step(self, labeled: LabeledBatch, unlabeled: Tensor, step: int, total_steps: int) -> dict[str, Tensor]:
-        loss = segmentation_loss(self.net(labeled.images), labeled.masks)
+        loss = segmentation_loss(self.net(labeled.images), labeled.masks, dice_form=self.options["dice_form"])
         return {"loss": loss, "loss_sup": loss}
 
     def predict(self, images: Tensor) -> Tensor:

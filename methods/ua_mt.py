@@ -1,38 +1,49 @@
 """UA-MT: Yu, Wang, Li, Fu & Heng, "Uncertainty-aware self-ensembling model for semi-supervised 3D
 left atrium segmentation", MICCAI 2019.
 
+Compared line by line with SSL4MIS ``code/train_uncertainty_aware_mean_teacher_2D.py`` (the
+``authors`` recipe): docs/fidelity.md.
+
 Mean Teacher (``methods.mean_teacher``: same student, EMA teacher, supervised loss, input noise,
-``eval_mode``) whose consistency counts only the pixels where the teacher is certain:
+``student_noise``, ``eval_mode``) whose consistency counts only the pixels where the teacher is
+certain:
 
 * uncertainty = predictive entropy -sum_c p_c log(p_c + 1e-6) of the mean softmax p of
   ``mc_passes`` (T = 8) teacher passes, each on freshly noised unlabelled images with the
   teacher's dropout active (Monte Carlo dropout);
-* threshold = (0.75 + 0.25 * rampup(step)) * ln C, C = number of classes, with the sigmoid ramp
-  of ``self.rampup``: 0.75 ln C at step 0 (exactly (0.75 + 0.25 e^-5) ln C, the sigmoid ramp
-  being e^-5 there) and ln C, the maximum entropy, once the ramp-up is over;
+* threshold = (0.75 + 0.25 * rampup(step)) * ln 2 (``threshold_scale: ln2``), with the sigmoid
+  ramp of ``self.rampup``: 0.75 ln 2 at step 0 (exactly (0.75 + 0.25 e^-5) ln 2, the sigmoid ramp
+  being e^-5 there) and ln 2 once the ramp-up is over, whatever the number of classes C, as in the
+  UA-MT code (C = 2, where ln 2 is the maximum entropy) and SSL4MIS's 2D script (C = 4);
 * mask = uncertainty < threshold;
-* consistency = sum(mask * (softmax student - softmax teacher)^2) / (C * sum(mask) + 1e-16): the
-  mean squared softmax difference over the certain pixels and all classes, where the teacher's
-  prediction is one more noisy teacher pass (as in the UA-MT and SSL4MIS code, separate from the
-  T passes).
+* consistency = sum(mask * (softmax student - softmax teacher)^2) / (K * sum(mask) + 1e-16), where
+  the teacher's prediction is one more noisy teacher pass (as in the UA-MT and SSL4MIS code,
+  separate from the T passes). With ``mask_normaliser: classes`` (default) K = C: the mean squared
+  softmax difference over the certain pixels and all classes; ``two``: K = 2, as the UA-MT code
+  (C = 2) and SSL4MIS's 2D script (C = 4, so its loss is C / 2 times that mean).
+
+``threshold_scale: lnC`` gives the threshold (0.75 + 0.25 * rampup) * ln C of this benchmark before
+issue 12, kept to recognise old runs: ln C is the maximum entropy, so as the threshold ramps up to
+it the mask comes to keep every pixel (certain_fraction 1.0) and UA-MT degenerates into Mean
+Teacher.
 
 Mode of the Monte Carlo passes: the teacher runs in train mode during training, so dropout is
 active and BatchNorm normalises with each pass's batch statistics -- what the UA-MT and SSL4MIS
-code do, their EMA model never being put in eval mode. Each pass sees one unlabelled batch
-(SSL4MIS stacks two noisy copies per pass; only the BatchNorm batch differs).
+code do, their EMA model never being put in eval mode.
 
 Defaults (UA-MT paper and SSL4MIS ``train_uncertainty_aware_mean_teacher_2D.py``): ``mc_passes``
 8, ``ema_decay`` 0.99, ``consistency`` 0.1 with the sigmoid ramp-up, noise
 clamp(N(0, 1) * 0.1, -0.2, 0.2); ``eval_mode`` "student".
 
-Deviations:
-* Normaliser C * sum(mask): the UA-MT code divides by 2 * sum(mask) for its two classes, i.e.
-  the mean over certain pixels and classes; SSL4MIS's 2D script keeps the 2 (and ln 2) for the
-  4-class ACDC. We use C and ln C, which equal the original for C = 2.
-* The threshold ramps with ``self.rampup`` (``rampup_fraction`` of the run); the UA-MT and
-  SSL4MIS code ramp it over all iterations.
-* The student's unlabelled input is noised too (Mean Teacher paper); UA-MT and SSL4MIS feed it
-  clean images. All other Mean Teacher deviations (``methods.mean_teacher``) apply.
+Remaining deviations (docs/fidelity.md):
+* Each Monte Carlo pass sees one unlabelled batch (SSL4MIS stacks two noisy copies per pass and
+  runs T / 2 passes; only the BatchNorm batch differs).
+* Under ``unified`` the threshold and the consistency weight ramp with ``self.rampup``
+  (``rampup_fraction`` of the run); SSL4MIS ramps both over all iterations (``authors``:
+  ``rampup_fraction`` 1), the weight in steps of 150 iterations.
+* Under ``unified`` the student's unlabelled input is noised too (Mean Teacher paper); UA-MT and
+  SSL4MIS feed it clean images (``authors``: ``student_noise: false``). All other Mean Teacher
+  deviations (``methods.mean_teacher``) apply.
 """
 from __future__ import annotations
 
@@ -41,12 +52,15 @@ import math
 import torch
 from torch import Tensor
 
-from .base import check_number
+from typing import Any
+
+from .base import SSL4MIS_RAMPUP, check_choice, check_number
 from .mean_teacher import MeanTeacher
 from .registry import register_method
 
 ENTROPY_EPS = 1e-6  # inside the log, as in the UA-MT code
 MASK_EPS = 1e-16  # in the masked mean's denominator, as in the UA-MT code
+CHOICES = {"threshold_scale": ("ln2", "lnC"), "mask_normaliser": ("classes", "two")}
 
 
 def predictive_entropy(probs: Tensor) -> Tensor:
@@ -56,24 +70,35 @@ def predictive_entropy(probs: Tensor) -> Tensor:
 
 
 def uncertainty_threshold(ramp: float, num_classes: int) -> float:
-    """(0.75 + 0.25 * ramp) * ln C."""
+    """(0.75 + 0.25 * ramp) * ln ``num_classes`` (2 for ``threshold_scale: ln2``)."""
     return (0.75 + 0.25 * ramp) * math.log(num_classes)
 
 
-def masked_softmax_mse(student_logits: Tensor, teacher_logits: Tensor, mask: Tensor) -> Tensor:
-    """Mean of (softmax student - softmax teacher)^2 over the pixels where ``mask`` (B, H, W) is true."""
+def masked_softmax_mse(student_logits: Tensor, teacher_logits: Tensor, mask: Tensor, divisor: int | None = None) -> Tensor:
+    """sum(mask * (softmax student - softmax teacher)^2) / (K * sum(mask)), K = ``divisor`` or C.
+
+    With K = C (default), the mean over the pixels where ``mask`` (B, H, W) is true and all classes.
+    """
     squared = (student_logits.float().softmax(1) - teacher_logits.detach().float().softmax(1)) ** 2
     weight = mask.unsqueeze(1).to(squared.dtype)
-    return (squared * weight).sum() / (squared.shape[1] * weight.sum() + MASK_EPS)
+    return (squared * weight).sum() / ((divisor or squared.shape[1]) * weight.sum() + MASK_EPS)
 
 
 @register_method("ua_mt")
 class UAMT(MeanTeacher):
-    defaults = {**MeanTeacher.defaults, "mc_passes": 8}
+    defaults = {**MeanTeacher.defaults, "mc_passes": 8, "threshold_scale": "ln2", "mask_normaliser": "classes"}
 
     def _check_options(self) -> None:
         super()._check_options()
         check_number(self.name, "mc_passes", self.options["mc_passes"], minimum=1, integer=True)
+        for key, allowed in CHOICES.items():
+            check_choice(self.name, key, self.options[key], allowed)
+
+    @classmethod
+    def authors_options(cls, dataset: str) -> dict[str, Any]:
+        # SSL4MIS train_uncertainty_aware_mean_teacher_2D.py:157 (student on clean images),
+        # 184, 187-188 (weight and threshold ramp over the whole run), 190-191 (2 * sum(mask))
+        return {**SSL4MIS_RAMPUP, "student_noise": False, "mask_normaliser": "two"}
 
     @torch.no_grad()
     def teacher_uncertainty(self, unlabeled: Tensor) -> Tensor:
@@ -83,7 +108,8 @@ class UAMT(MeanTeacher):
 
     def certainty_mask(self, unlabeled: Tensor, step: int, total_steps: int) -> tuple[Tensor, float]:
         """Boolean mask (B, H, W) of the pixels whose uncertainty is below the current threshold."""
-        threshold = uncertainty_threshold(self.rampup(step, total_steps), self.num_classes)
+        scale_classes = 2 if self.options["threshold_scale"] == "ln2" else self.num_classes
+        threshold = uncertainty_threshold(self.rampup(step, total_steps), scale_classes)
         return self.teacher_uncertainty(unlabeled) < threshold, threshold
 
     def consistency_loss(
@@ -92,7 +118,8 @@ class UAMT(MeanTeacher):
         with torch.no_grad():
             teacher_logits = self.teacher(self.noisy(unlabeled))
         mask, threshold = self.certainty_mask(unlabeled, step, total_steps)
-        loss = masked_softmax_mse(student_logits, teacher_logits, mask)
+        divisor = 2 if self.options["mask_normaliser"] == "two" else None
+        loss = masked_softmax_mse(student_logits, teacher_logits, mask, divisor)
         return loss, {
             "certain_fraction": mask.float().mean(),
             "uncertainty_threshold": loss.new_tensor(threshold),

@@ -2,12 +2,14 @@
 
 Sime, Wang, Zeng, Peng, "Uncertainty-aware and dynamically-mixed pseudo-labels for
 semi-supervised defect segmentation", Computers in Industry 152, 2023; released code
-github.com/djene-mengistu/UAPS (``UAPS_train.py``, ``utilities/UAPS_unet.py``).
+github.com/djene-mengistu/UAPS (``UAPS_train.py``, ``utilities/UAPS_unet.py``; per-dataset scripts
+in ``MTiles-Dataset-codes/`` and ``DAGM-Dataset-codes/``). Line-by-line comparison with that code,
+per recipe: docs/fidelity.md.
 
 A shared encoder feeds a main decoder (clean features) and D auxiliary decoders, each on features
-under one perturbation (``methods.perturbations.DEFAULT_ORDER[:D]``: feature noise, channel
-dropout, feature dropout, feature cutout). Per step, with p_d the softmax of decoder d on the
-unlabelled batch and p̄ their mean:
+under one perturbation (``methods.perturbations.PERTURBATIONS[:D]``: feature noise, dropout,
+feature dropout, feature cutout). Per step, with p_d the softmax of decoder d on the unlabelled
+batch and p̄ their mean:
 
 * ℓ_seg: mean over the D+1 decoders of 0.5 (CE + Dice) on the labelled batch;
 * uncertainty u_d = Σ_c p̄ (log p̄ − log p_d) per pixel (KL(p̄ ‖ p_d)); every p_d is the exp of
@@ -18,50 +20,67 @@ unlabelled batch and p̄ their mean:
   ℓ_ps: the same without weighting; ℓ_un: mean over decoders of mean(u_d);
 * total ℓ_seg + λ1(t) (ℓ_ps + ℓ_ups) + λ2(t) ℓ_un, λ(t) = λ_max · sigmoid ramp-up.
 
-Options (defaults and sources):
+Options (defaults = recipe ``unified``; ``authors_options`` gives the released code's values):
 
 * ``aux_decoders`` 3 (paper and code: three auxiliary decoders); 0..4, the 4th (feature cutout)
   is our addition (see ``methods.perturbations``).
 * ``lambda1`` 0.1, ``lambda2`` 0.1 (paper; code ``--consistency1/2 0.1``), ramped up over
-  ``rampup_fraction`` 0.34 of the run (code: 200 "epochs" of 80 iterations out of ~47,000).
+  ``rampup_fraction`` 0.34 of the run (code: 200 "epochs" of 80 iterations out of 47,141).
+  ``lambda2_rampup`` true; false keeps λ2 constant (the MTiles script adds ℓ_un with weight 1,
+  unramped).
 * ``losses`` ["ups", "un"] (paper's full method): any combination of "ps", "ups", "un". A loss
   switched off is still returned, as zero. With both "ps" and "ups" on, both are added under λ1.
 * ``mixing`` "dynamic" (paper and code).
 * ``uncertainty_weighting`` "pixel" (paper): exp(−u_d) weights every pixel inside the
-  pseudo-label loss (``pseudo_label_loss_from_log_probs(..., pixel_weight=...)``: CE is the weighted mean over
-  pixels, normalised by the weights' sum; Dice uses weighted probabilities and targets), so
-  uncertain pixels count less than confident ones and a pixel of weight 0 is ignored. "batch"
-  (released code): the unweighted batch-mean loss times mean(exp(−u_d)), one scale per batch and
-  decoder: an uncertain batch counts less as a whole, but pixels are not re-weighted.
+  pseudo-label loss (CE is the weighted mean over pixels, normalised by the weights' sum; Dice
+  uses weighted probabilities and targets), so uncertain pixels count less than confident ones
+  and a pixel of weight 0 is ignored. "batch" (released code): the unweighted batch-mean loss
+  times mean(exp(−u_d)), one scale per batch and decoder.
+* ``detach_confidence`` true: exp(−u_d) carries no gradient, so u is minimised by ℓ_un only.
+  False (released code) lets the gradient of ℓ_ups flow into exp(−u_d), which pushes u up.
+* ``dice_form`` "ssl4mis" (1 − (2Σpg + ε)/(Σp² + Σg + ε)); "uaps" is the released code's
+  ``dice_loss`` (linear cardinality, ε = 1e-7 in the denominator only): ``methods.losses``.
+* ``dropout_mode`` "channel", ``dropout_p`` 0.5, ``feature_dropout_draw`` "sample": how the
+  dropout and feature-dropout decoders perturb (``methods.perturbations``); the released code
+  uses element-wise ``F.dropout(x, 0.5)`` and one feature-dropout threshold per batch.
 * ``eval_mode`` "main" (released test notebook evaluates the main decoder); "ensemble" predicts
   log of the mean softmax of all D+1 decoders (argmax = argmax of the mean probabilities). Both
   are always evaluated through ``predict_variants`` with one encoder pass.
 
-Deviations from the released code:
+Remaining differences from the released code (all listed in docs/fidelity.md):
 
-* exp(−u_d) is detached: u is minimised by ℓ_un only. The released code lets the gradient of
-  ℓ_ups flow into exp(−u_d), which pushes u up (against ℓ_un).
 * Perturbations act in training mode only (the released decoders perturb at test time too, so
-  its auxiliary decoders are stochastic at evaluation).
-* Dice is the shared batch-wise soft Dice over all classes (``methods.losses``).
+  its auxiliary decoders are stochastic at evaluation; its main decoder, which it evaluates, is not).
+* u uses log(p + 1e-8) where the code uses log-softmax (equal unless a probability is < ~1e-6).
+* The ramp-up is continuous; the code's steps every 80 (NEU-Seg), 50 (MTiles) or 60 (DAGM)
+  iterations (``iter_num // 80``).
 * Labelled and unlabelled batches go through separate forward passes, as in the released code
   (so BatchNorm normalises each batch with its own statistics, as there).
 * With D = 0 (one decoder) there is no unlabelled loss at all (u = 0 and the pseudo-label is the
-  decoder's own argmax): the method is then exactly the supervised baseline.
+  decoder's own argmax): the method is then exactly the supervised baseline (same ``dice_form``).
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 from torch.distributions import Dirichlet
 
-from .base import LabeledBatch, Method, check_choice, check_number, check_subset
+from .base import LabeledBatch, Method, check_choice, check_flag, check_number, check_subset, per_dataset
 from .ensemble import ensemble_logits
-from .losses import hard_labels, kl_to_mean, log_probabilities, pseudo_label_loss_from_log_probs, segmentation_loss
+from .losses import (
+    DICE_FORMS,
+    hard_labels,
+    kl_to_mean,
+    log_probabilities,
+    pseudo_label_loss_from_log_probs,
+    segmentation_loss,
+    segmentation_loss_from_log_probs,
+)
 from .networks import build_backbone
-from .perturbations import DEFAULT_ORDER, MultiDecoderNet, build_perturbations
+from .perturbations import PERTURBATION_DEFAULTS, PERTURBATIONS, MultiDecoderNet, build_perturbations, perturbation_settings
 from .registry import register_method
 
 LOSS_NAMES = ("ps", "ups", "un")
@@ -69,6 +88,27 @@ CHOICES = {
     "mixing": ("dynamic", "average"),
     "uncertainty_weighting": ("pixel", "batch"),
     "eval_mode": ("main", "ensemble"),
+    "dice_form": DICE_FORMS,
+}
+# The released code (docs/fidelity.md): UAPS_train.py (NEU-Seg, also used for datasets without a
+# script), MTiles-Dataset-codes/UAPS_train.py, DAGM-Dataset-codes/UAPS_train.py.
+AUTHORS_OPTIONS: dict[str, Any] = {
+    "dice_form": "uaps",  # utilities/pytorch_losses.py:80-115, UAPS_train.py:23
+    "uncertainty_weighting": "batch",  # UAPS_train.py:259-268: torch.mean(scalar loss * exp(-u))
+    "detach_confidence": False,  # UAPS_train.py:227: exp_variance_main = torch.exp(-variance_main)
+    "dropout_mode": "element",  # utilities/UAPS_unet.py:156-158: F.dropout(x, p=0.5)
+    "feature_dropout_draw": "batch",  # utilities/UAPS_unet.py:165: np.random.uniform(0.7, 0.9)
+}
+# ramp-up: sigmoid_rampup(iter_num // q, 200) over 799 "epochs" of n iterations (range(1, epochs),
+# range(1, iter_per_epoch)): 200 q / (799 n) of the run
+AUTHORS_PER_DATASET: dict[str, dict[str, Any]] = {
+    "neu": {"rampup_fraction": 200 * 80 / (799 * 59)},  # UAPS_train.py:66, 78, 279-280
+    "mtiles": {  # MTiles-Dataset-codes/UAPS_train.py:63, 74, 282, 286
+        "rampup_fraction": 200 * 50 / (799 * 19),
+        "lambda2": 1.0,
+        "lambda2_rampup": False,
+    },
+    "dagm": {"rampup_fraction": 200 * 60 / (799 * 29)},  # DAGM-Dataset-codes/UAPS_train.py:59, 70, 250-254
 }
 
 
@@ -83,12 +123,22 @@ def mixed_pseudo_label(probs: Sequence[Tensor], weights: Tensor) -> Tensor:
     return hard_labels(mixture)
 
 
-def uncertainty_weighted_loss(log_probs: Tensor, pseudo_label: Tensor, uncertainty: Tensor, mode: str) -> Tensor:
-    """Pseudo-label loss of ``log_probabilities(logits)`` weighted by exp(−u) (detached): per pixel (``pixel``) or per batch (``batch``)."""
-    confidence = torch.exp(-uncertainty.detach())
+def uncertainty_weighted_loss(
+    log_probs: Tensor,
+    pseudo_label: Tensor,
+    uncertainty: Tensor,
+    mode: str,
+    detach: bool = True,
+    dice_form: str = "ssl4mis",
+) -> Tensor:
+    """Pseudo-label loss of ``log_probabilities(logits)`` weighted by exp(−u): per pixel (``pixel``) or per batch (``batch``).
+
+    exp(−u) is detached unless ``detach`` is False (released code).
+    """
+    confidence = torch.exp(-(uncertainty.detach() if detach else uncertainty))
     if mode == "pixel":
-        return pseudo_label_loss_from_log_probs(log_probs, pseudo_label, pixel_weight=confidence)
-    return pseudo_label_loss_from_log_probs(log_probs, pseudo_label) * confidence.mean()
+        return segmentation_loss_from_log_probs(log_probs, pseudo_label.detach(), confidence, dice_form)
+    return pseudo_label_loss_from_log_probs(log_probs, pseudo_label, dice_form=dice_form) * confidence.mean()
 
 
 def _mean(values: Sequence[Tensor]) -> Tensor:
@@ -96,10 +146,12 @@ def _mean(values: Sequence[Tensor]) -> Tensor:
 
 
 def _validate(options: dict) -> None:
-    check_number("uaps", "aux_decoders", options["aux_decoders"], maximum=len(DEFAULT_ORDER), integer=True)
+    check_number("uaps", "aux_decoders", options["aux_decoders"], maximum=len(PERTURBATIONS), integer=True)
     check_subset("uaps", "losses", options["losses"], LOSS_NAMES)
     for key in ("lambda1", "lambda2"):
         check_number("uaps", key, options[key])
+    for key in ("lambda2_rampup", "detach_confidence"):
+        check_flag("uaps", key, options[key])
     for key, allowed in CHOICES.items():
         check_choice("uaps", key, options[key], allowed)
 
@@ -110,19 +162,29 @@ class UAPS(Method):
         "aux_decoders": 3,
         "lambda1": 0.1,
         "lambda2": 0.1,
+        "lambda2_rampup": True,
         "losses": ["ups", "un"],
         "mixing": "dynamic",
         "uncertainty_weighting": "pixel",
+        "detach_confidence": True,
+        "dice_form": "ssl4mis",
+        **PERTURBATION_DEFAULTS,
         "eval_mode": "main",
     }
 
     def __init__(self, options, in_channels: int, num_classes: int) -> None:
         super().__init__(options, in_channels, num_classes)
         _validate(self.options)
-        self.perturbation_names = DEFAULT_ORDER[: self.options["aux_decoders"]]
+        self.perturbation_names = PERTURBATIONS[: self.options["aux_decoders"]]
         backbone = build_backbone(self.options["backbone"], in_channels, num_classes)
-        self.net = MultiDecoderNet(backbone, build_perturbations(self.perturbation_names))
+        perturbations = build_perturbations(self.perturbation_names, perturbation_settings(self.name, self.options))
+        self.net = MultiDecoderNet(backbone, perturbations)
         self.losses = frozenset(self.options["losses"])
+        self.dice_form = self.options["dice_form"]
+
+    @classmethod
+    def authors_options(cls, dataset: str) -> dict[str, Any]:
+        return {**AUTHORS_OPTIONS, **per_dataset(AUTHORS_PER_DATASET, dataset)}
 
     @property
     def num_decoders(self) -> int:
@@ -139,14 +201,15 @@ class UAPS(Method):
         return Dirichlet(torch.ones(self.num_decoders, device=device), validate_args=False).sample()
 
     def training_step(self, labeled: LabeledBatch, unlabeled: Tensor, step: int, total_steps: int) -> dict[str, Tensor]:
-        loss_seg = _mean([segmentation_loss(logits, labeled.masks) for logits in self.net(labeled.images)])
+        loss_seg = _mean([segmentation_loss(logits, labeled.masks, dice_form=self.dice_form) for logits in self.net(labeled.images)])
         zero = torch.zeros((), device=loss_seg.device)
         parts = {"loss_ps": zero, "loss_ups": zero, "loss_un": zero}
         mean_confidence = torch.ones((), device=loss_seg.device)
         if self.num_decoders > 1 and self.losses:
             parts, mean_confidence = self._unlabeled_losses(unlabeled, zero)
         ramp = self.rampup(step, total_steps)
-        lambda1, lambda2 = self.options["lambda1"] * ramp, self.options["lambda2"] * ramp
+        lambda1 = self.options["lambda1"] * ramp
+        lambda2 = self.options["lambda2"] * (ramp if self.options["lambda2_rampup"] else 1.0)
         loss = loss_seg + lambda1 * (parts["loss_ps"] + parts["loss_ups"]) + lambda2 * parts["loss_un"]
         logs = {"loss_seg": loss_seg, **parts, "mean_exp_neg_u": mean_confidence}
         return {
@@ -164,16 +227,19 @@ class UAPS(Method):
         if self.losses & {"ps", "ups"}:
             pseudo_label = mixed_pseudo_label(probs, self.mixing_weights(images.device))
             if "ps" in self.losses:
-                parts["loss_ps"] = _mean([pseudo_label_loss_from_log_probs(member, pseudo_label) for member in log_probs])
-            if "ups" in self.losses:
-                mode = self.options["uncertainty_weighting"]
-                parts["loss_ups"] = _mean(
-                    [uncertainty_weighted_loss(member, pseudo_label, u, mode) for member, u in zip(log_probs, uncertainty)]
+                parts["loss_ps"] = _mean(
+                    [pseudo_label_loss_from_log_probs(member, pseudo_label, dice_form=self.dice_form) for member in log_probs]
                 )
+            if "ups" in self.losses:
+                parts["loss_ups"] = _mean([self._weighted_loss(member, pseudo_label, u) for member, u in zip(log_probs, uncertainty)])
         if "un" in self.losses:
             parts["loss_un"] = _mean([u.mean() for u in uncertainty])
         mean_confidence = _mean([torch.exp(-u.detach()).mean() for u in uncertainty])
         return parts, mean_confidence
+
+    def _weighted_loss(self, log_probs: Tensor, pseudo_label: Tensor, uncertainty: Tensor) -> Tensor:
+        mode, detach = self.options["uncertainty_weighting"], self.options["detach_confidence"]
+        return uncertainty_weighted_loss(log_probs, pseudo_label, uncertainty, mode, detach, self.dice_form)
 
     def predict(self, images: Tensor) -> Tensor:
         if self.options["eval_mode"] == "main":

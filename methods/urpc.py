@@ -16,54 +16,85 @@ the mean of the p_d, the uncertainty of scale d is u_d = KL(p̄ || p_d) per pixe
 
 with the MSE averaged over classes; the consistency loss is the mean of loss_d over the scales.
 This is SSL4MIS's formulation (``train_uncertainty_rectified_pyramid_consistency_2D.py``, Luo et
-al.), where neither p̄ nor u_d is detached, so both terms also train towards agreement. The
-prediction is the full-resolution (finest) output.
+al., the methods' authors' own code), where neither p̄ nor u_d is detached, so both terms also
+train towards agreement. The prediction is the full-resolution (finest) output. Comparison with
+SSL4MIS per recipe: docs/fidelity.md.
 
-Options (defaults and sources):
+Options (defaults = recipe ``unified``; ``authors_options`` gives SSL4MIS's values):
 
 * ``consistency`` = 0.1: weight of the consistency loss, times ``self.rampup`` (sigmoid ramp-up
-  over ``rampup_fraction`` of the run); SSL4MIS default.
+  over ``rampup_fraction`` of the run; SSL4MIS ramps over the whole run, ``authors``: 1).
 * ``perturb_aux`` = True: in training, the features of the auxiliary scales are perturbed before
   their heads, as in SSL4MIS's ``UNet_URPC``: feature noise at 1/2, feature dropout at 1/4,
-  channel dropout (p = 0.5) at 1/8 (``methods.perturbations``). Off in eval mode.
-* ``backbone``: only the paper U-Net, ``"unet"`` (bilinear upsampling, the project default) or
-  ``"unet-tconv"`` (transposed convolutions, as SSL4MIS's ``UNet_URPC``); anything else is a
-  ConfigError, because the method needs the U-Net's decoder stages.
+  dropout (p = 0.5) at 1/8 (``methods.perturbations``). Off in eval mode, as in SSL4MIS.
+* ``dropout_mode`` "channel", ``dropout_p`` 0.5, ``feature_dropout_draw`` "sample": how those
+  perturb; SSL4MIS's 1/8-scale dropout is element-wise ``F.dropout(x, p=0.5)`` and its feature
+  dropout draws one threshold per batch (``authors``: "element", 0.5, "batch").
+* ``aux_upsampling`` "bilinear": how the auxiliary logits are resized to the input;
+  SSL4MIS uses ``F.interpolate``'s default, nearest-neighbour (``authors``: "nearest").
+* ``backbone``: only the paper U-Net, ``"unet"`` (bilinear upsampling, the project default and
+  SSL4MIS's ``UpBlock`` default) or ``"unet-tconv"`` (transposed convolutions); anything else is
+  a ConfigError, because the method needs the U-Net's decoder stages.
 
-Deviations: 2D U-Net with 3x3 heads (SSL4MIS) instead of the paper's 3D network; auxiliary
-outputs upsampled bilinearly (SSL4MIS uses nearest-neighbour interpolation); labelled and
-unlabelled images go through the network in one batch (SSL4MIS); Adam and the runner's schedule
-instead of SGD with poly learning-rate decay.
+Deviations: 2D U-Net with 3x3 heads (SSL4MIS) instead of the paper's 3D network; labelled and
+unlabelled images go through the network in one batch (SSL4MIS); the ramp-up is continuous where
+SSL4MIS's steps every 150 iterations; optimiser and schedule belong to the runner (SSL4MIS: SGD
+with poly learning-rate decay).
 """
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import ConfigError, LabeledBatch, Method, consistency_losses
+from .base import SSL4MIS_RAMPUP, ConfigError, LabeledBatch, Method, check_choice, check_flag, consistency_losses
 from .losses import kl_to_mean, segmentation_loss
 from .networks import UNET_CHANNELS, UNetDecoder, build_backbone
-from .perturbations import build_perturbations
+from .perturbations import PERTURBATION_DEFAULTS, PerturbationSettings, build_perturbations, perturbation_settings
 from .registry import register_method
 
 PAPER_UNETS = ("unet", "unet-tconv")
 # perturbation before the head of each auxiliary scale, finest (1/2) to coarsest (1/8): SSL4MIS
 AUX_PERTURBATIONS = ("feature_noise", "feature_dropout", "dropout")
+UPSAMPLING = ("bilinear", "nearest")
+# SSL4MIS: networks/unet.py:248 (F.dropout, p = 0.5), 281 (one np.random.uniform per call), 251, 258,
+# 265 (F.interpolate's default mode, nearest); train_uncertainty_rectified_pyramid_consistency_2D.py:180
+# (ramp over the whole run)
+AUTHORS_OPTIONS: dict[str, Any] = {
+    **SSL4MIS_RAMPUP,
+    "dropout_mode": "element",
+    "feature_dropout_draw": "batch",
+    "aux_upsampling": "nearest",
+}
 
 
 class PyramidUNet(nn.Module):
-    """The paper U-Net with one segmentation head per decoder stage, all outputs at input size."""
+    """The paper U-Net with one segmentation head per decoder stage, all outputs at input size.
 
-    def __init__(self, backbone: str, in_channels: int, num_classes: int, perturb_aux: bool) -> None:
+    ``perturbations``: the settings of the auxiliary scales' perturbations, or None for none.
+    """
+
+    def __init__(
+        self,
+        backbone: str,
+        in_channels: int,
+        num_classes: int,
+        perturbations: PerturbationSettings | None,
+        upsampling: str = "bilinear",
+    ) -> None:
         super().__init__()
         parts = build_backbone(backbone, in_channels, num_classes)
         self.encoder = parts.encoder
         self.decoder: UNetDecoder = parts.make_decoder()
         aux_channels = UNET_CHANNELS[1:4]  # stages at 1/2, 1/4, 1/8 of the input
         self.aux_heads = nn.ModuleList(nn.Conv2d(c, num_classes, kernel_size=3, padding=1) for c in aux_channels)
-        perturbations = build_perturbations(AUX_PERTURBATIONS) if perturb_aux else [nn.Identity() for _ in aux_channels]
-        self.aux_perturbations = nn.ModuleList(perturbations)
+        if perturbations is None:
+            self.aux_perturbations = nn.ModuleList(nn.Identity() for _ in aux_channels)
+        else:
+            self.aux_perturbations = nn.ModuleList(build_perturbations(AUX_PERTURBATIONS, perturbations))
+        self.upsampling = upsampling
 
     def forward(self, x: Tensor, with_aux: bool = True) -> list[Tensor]:
         """Logits of every scale at the input size, finest (the main output) first."""
@@ -72,8 +103,13 @@ class PyramidUNet(nn.Module):
         if with_aux:
             for stage, perturb, head in zip(stages[1:], self.aux_perturbations, self.aux_heads):
                 logits = head(perturb(stage))
-                outputs.append(F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False))
+                outputs.append(self._resize(logits, x.shape[-2:]))
         return outputs
+
+    def _resize(self, logits: Tensor, size: torch.Size) -> Tensor:
+        if self.upsampling == "nearest":
+            return F.interpolate(logits, size=size, mode="nearest")
+        return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
 
 def rectified_pyramid_consistency(probs: list[Tensor]) -> Tensor:
@@ -89,7 +125,7 @@ def rectified_pyramid_consistency(probs: list[Tensor]) -> Tensor:
 
 @register_method("urpc")
 class URPC(Method):
-    defaults = {"consistency": 0.1, "perturb_aux": True}
+    defaults = {"consistency": 0.1, "perturb_aux": True, **PERTURBATION_DEFAULTS, "aux_upsampling": "bilinear"}
 
     def __init__(self, options, in_channels: int, num_classes: int) -> None:
         super().__init__(options, in_channels, num_classes)
@@ -98,7 +134,15 @@ class URPC(Method):
                 f"option 'backbone' of method 'urpc' must be one of {list(PAPER_UNETS)} (URPC needs the paper "
                 f"U-Net's decoder stages), got {self.options['backbone']!r}"
             )
-        self.net = PyramidUNet(self.options["backbone"], in_channels, num_classes, bool(self.options["perturb_aux"]))
+        check_flag(self.name, "perturb_aux", self.options["perturb_aux"])
+        check_choice(self.name, "aux_upsampling", self.options["aux_upsampling"], UPSAMPLING)
+        settings = perturbation_settings(self.name, self.options)
+        perturbations = settings if self.options["perturb_aux"] else None
+        self.net = PyramidUNet(self.options["backbone"], in_channels, num_classes, perturbations, self.options["aux_upsampling"])
+
+    @classmethod
+    def authors_options(cls, dataset: str) -> dict[str, Any]:
+        return dict(AUTHORS_OPTIONS)
 
     def training_step(self, labeled: LabeledBatch, unlabeled: Tensor, step: int, total_steps: int) -> dict[str, Tensor]:
         num_labeled = labeled.images.shape[0]

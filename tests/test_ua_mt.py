@@ -1,4 +1,4 @@
-"""UA-MT: uncertainty of the mean of T teacher passes, threshold ramp, exact mask, masked MSE."""
+"""UA-MT: uncertainty of the mean of T teacher passes, threshold ramp (ln 2 or ln C), exact mask, masked MSE."""
 import math
 
 import pytest
@@ -49,21 +49,34 @@ def known_uncertainty_teacher() -> tuple[CyclingTeacher, torch.Tensor]:
     return CyclingTeacher([p.float() for p in passes]), exact_entropy
 
 
-def test_threshold_ramps_from_three_quarters_of_ln_c_to_ln_c():
-    method = build_method("ua_mt", {}, 1, NUM_CLASSES)
-    start = uncertainty_threshold(method.rampup(0, TOTAL_STEPS), NUM_CLASSES)
-    # the sigmoid ramp is exp(-5) at step 0, so the start is 0.75 ln C up to 0.25 exp(-5) ln C
-    assert start == pytest.approx((0.75 + 0.25 * math.exp(-5)) * math.log(NUM_CLASSES))
-    assert start == pytest.approx(0.75 * math.log(NUM_CLASSES), abs=0.25 * math.exp(-5) * math.log(NUM_CLASSES) + 1e-12)
-    assert uncertainty_threshold(method.rampup(TOTAL_STEPS, TOTAL_STEPS), NUM_CLASSES) == math.log(NUM_CLASSES)
+SCALE_CLASSES = {"ln2": 2, "lnC": NUM_CLASSES}  # threshold_scale -> the class count whose ln scales the threshold
 
 
+@pytest.mark.parametrize("scale", ["ln2", "lnC"])
+def test_threshold_ramps_from_three_quarters_of_its_scale_to_the_scale(scale):
+    method = build_method("ua_mt", {"threshold_scale": scale}, 1, NUM_CLASSES)
+    log_scale = math.log(SCALE_CLASSES[scale])
+    images = torch.zeros(2, 1, 16, 16)
+    start = method.certainty_mask(images, 0, TOTAL_STEPS)[1]
+    # the sigmoid ramp is exp(-5) at step 0, so the start is 0.75 ln K up to 0.25 exp(-5) ln K
+    assert start == pytest.approx((0.75 + 0.25 * math.exp(-5)) * log_scale)
+    assert start == pytest.approx(0.75 * log_scale, abs=0.25 * math.exp(-5) * log_scale + 1e-12)
+    assert method.certainty_mask(images, TOTAL_STEPS, TOTAL_STEPS)[1] == log_scale
+    assert uncertainty_threshold(1.0, SCALE_CLASSES[scale]) == log_scale
+
+
+def test_the_threshold_is_ln_2_whatever_the_class_count_by_default():
+    assert build_method("ua_mt", {}, 1, 7).options["threshold_scale"] == "ln2"
+    assert build_method("ua_mt", {}, 1, 7).certainty_mask(torch.zeros(2, 1, 16, 16), 100, 100)[1] == math.log(2)
+
+
+@pytest.mark.parametrize("scale", ["ln2", "lnC"])
 @pytest.mark.parametrize("step", [0, 20, TOTAL_STEPS])
-def test_mask_keeps_exactly_the_pixels_below_the_current_threshold(step):
-    method = build_method("ua_mt", {"mc_passes": MC_PASSES}, 1, NUM_CLASSES)
+def test_mask_keeps_exactly_the_pixels_below_the_current_threshold(step, scale):
+    method = build_method("ua_mt", {"mc_passes": MC_PASSES, "threshold_scale": scale}, 1, NUM_CLASSES)
     method.teacher, exact_entropy = known_uncertainty_teacher()
     ramp = sigmoid_rampup(step, round(method.options["rampup_fraction"] * TOTAL_STEPS))
-    expected_threshold = (0.75 + 0.25 * ramp) * math.log(NUM_CLASSES)
+    expected_threshold = (0.75 + 0.25 * ramp) * math.log(SCALE_CLASSES[scale])
     assert (exact_entropy - expected_threshold).abs().min() > 1e-3  # no pixel on the edge
     mask, threshold = method.certainty_mask(torch.zeros(2, 1, 2, 8), step, TOTAL_STEPS)
     assert method.teacher.calls == MC_PASSES
@@ -106,6 +119,15 @@ def test_masked_mse_equals_ua_mt_code_for_two_classes():
     squared = (student.softmax(1) - teacher.softmax(1)) ** 2
     original = (mask.unsqueeze(1) * squared).sum() / (2 * mask.sum() + 1e-16)
     assert masked_softmax_mse(student, teacher, mask).item() == pytest.approx(original.item(), rel=1e-6)
+
+
+def test_mask_normaliser_two_divides_by_two_whatever_the_class_count():
+    student, teacher = torch.randn(1, 4, 4, 4), torch.randn(1, 4, 4, 4)
+    mask = torch.rand(1, 4, 4) < 0.5
+    squared = (student.softmax(1) - teacher.softmax(1)) ** 2
+    ssl4mis = (mask.unsqueeze(1) * squared).sum() / (2 * mask.sum() + 1e-16)  # SSL4MIS's 2D script at C = 4
+    assert masked_softmax_mse(student, teacher, mask, divisor=2).item() == pytest.approx(ssl4mis.item(), rel=1e-6)
+    assert masked_softmax_mse(student, teacher, mask).item() == pytest.approx(ssl4mis.item() / 2, rel=1e-6)
 
 
 def test_no_consistency_where_the_teacher_is_uncertain_everywhere():
