@@ -1,11 +1,13 @@
 """Tables from a fixture results tree: files, a hand-checked cell, best marks, missing cells, paper numbers."""
 import pandas as pd
 import pytest
+import scipy.stats
 
 import run_all
 from benchmarks.aggregate import ablation_runs, canonical_losses, collect_failures, collect_runs
+from benchmarks.statistics import cell_scores
 from benchmarks.tables import latex_escape, mean_std, write_tables
-from tests.fixtures_results import FAILED, HAND_CHECKED, PROFILE, write_fixture_results
+from tests.fixtures_results import FAILED, HAND_CHECKED, NO_RECORDS, PROFILE, write_fixture_results
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +28,8 @@ def _row(markdown: str, first_cell: str) -> str:
 def test_every_table_in_three_formats(tree):
     root, written, _ = tree
     names = {p.stem for p in written[PROFILE]}
-    assert {"main_standard", "main_paper", "per_class_iou_neu", "per_class_iou_dagm", "paper_main", "paper_losses",
+    assert {"main_standard", "main_paper", "significance_standard", "significance_paper", "ranks_standard", "ranks_paper",
+            "per_class_iou_neu", "per_class_iou_dagm", "paper_main", "paper_losses",
             "paper_aux_decoders", "paper_cost", "ablation_losses", "ablation_lambda1", "ablation_lambda2",
             "ablation_mixing", "ablation_aux_decoders"} <= names
     for name in names:
@@ -35,6 +38,7 @@ def test_every_table_in_three_formats(tree):
     caption = (root / "tables" / PROFILE / "main_paper.md").read_text().splitlines()[0]
     assert "64×64 images, 300 iterations, fp32" in caption  # the setup the runs used, precision included
     tex = (root / "tables" / PROFILE / "main_paper.tex").read_text()
+    assert "\\blacktriangle" in tex and "▲" not in tex  # the mark of cps against supervised, in LaTeX
     assert "\\toprule" in tex and "\\midrule" in tex and "\\bottomrule" in tex
 
 
@@ -73,6 +77,61 @@ def test_missing_cell_and_failed_seed(tree):
     failures = collect_failures(root)
     assert failures[["method", "seed", "status"]].values.tolist() == [[FAILED["method"], FAILED["seed"], "failed"]]
     assert FAILED["reason"] in failures["reason"].item()
+
+
+def test_main_tables_mark_the_tests_against_the_baseline(tree):
+    root, _, _ = tree
+    markdown = (root / "tables" / PROFILE / "main_paper.md").read_text()
+    assert "75.00 ± 2.00 (n=3) ▲" in _row(markdown, "cps")  # +3 on every image of every seed
+    assert "▲" not in _row(markdown, "uaps") and "▲" not in _row(markdown, "supervised")  # 2 seeds; the baseline itself
+    assert "73.00 ± 2.00 (n=3)" in _row(markdown, "cps") and "73.00 ± 2.00 (n=3) ▲" not in markdown  # no records at DAGM 30%
+    data = _csv(root, "main_paper").set_index(["dataset", "ratio", "method"])
+    assert data.loc[("neu", 0.1, "cps"), "mark"] == "▲" and data.loc[("neu", 0.1, "cps"), "diff"] == pytest.approx(3.0)
+    assert data.loc[("neu", 0.1, "uaps"), "test_note"] == "too few seeds"
+    assert data.loc[("neu", 0.1, "supervised"), "ci_low"] < 72 < data.loc[("neu", 0.1, "supervised"), "ci_high"]
+    assert data.loc[(NO_RECORDS["dataset"], NO_RECORDS["ratio"], NO_RECORDS["method"]), "ci_note"] == "no per-image records"
+
+
+def test_significance_table(tree):
+    root, _, _ = tree
+    markdown = (root / "tables" / PROFILE / "significance_paper.md").read_text()
+    rows = [line for line in markdown.splitlines() if line.startswith("| NEU-Seg | 10% |")]
+    cps = next(r for r in rows if "| cps |" in r)
+    assert "75.00 ± 2.00 (n=3)" in cps and "+3.00 [+3.00, +3.00] ▲ | 0.89 |" in cps
+    assert "too few seeds (n=2)" in next(r for r in rows if "| uaps |" in r)
+    assert "(baseline)" in next(r for r in rows if "| supervised |" in r)
+    no_records = next(line for line in markdown.splitlines() if line.startswith("| DAGM | 30% | cps |"))
+    assert no_records.count("no per-image records") == 2  # no CI of the mean, no test; mean ± std stays
+    assert "73.00 ± 2.00 (n=3)" in no_records
+    data = _csv(root, "significance_paper").set_index(["dataset", "ratio", "method"])
+    assert data.loc[("neu", 0.1, "cps"), "vs_supervised_p_improvement"] == pytest.approx(8 / 9, abs=1e-4)
+    assert data.loc[("neu", 0.1, "cps"), "vs_supervised_paired_seeds"] == 3
+    other = (root / "tables" / "other" / "significance_paper.md").read_text()  # runs from before per-image records
+    assert "| NEU-Seg | 10% | supervised | 60.00 (n=1) | no per-image records |" in other
+
+
+def test_ranks_table(tree):
+    root, _, _ = tree
+    data = _csv(root, "ranks_standard")
+    assert data["method"].tolist() == ["uaps", "cps", "mean_teacher", "supervised"]
+    assert data["average_rank"].tolist() == [1.0, 2.0, 3.0, 4.0] and data["cells"].eq(3).all()  # DAGM 30% lacks mean_teacher
+    scores = cell_scores(collect_runs(root, PROFILE).query("method == base_method"), "miou").dropna()
+    expected = scipy.stats.friedmanchisquare(*(scores[m] for m in data["method"]))
+    assert data["friedman_statistic"].iloc[0] == pytest.approx(expected.statistic)
+    assert data["friedman_p"].iloc[0] == pytest.approx(expected.pvalue, abs=1e-4)
+    assert data["critical_difference"].iloc[0] == pytest.approx(2.569 * (4 * 5 / (6 * 3)) ** 0.5, abs=2e-3)
+    assert data.set_index("method")["differs_from_best"].to_dict() == {"uaps": "—", "cps": "no", "mean_teacher": "no", "supervised": "yes"}
+    markdown = (root / "tables" / PROFILE / "ranks_standard.md").read_text()
+    assert "left out (not every method ran): DAGM 30%" in markdown and "Friedman χ² = 9.00" in markdown
+
+
+def test_baseline_option(tree, tmp_path):
+    root, _, _ = tree
+    assert run_all.main(["tables", "--results-dir", str(root), "--profile", PROFILE, "--out", str(tmp_path), "--baseline", "mean_teacher"]) == 0
+    header = (tmp_path / PROFILE / "significance_standard.md").read_text().splitlines()[2]
+    assert "Δ vs supervised [95 % CI]" in header and "Δ vs mean_teacher [95 % CI]" in header
+    caption, *rows = (tmp_path / PROFILE / "main_standard.md").read_text().splitlines()
+    assert "marks against mean_teacher" in caption and "▲" not in "".join(rows)  # mean_teacher has one seed: no test
 
 
 def test_paper_numbers_beside_ours(tree):
