@@ -2,12 +2,18 @@
 
 Under ``<out>/<profile>/``:
 
-1. ``miou_vs_ratio_standard`` / ``miou_vs_ratio_paper``: mIoU against the labelled ratio, one
-   line per method (error bars: std over seeds), one panel per dataset.
-2. ``ablation_losses``: UAPS loss combinations (bars).
-3. ``ablation_lambdas``: λ1 and λ2 over {0, 0.1, 0.3, 0.5, 1.0} (two panels).
-4. ``ablation_mixing``: dynamic mixing against averaging at 10/30/50% labels.
-5. ``ablation_aux_decoders``: D = 0..4: main and ensemble mIoU, inference time, parameters, MACs.
+1. ``miou_vs_ratio_standard`` / ``miou_vs_ratio_paper``: label-efficiency curves, mIoU against
+   the labelled ratio, one line per method (error bars: std over seeds; band: 95 % bootstrap CI
+   of the mean, where the runs have per-image records), one panel per dataset; a point
+   significantly better / worse than the baseline (first ``--baseline``, default supervised) is
+   drawn as an up / down triangle (rule: ``benchmarks.statistics``).
+2. ``critical_difference_standard`` / ``critical_difference_paper``: average ranks over the cells
+   where every method ran, methods not told apart by the Nemenyi test joined by a bar, the
+   critical difference drawn above (needs 3 methods and 2 such cells).
+3. ``ablation_losses``: UAPS loss combinations (bars).
+4. ``ablation_lambdas``: λ1 and λ2 over {0, 0.1, 0.3, 0.5, 1.0} (two panels).
+5. ``ablation_mixing``: dynamic mixing against averaging at 10/30/50% labels.
+6. ``ablation_aux_decoders``: D = 0..4: main and ensemble mIoU, inference time, parameters, MACs.
 
 Only results on disk are drawn. A cell without runs is a gap in a line, or a hatched "n/a" slot
 among bars, and is listed in the panel ("no runs: ..."); nothing is interpolated. A figure with
@@ -25,12 +31,16 @@ from typing import Any
 
 import matplotlib
 import pandas as pd
+import scikit_posthocs
 import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from .aggregate import ablation_runs, aggregate, collect_runs, find_profiles, main_runs, variant_metric
+from .statistics import (
+    ALPHA, BETTER, WORSE, CellStatistics, baselines_for, cell_scores, cell_statistics, primary_baseline, rank_analysis,
+)
 from .tables import (
     PROTOCOLS, dataset_label, is_missing, load_paper_reference, ordered_datasets, ordered_methods, ordered_values,
     ratio_label, value_label,
@@ -119,26 +129,48 @@ def _bar_limits(ax: Axes, values: Sequence[float]) -> None:
 # 1. mIoU against the labelled ratio
 
 
-def plot_miou_vs_ratio(runs: pd.DataFrame, profile: str, protocol: str, reference: dict[str, Any]) -> Figure | None:
+SIGNIFICANCE_MARKERS = {BETTER: "^", WORSE: "v"}
+
+
+def _significance_handles(baseline: str) -> list[Line2D]:
+    return [Line2D([], [], marker=SIGNIFICANCE_MARKERS[symbol], color="0.3", linestyle="none", markersize=9,
+                   label=f"{words} than {baseline} (95 % CI)")
+            for symbol, words in ((BETTER, "significantly better"), (WORSE, "significantly worse"))]
+
+
+def plot_miou_vs_ratio(runs: pd.DataFrame, profile: str, protocol: str, reference: dict[str, Any],
+                       statistics: CellStatistics, baseline: str) -> Figure | None:
     metric, _ = PROTOCOLS[protocol]
     runs = main_runs(runs)
     if runs.empty:
         return None
     cells = aggregate(runs, ["dataset", "ratio", "method"], [metric]).set_index(["dataset", "ratio", "method"])
+    intervals = statistics.cells[statistics.cells["protocol"] == protocol].set_index(["dataset", "ratio", "method"])
+    tests = statistics.comparisons[(statistics.comparisons["protocol"] == protocol) & (statistics.comparisons["baseline"] == baseline)]
+    marks = tests.set_index(["dataset", "ratio", "method"])["mark"]
     methods = ordered_methods(runs["method"])
     colors = dict(zip(methods, sns.color_palette("tab10", len(methods))))
     datasets = ordered_datasets(runs["dataset"])
     fig, axes = _panels(len(datasets))
-    paper_shown = False
+    paper_shown = significance_shown = False
     for ax, dataset in zip(axes, datasets):
         ratios = sorted(runs.loc[runs["dataset"] == dataset, "ratio"].unique())
+        xs = [100 * r for r in ratios]
         missing = []
         for method in methods:
-            means = [cells[f"{metric}_mean"].get((dataset, r, method), float("nan")) for r in ratios]
-            stds = [cells[f"{metric}_std"].get((dataset, r, method), float("nan")) for r in ratios]
+            keys = [(dataset, r, method) for r in ratios]
+            means = [cells[f"{metric}_mean"].get(k, float("nan")) for k in keys]
+            stds = [cells[f"{metric}_std"].get(k, float("nan")) for k in keys]
             missing += [f"{method} @ {ratio_label(r)}" for r, m in zip(ratios, means) if is_missing(m)]
-            ax.errorbar([100 * r for r in ratios], means, yerr=_zero_nan(stds), label=method, color=colors[method],
-                        marker="o", capsize=3)
+            ax.errorbar(xs, means, yerr=_zero_nan(stds), label=method, color=colors[method], marker="o", capsize=3)
+            low = [intervals["ci_low"].get(k, float("nan")) for k in keys]
+            high = [intervals["ci_high"].get(k, float("nan")) for k in keys]
+            ax.fill_between(xs, low, high, color=colors[method], alpha=0.15, linewidth=0)
+            for x, mean, key in zip(xs, means, keys):
+                symbol = marks.get(key, "")
+                if symbol in SIGNIFICANCE_MARKERS:
+                    ax.plot(x, mean, marker=SIGNIFICANCE_MARKERS[symbol], color=colors[method], markersize=9, linestyle="none", zorder=4)
+                    significance_shown = True
         if protocol == "paper":
             for ref in reference["main"]:
                 if ref["dataset"] == dataset and ref["method"] in colors:
@@ -147,14 +179,46 @@ def plot_miou_vs_ratio(runs: pd.DataFrame, profile: str, protocol: str, referenc
         ax.set_title(dataset_label(dataset))
         ax.set_xlabel("labelled training images (%)")
         _note_missing(ax, missing)
-        ax.set_xticks([100 * r for r in ratios])
+        ax.set_xticks(xs)
     axes[0].set_ylabel(f"mIoU (%), {protocol} protocol")
     handles, labels = axes[0].get_legend_handles_labels()
     if paper_shown:
         handles.append(Line2D([], [], **{**PAPER_STYLE, "markerfacecolor": "white"}))
         labels.append(f"{PAPER_LABEL}, method colour")
+    if significance_shown:
+        extra = _significance_handles(baseline)
+        handles += extra
+        labels += [h.get_label() for h in extra]
     fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 5), bbox_to_anchor=(0.5, 1.0), frameon=False)
-    fig.suptitle(f"mIoU against labelled ratio (profile {profile}; mean ± std over seeds)", y=1.1, fontsize="medium")
+    fig.suptitle(f"mIoU against labelled ratio (profile {profile}; mean ± std over seeds, band: 95 % bootstrap CI)",
+                 y=1.1, fontsize="medium")
+    return fig
+
+
+def plot_critical_difference(runs: pd.DataFrame, profile: str, protocol: str) -> Figure | None:
+    """Critical-difference diagram of the methods' average ranks; None without a Friedman test."""
+    metric, _ = PROTOCOLS[protocol]
+    runs = main_runs(runs)
+    if runs.empty:
+        return None
+    analysis = rank_analysis(cell_scores(runs, metric))
+    if not analysis.testable:
+        return None
+    ranks = analysis.average_ranks
+    fig = Figure(figsize=(7.5, 1.6 + 0.35 * len(ranks)))
+    ax = fig.subplots()
+    scikit_posthocs.critical_difference_diagram(ranks, analysis.nemenyi_p, alpha=ALPHA, ax=ax,
+                                                label_fmt_left="{label} ({rank:.2f})", label_fmt_right="({rank:.2f}) {label}")
+    cd, start = analysis.critical_difference, ranks.iloc[0]
+    ax.plot([start, start + cd], [1.6, 1.6], color="black", linewidth=2)  # above the rank tick labels
+    ax.text(start + cd / 2, 1.8, f"CD = {cd:.2f}", ha="center", va="bottom")
+    ax.set_ylim(top=2.6)
+    ax.grid(False)
+    ax.set_xlim(0.5, len(ranks) + 0.5)
+    fig.suptitle(
+        f"Average rank over {len(analysis.blocks)} dataset × ratio cells, mIoU {protocol} protocol (profile {profile}; 1 = best)\n"
+        f"Friedman χ² = {analysis.friedman_statistic:.2f}, p = {analysis.friedman_p:.3g}; bars join methods the Nemenyi "
+        f"test does not separate (α = {ALPHA:g}, CD = {analysis.critical_difference:.2f})", fontsize="small")
     return fig
 
 
@@ -339,13 +403,20 @@ def plot_aux_decoders(runs: pd.DataFrame, profile: str, reference: dict[str, Any
 # all figures
 
 
-def build_figures(runs: pd.DataFrame, profile: str, reference: dict[str, Any] | None = None) -> dict[str, Figure | None]:
-    """Every figure of one profile's runs by file name; None for a figure without data."""
+def build_figures(runs: pd.DataFrame, profile: str, reference: dict[str, Any] | None = None,
+                  baselines: Sequence[str] = ()) -> dict[str, Figure | None]:
+    """Every figure of one profile's runs by file name; None for a figure without data.
+
+    ``baselines``: methods named with ``--baseline``; the curves mark significance against the first
+    (default ``supervised``).
+    """
     reference = reference or load_paper_reference()
     runs = runs[runs["profile"] == profile]
+    baseline = primary_baseline(baselines)
+    statistics = cell_statistics(main_runs(runs), baselines_for([baseline]))
     return {
-        "miou_vs_ratio_standard": plot_miou_vs_ratio(runs, profile, "standard", reference),
-        "miou_vs_ratio_paper": plot_miou_vs_ratio(runs, profile, "paper", reference),
+        **{f"miou_vs_ratio_{p}": plot_miou_vs_ratio(runs, profile, p, reference, statistics, baseline) for p in PROTOCOLS},
+        **{f"critical_difference_{p}": plot_critical_difference(runs, profile, p) for p in PROTOCOLS},
         "ablation_losses": plot_losses(runs, profile, reference),
         "ablation_lambdas": plot_lambdas(runs, profile),
         "ablation_mixing": plot_mixing(runs, profile),
@@ -353,7 +424,8 @@ def build_figures(runs: pd.DataFrame, profile: str, reference: dict[str, Any] | 
     }
 
 
-def write_figures(results_dir: Path, out: Path, profiles: Sequence[str] | None = None) -> tuple[dict[str, list[Path]], list[str]]:
+def write_figures(results_dir: Path, out: Path, profiles: Sequence[str] | None = None,
+                  baselines: Sequence[str] = ()) -> tuple[dict[str, list[Path]], list[str]]:
     """Write every profile's figures to ``out/<profile>/``; returns the files per profile and notes."""
     runs = collect_runs(results_dir, profiles)
     reference = load_paper_reference()
@@ -365,7 +437,7 @@ def write_figures(results_dir: Path, out: Path, profiles: Sequence[str] | None =
             continue
         written[profile] = []
         with _theme():
-            for name, fig in build_figures(runs, profile, reference).items():
+            for name, fig in build_figures(runs, profile, reference, baselines).items():
                 if fig is None:
                     notes.append(f"profile {profile}: figure {name} skipped: no matching runs")
                 else:

@@ -2,14 +2,17 @@
 import math
 
 import pytest
+from matplotlib.collections import PolyCollection
 from matplotlib.container import BarContainer, ErrorbarContainer
 
-from benchmarks.aggregate import collect_runs
-from benchmarks.plots import plot_lambdas, plot_miou_vs_ratio, plot_mixing, write_figures
+from benchmarks.aggregate import collect_runs, main_runs
+from benchmarks.plots import plot_critical_difference, plot_lambdas, plot_miou_vs_ratio, plot_mixing, write_figures
+from benchmarks.statistics import cell_statistics
 from benchmarks.tables import load_paper_reference
 from tests.fixtures_results import PROFILE, write_fixture_results
 
-FIGURES = ["miou_vs_ratio_standard", "miou_vs_ratio_paper", "ablation_losses", "ablation_lambdas", "ablation_mixing", "ablation_aux_decoders"]
+FIGURES = ["miou_vs_ratio_standard", "miou_vs_ratio_paper", "critical_difference_standard", "critical_difference_paper",
+           "ablation_losses", "ablation_lambdas", "ablation_mixing", "ablation_aux_decoders"]
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +34,7 @@ def test_every_figure_written_as_png_and_pdf(tree, tmp_path):
 
 def test_missing_cells_are_gaps_not_values(tree):
     runs = collect_runs(tree, PROFILE)
-    fig = plot_miou_vs_ratio(runs, PROFILE, "paper", load_paper_reference())
+    fig = plot_miou_vs_ratio(runs, PROFILE, "paper", load_paper_reference(), cell_statistics(main_runs(runs)), "supervised")
     dagm = next(ax for ax in fig.axes if ax.get_title() == "DAGM")
     mean_teacher = next(c for c in dagm.containers if isinstance(c, ErrorbarContainer) and c.get_label() == "mean_teacher")
     assert math.isnan(mean_teacher.lines[0].get_ydata()[1])  # no run at 30%: a gap
@@ -53,3 +56,29 @@ def test_figure_without_data_is_skipped(tree):
     fig = plot_lambdas(only_lambda1, PROFILE)  # λ2 panel shows n/a instead of invented values
     assert fig is not None and any(text.get_text() == "n/a (no runs)" for text in fig.axes[1].texts)
     assert not fig.axes[1].get_lines()
+
+
+def test_label_efficiency_bands_and_significance(tree):
+    runs = collect_runs(tree, PROFILE)
+    statistics = cell_statistics(main_runs(runs))
+    fig = plot_miou_vs_ratio(runs, PROFILE, "paper", load_paper_reference(), statistics, "supervised")
+    neu = next(ax for ax in fig.axes if ax.get_title() == "NEU-Seg")
+    bands = [c for c in neu.collections if isinstance(c, PolyCollection)]
+    assert len(bands) == 4  # one 95 % CI band per method
+    cells = statistics.cells.set_index(["dataset", "ratio", "method", "protocol"])
+    drawn = {round(y, 6) for y in bands[0].get_paths()[0].vertices[:, 1]}  # supervised, the first method
+    for ratio in (0.1, 0.3):
+        assert {round(v, 6) for v in cells.loc[("neu", ratio, "supervised", "paper"), ["ci_low", "ci_high"]]} <= drawn
+    triangles = [line for line in neu.get_lines() if line.get_marker() == "^"]
+    assert sorted(float(line.get_ydata()[0]) for line in triangles) == [75.0, 78.0]  # cps at 10% and 30%
+    dagm = next(ax for ax in fig.axes if ax.get_title() == "DAGM")
+    assert [float(line.get_ydata()[0]) for line in dagm.get_lines() if line.get_marker() == "^"] == [70.0]  # no records at 30%
+
+
+def test_critical_difference_diagram(tree):
+    runs = collect_runs(tree, PROFILE)
+    fig = plot_critical_difference(runs, PROFILE, "standard")
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert "uaps (1.00)" in texts and "(4.00) supervised" in texts and "CD = 2.71" in texts
+    assert "Friedman χ² = 9.00" in fig._suptitle.get_text()
+    assert plot_critical_difference(runs[runs["method"].isin(["supervised", "uaps"])], PROFILE, "standard") is None  # 2 methods
