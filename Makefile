@@ -9,6 +9,9 @@ JOBS ?= 2
 # profiles for tables/plots/report, e.g. PROFILES="cpu quick"; empty: every profile under $(RESULTS)/runs
 PROFILES ?=
 PROFILE_ARGS = $(if $(strip $(PROFILES)),--profile $(PROFILES))
+# methods to test every method against besides supervised, e.g. BASELINE="mean_teacher"
+BASELINE ?=
+OUTPUT_ARGS = $(PROFILE_ARGS) $(if $(strip $(BASELINE)),--baseline $(BASELINE))
 
 .PHONY: setup test benchmark data clean-results tables plots report perf
 
@@ -30,13 +33,13 @@ benchmark: setup
 
 # tables -> $(RESULTS)/tables, figures -> $(RESULTS)/figures, report (with both) -> $(RESULTS)/report/index.md
 tables: setup
-	$(PY) run_all.py tables --results-dir $(RESULTS) $(PROFILE_ARGS)
+	$(PY) run_all.py tables --results-dir $(RESULTS) $(OUTPUT_ARGS)
 
 plots: setup
-	$(PY) run_all.py plots --results-dir $(RESULTS) $(PROFILE_ARGS)
+	$(PY) run_all.py plots --results-dir $(RESULTS) $(OUTPUT_ARGS)
 
 report: setup
-	$(PY) run_all.py report --results-dir $(RESULTS) $(PROFILE_ARGS)
+	$(PY) run_all.py report --results-dir $(RESULTS) $(OUTPUT_ARGS)
 
 # training speed, reference vs fast path -> $(RESULTS)/perf (options: PERF_ARGS="--configs 128:8:8 --variants bf16+cl")
 perf: setup

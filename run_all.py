@@ -40,6 +40,7 @@ def _output_options(parser: argparse.ArgumentParser, default_subdir: str) -> Non
     parser.add_argument("--results-dir", type=Path, default=Path("results"), help="folder holding runs/<profile>/... (default: results)")
     parser.add_argument("--profile", dest="profiles", action="extend", nargs="+", default=None, metavar="P", help="only these profiles (repeatable; default: every profile under <results-dir>/runs)")
     parser.add_argument("--out", type=Path, default=None, help=f"output folder (default: <results-dir>/{default_subdir})")
+    parser.add_argument("--baseline", dest="baselines", action="extend", nargs="+", default=[], metavar="METHOD", help="also test every method against METHOD: paired difference, 95%% CI, P(improvement) (repeatable; supervised is always one; main tables and figures mark against the first METHOD given, else supervised)")
     parser.set_defaults(plugin=[])
 
 
@@ -171,19 +172,19 @@ def _print_outputs(results_dir: Path, written: dict[str, list[Path]], notes: lis
 def cmd_tables(args: argparse.Namespace) -> int:
     from benchmarks.tables import write_tables
 
-    return _print_outputs(args.results_dir, *write_tables(args.results_dir, args.out or args.results_dir / "tables", args.profiles))
+    return _print_outputs(args.results_dir, *write_tables(args.results_dir, args.out or args.results_dir / "tables", args.profiles, args.baselines))
 
 
 def cmd_plots(args: argparse.Namespace) -> int:
     from benchmarks.plots import write_figures
 
-    return _print_outputs(args.results_dir, *write_figures(args.results_dir, args.out or args.results_dir / "figures", args.profiles))
+    return _print_outputs(args.results_dir, *write_figures(args.results_dir, args.out or args.results_dir / "figures", args.profiles, args.baselines))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from benchmarks.report import write_report
 
-    pages, notes = write_report(args.results_dir, args.out or args.results_dir / "report", args.profiles, args.tables_dir, args.figures_dir)
+    pages, notes = write_report(args.results_dir, args.out or args.results_dir / "report", args.profiles, args.tables_dir, args.figures_dir, args.baselines)
     for note in notes:
         print(f"note: {note}")
     print(f"report: {pages[0]} and {pages[1]}")

@@ -2,8 +2,8 @@
 
 It (re)writes the tables and figures first (``benchmarks.tables``, ``benchmarks.plots``), then a
 page with: how to regenerate everything, the environment of the runs and of this checkout, per
-profile its setup, tables and figures (relative links), and the failed or incomplete runs with
-their reasons. The HTML is rendered from the same blocks as the Markdown (no extra dependency).
+profile its setup, tables, the statistical tests read out per cell (``benchmarks.statistics``)
+and figures (relative links), and the failed or incomplete runs with their reasons. The HTML is rendered from the same blocks as the Markdown (no extra dependency).
 """
 from __future__ import annotations
 
@@ -24,13 +24,23 @@ from datasets.base import DATA_ROOT_ENV
 from .aggregate import collect_failures, collect_runs, find_profiles
 from .environment import REPO_ROOT, git_commit
 from .plots import write_figures
-from .tables import Table, build_tables, dataset_label, load_paper_reference, ordered_datasets, ordered_methods, ratio_label, write_tables
+from .statistics import BETTER, MIN_SEEDS, N_RESAMPLES, RULE, TOO_FEW_SEEDS, WORSE, baselines_for
+from .tables import (
+    PROTOCOLS, Table, build_tables, dataset_label, interval, load_paper_reference, number, ordered_datasets, ordered_methods,
+    ratio_label, signed, write_tables,
+)
 
 ENVIRONMENT_KEYS = ("python", "torch", "segmentation_models_pytorch", "device", "platform", "git_commit")
 REASON_CHARS = 300
 FIGURE_CAPTIONS = {
-    "miou_vs_ratio_standard": "mIoU (standard protocol) against the labelled ratio; error bars: std over seeds.",
-    "miou_vs_ratio_paper": "mIoU (paper protocol) against the labelled ratio, with the published numbers as diamonds.",
+    "miou_vs_ratio_standard": "Label efficiency: mIoU (standard protocol) against the labelled ratio; error bars: std over "
+                              "seeds; bands: 95 % bootstrap CI; triangles: significantly better / worse than the baseline.",
+    "miou_vs_ratio_paper": "Label efficiency: mIoU (paper protocol) against the labelled ratio; bands: 95 % bootstrap CI; "
+                           "triangles: significantly better / worse than the baseline; diamonds: published numbers.",
+    "critical_difference_standard": "Critical-difference diagram (standard protocol): average ranks over the cells where "
+                                    "every method ran; bars join methods the Nemenyi test does not separate.",
+    "critical_difference_paper": "Critical-difference diagram (paper protocol): average ranks over the cells where every "
+                                 "method ran; bars join methods the Nemenyi test does not separate.",
     "ablation_losses": "UAPS loss combinations (paper protocol); diamonds: published; hatched: no runs.",
     "ablation_lambdas": "UAPS loss coefficients λ1 and λ2 (paper protocol).",
     "ablation_mixing": "UAPS dynamic mixing against averaging over labelled ratios (paper protocol).",
@@ -130,8 +140,9 @@ def _git_dirty() -> bool | None:
     return bool(out.stdout.strip())
 
 
-def reproduce_section(results_dir: Path, profiles: Sequence[str], out: Path, tables_dir: Path, figures_dir: Path) -> list[Block]:
-    selection = "".join(f" --profile {p}" for p in profiles)
+def reproduce_section(results_dir: Path, profiles: Sequence[str], out: Path, tables_dir: Path, figures_dir: Path,
+                      baselines: Sequence[str] = ()) -> list[Block]:
+    selection = "".join(f" --profile {p}" for p in profiles) + "".join(f" --baseline {b}" for b in baselines)
     dirs = f"--results-dir {results_dir} --out {out} --tables-dir {tables_dir} --figures-dir {figures_dir}"
     benchmark = "\n".join(f".venv/bin/python run_all.py benchmark --profile {p} --results-dir {results_dir}" for p in profiles)
     return [
@@ -202,12 +213,47 @@ def failure_section(failures: pd.DataFrame, out: Path) -> list[Block]:
     ]
 
 
+def _test_sentence(record: pd.Series, baseline: str) -> str | None:
+    """One cell's comparison with ``baseline`` in words, or None where there is none (self, no baseline run)."""
+    where = f"On {dataset_label(record['dataset'])} at {ratio_label(record['ratio'])} labels"
+    note, method = record[f"vs_{baseline}_note"], record["method"]
+    if method == baseline or pd.isna(note):
+        return None
+    if note == TOO_FEW_SEEDS:
+        seeds = int(record[f"vs_{baseline}_paired_seeds"])
+        return f"{where}, {method} against {baseline}: {TOO_FEW_SEEDS} ({seeds} paired; a test needs {MIN_SEEDS})"
+    if note:
+        return f"{where}, {method} against {baseline}: {note}"
+    symbol = record[f"vs_{baseline}_mark"]
+    verb = {BETTER: "beats", WORSE: "is worse than"}.get(symbol, "shows no evidence of a difference from")
+    ci = interval(record[f"vs_{baseline}_diff_ci_low"], record[f"vs_{baseline}_diff_ci_high"], sign=True)
+    return (f"{where}, {method} {verb} {baseline} by {signed(record[f'vs_{baseline}_diff'])} mIoU [95 % CI {ci[1:-1]}], "
+            f"P(improvement) {number(record[f'vs_{baseline}_p_improvement'])} {symbol}")
+
+
+def statistics_blocks(tables: Sequence[Table], baselines: Sequence[str]) -> list[Block]:
+    """The rule, then every cell's comparison with every baseline in words, per protocol."""
+    blocks = [Block("text", f"How to read the tests: {RULE}. Intervals come from a stratified bootstrap ({N_RESAMPLES} "
+                            "replicates: seeds with replacement, then test images within each seed), paired across methods "
+                            "(same seeds, same images). P(improvement): how often a run of the method beats a run of the "
+                            "baseline. Ranks and the Friedman / Nemenyi tests use the cell means.")]
+    for protocol in PROTOCOLS:
+        table = next((t for t in tables if t.name == f"significance_{protocol}"), None)
+        if table is None:
+            continue
+        sentences = [s for _, record in table.data.iterrows() for b in baselines if (s := _test_sentence(record, b))]
+        if sentences:
+            blocks += [Block("text", f"Per cell, {protocol} protocol:"), Block("list", items=sentences)]
+    return blocks
+
+
 def profile_section(runs: pd.DataFrame, failures: pd.DataFrame, profile: str, out: Path, tables_dir: Path,
-                    figures: list[Path]) -> list[Block]:
-    tables, skipped = build_tables(runs, profile, load_paper_reference())
+                    figures: list[Path], baselines: Sequence[str] = ()) -> list[Block]:
+    tables, skipped = build_tables(runs, profile, load_paper_reference(), baselines)
     blocks = [heading(f"Profile {profile}"), *setup_blocks(runs, failures, profile)]
     groups = [
         ("Main results", lambda n: n.startswith("main_")),
+        ("Is a difference real?", lambda n: n.startswith(("significance_", "ranks_"))),
         ("Comparison with the published numbers", lambda n: n.startswith("paper_")),
         ("Ablations", lambda n: n.startswith("ablation_")),
         ("Per-class IoU", lambda n: n.startswith("per_class_")),
@@ -217,6 +263,8 @@ def profile_section(runs: pd.DataFrame, failures: pd.DataFrame, profile: str, ou
         if chosen:
             blocks.append(heading(title, 3))
             blocks += [Block("table", table=t) for t in chosen]
+            if title == "Is a difference real?":
+                blocks += statistics_blocks(chosen, baselines_for(baselines))
     files = f"[{_relative(tables_dir / profile, out)}/]({_relative(tables_dir / profile, out)}/)"
     blocks.append(Block("text", f"Every table as CSV (numbers, std, seed counts, best flags), Markdown and LaTeX: {files}."))
     if skipped:
@@ -231,14 +279,17 @@ def profile_section(runs: pd.DataFrame, failures: pd.DataFrame, profile: str, ou
 
 
 def write_report(results_dir: Path, out: Path, profiles: Sequence[str] | None = None, tables_dir: Path | None = None,
-                 figures_dir: Path | None = None) -> tuple[list[Path], list[str]]:
-    """Write tables, figures, ``out/index.md`` and ``out/index.html``; returns the pages and notes."""
+                 figures_dir: Path | None = None, baselines: Sequence[str] = ()) -> tuple[list[Path], list[str]]:
+    """Write tables, figures, ``out/index.md`` and ``out/index.html``; returns the pages and notes.
+
+    ``baselines``: methods named with ``--baseline`` (``supervised`` is always one).
+    """
     results_dir, out = Path(results_dir), Path(out)
     tables_dir = Path(tables_dir or results_dir / "tables")
     figures_dir = Path(figures_dir or results_dir / "figures")
     names = list(profiles) if profiles else find_profiles(results_dir)
-    _, table_notes = write_tables(results_dir, tables_dir, names)
-    figures, figure_notes = write_figures(results_dir, figures_dir, names)
+    _, table_notes = write_tables(results_dir, tables_dir, names, baselines)
+    figures, figure_notes = write_figures(results_dir, figures_dir, names, baselines)
     runs, failures = collect_runs(results_dir, names), collect_failures(results_dir, names)
     title = "Semi-supervised defect segmentation benchmark"
     blocks = [
@@ -246,15 +297,16 @@ def write_report(results_dir: Path, out: Path, profiles: Sequence[str] | None = 
         Block("text", f"Built from `{results_dir}/runs` (profiles: {', '.join(names) or 'none found'}). mIoU is over the "
                       "defect classes, in %. Standard protocol: one confusion matrix over the whole test set; paper protocol: "
                       "per-image IoU over the defect classes present, averaged over images (as the UAPS authors computed "
-                      "theirs). Every number comes from a run's `metrics.json`; cells without runs are shown as —."),
-        *reproduce_section(results_dir, names, out, tables_dir, figures_dir),
+                      "theirs). Means and stds come from the runs' `metrics.json`, confidence intervals and tests from their "
+                      "`per_image.npz` (see \"Is a difference real?\"); cells without runs are shown as —."),
+        *reproduce_section(results_dir, names, out, tables_dir, figures_dir, baselines),
         *environment_section(runs),
     ]
     for profile in names:
         if runs.empty or not (runs["profile"] == profile).any():
             blocks += [heading(f"Profile {profile}"), Block("text", "No completed runs.")]
             continue
-        blocks += profile_section(runs, failures, profile, out, tables_dir, figures.get(profile, []))
+        blocks += profile_section(runs, failures, profile, out, tables_dir, figures.get(profile, []), baselines)
     blocks += failure_section(failures, out)
     out.mkdir(parents=True, exist_ok=True)
     pages = [out / "index.md", out / "index.html"]

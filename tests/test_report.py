@@ -34,3 +34,13 @@ def test_lists_failure_environment_and_commands(report):
     assert f"run_all.py benchmark --profile {PROFILE} --results-dir {root}" in text
     assert f"run_all.py report --results-dir {root}" in text
     assert "72.93" in text and "62.00 ± 2.00 (n=3)" in text  # paper comparison and main table
+
+
+def test_reads_out_the_tests_per_cell(report):
+    _, text = report
+    assert ("On NEU-Seg at 10% labels, cps beats supervised by +3.00 mIoU [95 % CI +3.00, +3.00], P(improvement) 0.89 ▲"
+            in text)
+    assert "On NEU-Seg at 10% labels, uaps against supervised: too few seeds (2 paired; a test needs 3)" in text
+    assert "On DAGM at 30% labels, cps against supervised: no per-image records" in text
+    assert "▲ significantly better / ▼ significantly worse" in text  # the rule, stated
+    assert f"figures/{PROFILE}/critical_difference_paper.png" in text and "significance_paper" in text
