@@ -39,7 +39,7 @@ from matplotlib.lines import Line2D
 
 from .aggregate import ablation_runs, aggregate, collect_runs, find_profiles, main_runs, variant_metric
 from .statistics import (
-    ALPHA, BETTER, WORSE, CellStatistics, baselines_for, cell_scores, cell_statistics, primary_baseline, rank_analysis,
+    ALPHA, BETTER, WORSE, CellStatistics, cell_scores, cell_statistics, primary_baseline, rank_analysis,
 )
 from .tables import (
     PROTOCOLS, dataset_label, is_missing, load_paper_reference, ordered_datasets, ordered_methods, ordered_values,
@@ -413,7 +413,7 @@ def build_figures(runs: pd.DataFrame, profile: str, reference: dict[str, Any] | 
     reference = reference or load_paper_reference()
     runs = runs[runs["profile"] == profile]
     baseline = primary_baseline(baselines)
-    statistics = cell_statistics(main_runs(runs), baselines_for([baseline]))
+    statistics = cell_statistics(main_runs(runs), [baseline])
     return {
         **{f"miou_vs_ratio_{p}": plot_miou_vs_ratio(runs, profile, p, reference, statistics, baseline) for p in PROTOCOLS},
         **{f"critical_difference_{p}": plot_critical_difference(runs, profile, p) for p in PROTOCOLS},

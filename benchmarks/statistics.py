@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,7 +53,7 @@ import pandas as pd
 import scikit_posthocs
 import scipy.stats
 
-from .aggregate import ResultsError, aggregate
+from .aggregate import CELL_KEYS, ResultsError, aggregate
 from .per_image import DEFAULT_PREDICTION, FILE_NAME, PerImageError, PixelCounts, paper_image_iou, read_per_image
 
 BASELINE = "supervised"
@@ -229,6 +229,12 @@ def load_run_records(directory: Path) -> RunRecords | None:
     return RunRecords.from_counts(seed, path, records.image_ids, records.predictions[DEFAULT_PREDICTION])
 
 
+def run_set_records(directories: Iterable[str | Path]) -> list[RunRecords] | None:
+    """The records of some runs (one per seed) in seed order; None if any of them has none."""
+    loaded = [load_run_records(Path(d)) for d in directories]
+    return None if any(r is None for r in loaded) else sorted(loaded, key=lambda r: r.seed)
+
+
 def check_paired(method: RunRecords, baseline: RunRecords) -> None:
     """Runs compared image by image must hold the same test images in the same order."""
     if method.image_ids != baseline.image_ids:
@@ -315,21 +321,17 @@ class CellStatistics:
     comparisons: pd.DataFrame
 
 
-CELL = ["profile", "dataset", "ratio", "method"]
-
-
 def cell_statistics(runs: pd.DataFrame, baselines: Sequence[str] = (BASELINE,), n_resamples: int = N_RESAMPLES,
                     seed: int = RNG_SEED) -> CellStatistics:
     """Bootstrap intervals of every cell of ``runs`` (collect_runs rows) and its comparisons with ``baselines``."""
     bootstrap = Bootstrap(n_resamples, seed)
     records: dict[tuple, list[RunRecords] | None] = {}
-    for key, group in runs.sort_values("seed").groupby(CELL, sort=True):
-        loaded = [load_run_records(Path(path)) for path in group["path"]]
-        records[key] = None if any(r is None for r in loaded) else loaded
+    for key, group in runs.groupby(CELL_KEYS, sort=True):
+        records[key] = run_set_records(group["path"])
     cells, comparisons = [], []
     for key, cell_runs in records.items():
         for protocol in PROTOCOLS:
-            labels = {**dict(zip(CELL, key)), "protocol": protocol}
+            labels = {**dict(zip(CELL_KEYS, key)), "protocol": protocol}
             cells.append({**labels, **_cell_row(cell_runs, protocol, bootstrap)})
             for baseline in baselines:
                 baseline_key = (*key[:3], baseline)
@@ -337,8 +339,8 @@ def cell_statistics(runs: pd.DataFrame, baselines: Sequence[str] = (BASELINE,), 
                     continue
                 comparisons.append({**labels, "baseline": baseline,
                                     **compare(cell_runs, records[baseline_key], protocol, bootstrap)})
-    cell_columns = [*CELL, "protocol", "ci_low", "ci_high", "note"]
-    comparison_columns = [*CELL, "protocol", "baseline", "diff", "diff_ci_low", "diff_ci_high", "p_improvement",
+    cell_columns = [*CELL_KEYS, "protocol", "ci_low", "ci_high", "note"]
+    comparison_columns = [*CELL_KEYS, "protocol", "baseline", "diff", "diff_ci_low", "diff_ci_high", "p_improvement",
                           "paired_seeds", "mark", "note"]
     return CellStatistics(pd.DataFrame(cells, columns=cell_columns), pd.DataFrame(comparisons, columns=comparison_columns))
 

@@ -16,7 +16,8 @@ Per profile, under ``<out>/<profile>/``:
 * ``paper_main``, ``paper_losses``, ``paper_aux_decoders``, ``paper_cost``: the UAPS authors'
   published numbers (``paper_reference.yaml``) beside ours for the same cells.
 * ``ablation_<option>``: the UAPS ablations found among the runs (losses, lambda1, lambda2,
-  mixing, aux_decoders), told apart by their ``method_options``.
+  mixing, aux_decoders), told apart by their ``method_options``; each setting marked against the
+  default of its column (paired test, paper protocol).
 
 A cell without a completed run is shown as "—" (empty in CSV, with ``seeds`` 0), never filled.
 A table with none of our numbers at all is not written (a note says so).
@@ -39,8 +40,8 @@ from .aggregate import (
     ABLATION_OPTIONS, ablation_runs, aggregate, collect_runs, find_profiles, main_runs, variant_metric,
 )
 from .statistics import (
-    ALPHA, N_RESAMPLES, RULE, TOO_FEW_SEEDS, CellStatistics, baselines_for, cell_scores, cell_statistics,
-    primary_baseline, rank_analysis,
+    ALPHA, N_RESAMPLES, RULE, TOO_FEW_SEEDS, Bootstrap, CellStatistics, baselines_for, cell_scores, cell_statistics, compare,
+    primary_baseline, rank_analysis, run_set_records,
 )
 
 PAPER_REFERENCE = Path(__file__).resolve().parent / "paper_reference.yaml"
@@ -582,6 +583,19 @@ def paper_decoder_tables(runs: pd.DataFrame, profile: str, reference: dict[str, 
     return [accuracy, cost]
 
 
+def _ablation_tests(ablation: pd.DataFrame, base_method: str) -> dict[tuple, dict[str, Any]]:
+    """Each setting of an ablation against its cell's default (the plain ``base_method`` runs), paper protocol."""
+    bootstrap, tests = Bootstrap(), {}
+    for (dataset, ratio), cell in ablation.groupby(["dataset", "ratio"]):
+        default = cell.loc[cell["method"] == base_method, "value_key"]
+        if default.empty:
+            continue
+        baseline = run_set_records(cell.loc[cell["value_key"] == default.iloc[0], "path"])
+        for value, setting in cell[cell["value_key"] != default.iloc[0]].groupby("value_key"):
+            tests[(dataset, ratio, value)] = compare(run_set_records(setting["path"]), baseline, "paper", bootstrap)
+    return tests
+
+
 def ablation_table(runs: pd.DataFrame, profile: str, option: str, base_method: str = "uaps") -> Table | None:
     ablation = ablation_runs(runs, option, base_method, per_ratio=option != "mixing")
     if ablation.empty:
@@ -594,19 +608,24 @@ def ablation_table(runs: pd.DataFrame, profile: str, option: str, base_method: s
     grid = cells.reindex(pd.MultiIndex.from_tuples([(d, r, str(v)) for d, r in columns for v in values], names=cells.index.names))
     grid["seeds"] = grid["seeds"].fillna(0).astype(int)
     grid["best"] = _column_best(grid, "paper_miou_mean")
+    tests = _ablation_tests(ablation, base_method)
+    untested = {"diff": math.nan, "diff_ci_low": math.nan, "diff_ci_high": math.nan, "p_improvement": math.nan, "mark": "", "note": ""}
+    for column, empty in untested.items():
+        grid["test_note" if column == "note" else column] = [tests[key][column] if key in tests else empty for key in grid.index]
     header = [OPTION_LABELS.get(option, option), *(f"{dataset_label(d)} {ratio_label(r)}" for d, r in columns)]
     rows, bold = [], []
     for v in values:
         label = value_label(option, v) + (" (default)" if str(v) in defaults else "")
         entries = [grid.loc[(d, r, str(v))] for d, r in columns]
-        rows.append([label, *(mean_std(e["paper_miou_mean"], e["paper_miou_std"], e["seeds"]) for e in entries)])
+        rows.append([label, *(f"{mean_std(e['paper_miou_mean'], e['paper_miou_std'], e['seeds'])} {e['mark']}".strip()
+                              for e in entries)])
         bold.append([False, *(bool(e["best"]) for e in entries)])
     data = grid.reset_index().rename(columns={"value_key": option})
     data.insert(0, "profile", profile)
     caption = (
         f"UAPS ablation over {OPTION_LABELS.get(option, option)}: mIoU (%), paper protocol (standard protocol in the "
-        f"CSV), mean ± std over n seeds; runs differ from the default only in this option; best per column in bold. "
-        f"Profile {profile} ({profile_setup(ablation)})."
+        f"CSV), mean ± std over n seeds; runs differ from the default only in this option; best per column in bold; "
+        f"marks against the default of the column (paired, paper protocol): {RULE}. Profile {profile} ({profile_setup(ablation)})."
     )
     return Table(f"ablation_{option}", caption, header, rows, data, bold)
 

@@ -162,6 +162,11 @@ def test_ablations_read_options_not_names(tree):
     assert set(mixing["mixing"]) == {"dynamic", "average"}
     assert _row((root / "tables" / PROFILE / "ablation_losses.md").read_text(), "ℓ_seg").count("(n=1)") == 1
     assert "(default)" in _row((root / "tables" / PROFILE / "ablation_lambda1.md").read_text(), "0.1 (default)")
+    lambda1 = _csv(root, "ablation_lambda1").set_index(["dataset", "ratio", "lambda1"])
+    assert lambda1.loc[("neu", 0.1, 0.0), "test_note"] == "too few seeds"  # one seed against the default's two
+    assert pd.isna(lambda1.loc[("neu", 0.1, 0.1), "test_note"])  # the default itself is not tested
+    for name in ("ablation_lambda1", "ablation_mixing", "main_standard", "significance_paper"):
+        assert "nan" not in (root / "tables" / PROFILE / f"{name}.md").read_text()
 
 
 def test_profile_selection_and_command_line(tree, tmp_path):
