@@ -1,0 +1,483 @@
+"""Loss for loss: each method under recipe ``authors`` against the released code's formulas.
+
+The references below are written from the papers and from what the released code computes
+(docs/fidelity.md gives file and line for each), as plain closed forms (Dice as a loop over
+classes, KL from log-softmax as ``nn.KLDivLoss`` does), independently of ``methods.losses``. Each
+test runs ``training_step`` in train mode, records the logits every network or decoder produced
+(forward hooks, so dropout and perturbation draws need no fixing), fixes the remaining draws
+(UAPS's Dirichlet weights, UA-MT's teacher) and checks every loss term, the weights and the total
+to 1e-5 relative in float32. Steps are chosen on the released code's "epoch" boundaries, where its
+stepwise ramp-up (``sigmoid_rampup(iter_num // q, 200)``) equals ours, with the released
+iteration counts as ``total_steps``.
+
+Also: the perturbations have the released code's statistics, every recipe builds for every method
+and dataset, and UA-MT's certainty mask no longer keeps every pixel of a trained model.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from itertools import combinations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from datasets.synthetic import SyntheticDefects
+from methods import ConfigError, LabeledBatch, available_methods, build_method, get_method_class
+from methods.base import RECIPES
+from methods.dropout import GapDropout
+from methods.perturbations import ChannelDropout, FeatureDropout
+
+torch.set_num_threads(1)
+NUM_CLASSES = 4
+SIZE = 32
+DATASETS = ("neu", "mtiles", "dagm", "synthetic")
+ALL_METHODS = ("supervised", "mean_teacher", "ua_mt", "cps", "cct", "urpc", "cross_teaching", "uaps", "simeps")
+SSL4MIS_TOTAL, SSL4MIS_EPOCH = 30000, 150  # SSL4MIS 2D scripts: max_iterations, iter_num // 150
+SSL4MIS_STEP = 7 * SSL4MIS_EPOCH  # after Mean Teacher's 1000 iterations without consistency
+
+
+# ---------------------------------------------------------------- references (closed forms)
+
+
+def released_ramp(step: int, epoch: int, length: int = 200) -> float:
+    """The released code's weight ramp: sigmoid_rampup(step // epoch, length) = exp(-5 (1 - t)^2)."""
+    t = min(step // epoch, length) / length
+    return math.exp(-5.0 * (1.0 - t) ** 2)
+
+
+def ref_cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
+    """nn.CrossEntropyLoss(): mean over pixels of -log softmax at the target class."""
+    return -logits.float().log_softmax(1).gather(1, target.long().unsqueeze(1)).mean()
+
+
+def ref_dice_uaps(logits: Tensor, target: Tensor) -> Tensor:
+    """UAPS/simEps ``dice_loss(true, logits, eps=1e-7)``: 1 - mean_c 2 sum(p g) / (sum(p + g) + eps)."""
+    probs = logits.float().softmax(1)
+    scores = []
+    for c in range(probs.shape[1]):
+        p, g = probs[:, c], (target == c).float()
+        scores.append(2 * (p * g).sum() / ((p + g).sum() + 1e-7))
+    return 1 - sum(scores) / len(scores)
+
+
+def ref_dice_ssl4mis(probs: Tensor, target: Tensor) -> Tensor:
+    """SSL4MIS ``DiceLoss`` on probabilities: mean_c 1 - (2 sum(p g) + 1e-5) / (sum(p^2) + sum(g^2) + 1e-5)."""
+    losses = []
+    for c in range(probs.shape[1]):
+        p, g = probs[:, c].float(), (target == c).float()
+        losses.append(1 - (2 * (p * g).sum() + 1e-5) / ((p * p).sum() + (g * g).sum() + 1e-5))
+    return sum(losses) / len(losses)
+
+
+def ref_seg(logits: Tensor, target: Tensor, dice: str) -> Tensor:
+    """0.5 (CE + Dice) with the Dice of the UAPS code ("uaps") or of SSL4MIS ("ssl4mis")."""
+    d = ref_dice_uaps(logits, target) if dice == "uaps" else ref_dice_ssl4mis(logits.float().softmax(1), target)
+    return 0.5 * (ref_cross_entropy(logits, target) + d)
+
+
+def ref_kl_to_mean(logits: Sequence[Tensor]) -> tuple[list[Tensor], Tensor]:
+    """sum_c KLDivLoss(log_softmax(l_d), mean softmax) per pixel for every member, and the mean softmax."""
+    mean = sum(l.float().softmax(1) for l in logits) / len(logits)
+    return [(mean * (mean.log() - l.float().log_softmax(1))).sum(1) for l in logits], mean
+
+
+def ref_similarity(a: Tensor, b: Tensor) -> Tensor:
+    """simEps ``feature_sim``: MSE of the row-normalised Gram matrices of the flattened batches."""
+    def gram(x: Tensor) -> Tensor:
+        flat = x.float().reshape(x.shape[0], -1)
+        g = flat @ flat.t()
+        return g / g.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return ((gram(a) - gram(b)) ** 2).mean()
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def authors_method(name: str, dataset: str = "neu", seed: int = 0, in_channels: int = 1, **extra):
+    options = {**get_method_class(name).recipe_options("authors", dataset), **extra}
+    torch.manual_seed(seed)
+    return build_method(name, options, in_channels, NUM_CLASSES)
+
+
+def batch(size: int = SIZE, seed: int = 1) -> tuple[LabeledBatch, Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randn(2, 1, size, size, generator=generator)
+    masks = torch.randint(0, NUM_CLASSES, (2, size, size), generator=generator)
+    return LabeledBatch(images, masks), torch.randn(2, 1, size, size, generator=generator)
+
+
+def record_outputs(module: nn.Module, outputs: list) -> None:
+    """Append every output of ``module``'s forward to ``outputs``."""
+    module.register_forward_hook(lambda m, args, out: outputs.append(out))
+
+
+def close(actual: Tensor | float, expected: Tensor | float) -> None:
+    torch.testing.assert_close(torch.as_tensor(actual).float(), torch.as_tensor(expected).float().detach(), rtol=1e-5, atol=1e-7)
+
+
+def check_parts(out: dict[str, Tensor], expected: dict[str, Tensor | float]) -> None:
+    for key, value in expected.items():
+        close(out[key], value)
+
+
+def gradients(loss: Tensor, params: list[Tensor]) -> list[Tensor]:
+    grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+
+
+def same_gradients(method: nn.Module, loss: Tensor, reference: Tensor) -> None:
+    """The method's loss and the reference send the same gradient to every parameter."""
+    params = [p for p in method.parameters() if p.requires_grad]
+    for ours, theirs in zip(gradients(loss, params), gradients(reference, params)):
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-7)
+
+
+# ---------------------------------------------------------------- UAPS
+
+UAPS_RUNS = {  # dataset: (released total iterations, ramp "epoch", lambda2 ramped)
+    "neu": (799 * 59, 80, True),  # UAPS_train.py
+    "mtiles": (799 * 19, 50, False),  # MTiles-Dataset-codes/UAPS_train.py
+    "dagm": (799 * 29, 60, True),  # DAGM-Dataset-codes/UAPS_train.py
+}
+MIXING = torch.tensor([0.1, 0.2, 0.3, 0.4])
+
+
+@pytest.mark.parametrize("dataset", sorted(UAPS_RUNS))
+def test_uaps_matches_the_released_losses(dataset, monkeypatch):
+    total, epoch, lambda2_ramped = UAPS_RUNS[dataset]
+    step = 100 * epoch
+    method = authors_method("uaps", dataset)
+    monkeypatch.setattr(method, "mixing_weights", lambda device="cpu": MIXING.to(device))
+    outputs: list = []
+    record_outputs(method.net, outputs)
+    labeled, unlabeled = batch()
+    out = method.training_step(labeled, unlabeled, step, total)
+    lab, unl = outputs  # every decoder's logits: labelled pass, unlabelled pass
+    loss_seg = sum(ref_seg(l, labeled.masks, "uaps") for l in lab) / 4
+    variance, _ = ref_kl_to_mean(unl)
+    mixture = sum(w * l.detach().softmax(1) for w, l in zip(MIXING, unl))
+    pseudo = mixture.argmax(1)
+    # torch.mean(ps * exp(-variance)): the scalar loss times the mean confidence, which keeps its gradient
+    loss_ups = sum(ref_seg(l, pseudo, "uaps") * torch.exp(-v).mean() for l, v in zip(unl, variance)) / 4
+    loss_un = (sum(variance) / 4).mean()
+    ramp = released_ramp(step, epoch)
+    lambda1, lambda2 = 0.1 * ramp, (0.1 * ramp if lambda2_ramped else 1.0)
+    reference = loss_seg + lambda1 * loss_ups + lambda2 * loss_un
+    check_parts(out, {"loss_seg": loss_seg, "loss_ups": loss_ups, "loss_un": loss_un, "loss_ps": 0.0})
+    check_parts(out, {"lambda1": lambda1, "lambda2": lambda2, "loss": reference})
+    same_gradients(method, out["loss"], reference)
+
+
+def test_uaps_released_confidence_carries_gradient_and_unified_does_not():
+    labeled, unlabeled = batch()
+    for recipe, expect_gradient in (("authors", True), ("unified", False)):
+        torch.manual_seed(0)
+        method = build_method("uaps", get_method_class("uaps").recipe_options(recipe, "neu"), 1, NUM_CLASSES)
+        variance_grads = []
+        original = torch.exp
+
+        def spy(x: Tensor) -> Tensor:  # the weights exp(-u): record whether u carries a graph
+            variance_grads.append(x.requires_grad)
+            return original(x)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr("methods.uaps.torch.exp", spy)
+            method.training_step(labeled, unlabeled, 100, 100)
+        assert any(variance_grads) == expect_gradient
+
+
+# ---------------------------------------------------------------- simEps
+
+SIMEPS_RUNS = {  # dataset: (released total iterations, ramp "epoch", similarity weight, ensemble, stages)
+    "neu": (799 * 59, 150, 50.0, "max", ("output",)),  # simEps_train.py
+    "mtiles": (599 * 29, 50, 200.0, "mean", ("output",)),  # MTiles-Dataset-codes/simEps_train.py
+    "dagm": (799 * 29, 60, 200.0, "max", ("encoder", "decoder_last")),  # DAGM-Dataset-codes/simEps_model_train.py
+}
+
+
+def ref_cross_pseudo(logits: Sequence[Tensor], ensemble: str) -> Tensor:
+    """sum_i 0.5 (CE + Dice) of network i against argmax of the max (or mean) of the others' softmax."""
+    total = 0.0
+    for i, member in enumerate(logits):
+        others = [l.detach().softmax(1) for j, l in enumerate(logits) if j != i]
+        combined = torch.maximum(*others) if ensemble == "max" else (others[0] + others[1]) / 2
+        total = total + ref_seg(member, combined.argmax(1), "uaps")
+    return total
+
+
+@pytest.mark.parametrize("dataset", sorted(SIMEPS_RUNS))
+def test_simeps_matches_the_released_losses(dataset):
+    total, epoch, sim_weight, ensemble, stages = SIMEPS_RUNS[dataset]
+    step = 100 * epoch
+    method = authors_method("simeps", dataset)
+    heads = [[] for _ in method.nets]  # per network: (last decoder features, logits) of each pass
+    encoders = [[] for _ in method.nets]
+    for net, head_log, encoder_log in zip(method.nets, heads, encoders):
+        head = net.decoder.head
+        head.register_forward_hook(lambda m, args, out, log=head_log: log.append((args[0], out)))
+        record_outputs(net.encoder, encoder_log)
+    labeled, unlabeled = batch()
+    out = method.training_step(labeled, unlabeled, step, total)
+    compared = {"encoder": lambda n, k: encoders[n][k][-1], "decoder_last": lambda n, k: heads[n][k][0], "output": lambda n, k: heads[n][k][1]}
+    lab = [heads[n][0][1] for n in range(3)]
+    unl = [heads[n][1][1] for n in range(3)]
+    loss_sup = sum(ref_seg(l, labeled.masks, "uaps") for l in lab)
+    loss_sim = sum(
+        ref_similarity(compared[stage](i, k), compared[stage](j, k))
+        for k in (0, 1) for stage in stages for i, j in combinations(range(3), 2)
+    )
+    loss_cps, loss_cps_labeled = ref_cross_pseudo(unl, ensemble), ref_cross_pseudo(lab, ensemble)
+    cps_weight = 0.1 * released_ramp(step, epoch)
+    reference = loss_sup + cps_weight * (loss_cps + loss_cps_labeled) + sim_weight * loss_sim
+    check_parts(out, {"loss_sup": loss_sup, "loss_cps": loss_cps, "loss_cps_labeled": loss_cps_labeled, "loss_sim": loss_sim})
+    check_parts(out, {"cps_weight": cps_weight, "similarity_weight": sim_weight, "loss": reference})
+
+
+# ---------------------------------------------------------------- supervised, Mean Teacher, UA-MT
+
+
+def test_supervised_matches_the_uaps_baseline_script():
+    method = authors_method("supervised")
+    outputs: list = []
+    record_outputs(method.net, outputs)
+    labeled, unlabeled = batch()
+    out = method.training_step(labeled, unlabeled, 0, 100)
+    check_parts(out, {"loss": ref_seg(outputs[0], labeled.masks, "uaps"), "loss_sup": ref_seg(outputs[0], labeled.masks, "uaps")})
+
+
+@pytest.mark.parametrize("step", [999, SSL4MIS_STEP])
+def test_mean_teacher_matches_ssl4mis(step):
+    method = authors_method("mean_teacher")
+    student, teacher = [], []
+    record_outputs(method.student, student)
+    record_outputs(method.teacher, teacher)
+    inputs = []
+    method.student.register_forward_pre_hook(lambda m, args: inputs.append(args[0]))
+    labeled, unlabeled = batch()
+    out = method.training_step(labeled, unlabeled, step, SSL4MIS_TOTAL)
+    assert torch.equal(inputs[0][2:], unlabeled)  # the student sees the clean unlabelled images
+    loss_sup = ref_seg(student[0][:2], labeled.masks, "ssl4mis")
+    consistency = ((student[0][2:].softmax(1) - teacher[0].softmax(1)) ** 2).mean()
+    weight = 0.0 if step < 1000 else 0.1 * released_ramp(step, SSL4MIS_EPOCH)  # train_mean_teacher_2D.py:169-174
+    check_parts(out, {"loss_sup": loss_sup, "loss_consistency": consistency, "consistency_weight": weight})
+    close(out["loss"], loss_sup + weight * consistency)
+
+
+class FixedTeacher(nn.Module):
+    """Stand-in teacher: fixed logit maps in turn, whatever the input (the Monte Carlo draws, fixed)."""
+
+    def __init__(self, logit_maps: list[Tensor]) -> None:
+        super().__init__()
+        self.logit_maps, self.calls = logit_maps, 0
+
+    def forward(self, x: Tensor) -> Tensor:
+        logits = self.logit_maps[self.calls % len(self.logit_maps)]
+        self.calls += 1
+        return logits
+
+
+def test_ua_mt_matches_ssl4mis():
+    method = authors_method("ua_mt")
+    generator = torch.Generator().manual_seed(3)
+    # 1 consistency target + 8 Monte Carlo passes around one map whose confidence grows along the rows,
+    # so that some pixels pass ln 2 and some do not
+    base = torch.randn(2, NUM_CLASSES, SIZE, SIZE, generator=generator) * torch.linspace(0, 8, SIZE)
+    maps = [base + torch.randn(base.shape, generator=generator) for _ in range(9)]
+    method.teacher = FixedTeacher(maps)
+    student: list = []
+    record_outputs(method.student, student)
+    labeled, unlabeled = batch()
+    out = method.training_step(labeled, unlabeled, SSL4MIS_STEP, SSL4MIS_TOTAL)
+    mean = sum(m.softmax(1) for m in maps[1:]) / 8
+    uncertainty = -(mean * torch.log(mean + 1e-6)).sum(1, keepdim=True)
+    ramp = math.exp(-5 * (1 - SSL4MIS_STEP / SSL4MIS_TOTAL) ** 2)  # sigmoid_rampup(iter_num, max_iterations)
+    threshold = (0.75 + 0.25 * ramp) * math.log(2)  # train_uncertainty_aware_mean_teacher_2D.py:187-188
+    mask = (uncertainty < threshold).float()
+    assert 0 < mask.mean() < 1
+    distance = (student[0][2:].softmax(1) - maps[0].softmax(1)) ** 2
+    consistency = (mask * distance).sum() / (2 * mask.sum() + 1e-16)
+    weight = 0.1 * released_ramp(SSL4MIS_STEP, SSL4MIS_EPOCH)
+    loss_sup = ref_seg(student[0][:2], labeled.masks, "ssl4mis")
+    check_parts(out, {"loss_sup": loss_sup, "loss_consistency": consistency, "consistency_weight": weight})
+    check_parts(out, {"certain_fraction": mask.mean(), "uncertainty_threshold": threshold, "loss": loss_sup + weight * consistency})
+
+
+# ---------------------------------------------------------------- CPS, CCT, URPC, cross teaching
+
+
+def test_cps_matches_ssl4mis():
+    method = authors_method("cps")
+    first, second = [], []
+    record_outputs(method.net1, first)
+    record_outputs(method.net2, second)
+    labeled, unlabeled = batch()
+    out = method.training_step(labeled, unlabeled, SSL4MIS_STEP, SSL4MIS_TOTAL)
+    a, b = first[0], second[0]
+    cps1 = ref_cross_entropy(a[2:], b[2:].detach().argmax(1))  # unlabelled images only
+    cps2 = ref_cross_entropy(b[2:], a[2:].detach().argmax(1))
+    weight = 0.1 * released_ramp(SSL4MIS_STEP, SSL4MIS_EPOCH)
+    sup1, sup2 = ref_seg(a[:2], labeled.masks, "ssl4mis"), ref_seg(b[:2], labeled.masks, "ssl4mis")
+    check_parts(out, {"loss_sup1": sup1, "loss_sup2": sup2, "loss_cps1": cps1, "loss_cps2": cps2, "consistency_weight": weight})
+    close(out["loss"], sup1 + sup2 + weight * (cps1 + cps2))
+
+
+def test_cct_matches_ssl4mis():
+    method = authors_method("cct")
+    outputs: list = []
+    record_outputs(method.net, outputs)
+    labeled, unlabeled = batch()
+    out = method.training_step(labeled, unlabeled, SSL4MIS_STEP, SSL4MIS_TOTAL)
+    decoders = outputs[0]
+    loss_sup = sum(ref_cross_entropy(d[:2], labeled.masks) + ref_dice_ssl4mis(d[:2].softmax(1), labeled.masks) for d in decoders) / 8
+    main = decoders[0][2:].softmax(1)  # not detached (train_cross_consistency_training_2D.py:162-169)
+    loss_cons = sum(((main - aux[2:].softmax(1)) ** 2).mean() for aux in decoders[1:]) / 3
+    weight = 0.1 * released_ramp(SSL4MIS_STEP, SSL4MIS_EPOCH)
+    reference = loss_sup + weight * loss_cons
+    check_parts(out, {"loss_sup": loss_sup, "loss_cons": loss_cons, "cons_weight": weight, "loss": reference})
+    same_gradients(method, out["loss"], reference)
+
+
+def test_urpc_matches_ssl4mis():
+    method = authors_method("urpc")
+    outputs, head_inputs = [], []
+    record_outputs(method.net, outputs)
+    for head in method.net.aux_heads:
+        head.register_forward_hook(lambda m, args, out: head_inputs.append(out))
+    labeled, unlabeled = batch()
+    out = method.training_step(labeled, unlabeled, SSL4MIS_STEP, SSL4MIS_TOTAL)
+    scales = outputs[0]
+    for coarse, resized in zip(head_inputs, scales[1:]):  # F.interpolate(x, shape): nearest neighbour
+        factor = SIZE // coarse.shape[-1]
+        close(resized, coarse.repeat_interleave(factor, -1).repeat_interleave(factor, -2))
+    loss_sup = sum(ref_cross_entropy(s[:2], labeled.masks) + ref_dice_ssl4mis(s[:2].softmax(1), labeled.masks) for s in scales) / 8
+    variance, mean = ref_kl_to_mean([s[2:] for s in scales])
+    consistency = 0.0
+    for s, v in zip(scales, variance):
+        exp_v = torch.exp(-v).unsqueeze(1)
+        distance = (mean - s[2:].softmax(1)) ** 2
+        consistency = consistency + (distance * exp_v).mean() / (exp_v.mean() + 1e-8) + v.mean()
+    loss_cons = consistency / 4
+    weight = 0.1 * released_ramp(SSL4MIS_STEP, SSL4MIS_EPOCH)
+    check_parts(out, {"loss_sup": loss_sup, "loss_cons": loss_cons, "cons_weight": weight, "loss": loss_sup + weight * loss_cons})
+
+
+def test_cross_teaching_matches_ssl4mis():
+    method = authors_method("cross_teaching")
+    cnn, transformer = [], []
+    record_outputs(method.cnn, cnn)
+    record_outputs(method.transformer, transformer)
+    labeled, unlabeled = batch()
+    out = method.training_step(labeled, unlabeled, SSL4MIS_STEP, SSL4MIS_TOTAL)
+    a, b = cnn[0], transformer[0]
+    ct_cnn = ref_dice_ssl4mis(a[2:].softmax(1), b[2:].detach().argmax(1))
+    ct_transformer = ref_dice_ssl4mis(b[2:].softmax(1), a[2:].detach().argmax(1))
+    weight = 0.1 * released_ramp(SSL4MIS_STEP, SSL4MIS_EPOCH)
+    sup_cnn, sup_transformer = ref_seg(a[:2], labeled.masks, "ssl4mis"), ref_seg(b[:2], labeled.masks, "ssl4mis")
+    check_parts(out, {
+        "loss_sup_cnn": sup_cnn, "loss_sup_transformer": sup_transformer,
+        "loss_ct_cnn": ct_cnn, "loss_ct_transformer": ct_transformer, "ct_weight": weight,
+    })
+    close(out["loss"], sup_cnn + sup_transformer + weight * (ct_cnn + ct_transformer))
+
+
+# ---------------------------------------------------------------- perturbations
+
+
+def dropout_statistics(layer: nn.Module, p: float) -> None:
+    """Element-wise: keep rate 1 - p within 1 %, kept values scaled by 1 / (1 - p), no whole channel zeroed."""
+    x = torch.ones(8, 64, 64, 64)
+    y = layer.train()(x)
+    kept = y != 0
+    assert float(kept.float().mean()) == pytest.approx(1 - p, rel=0.01)
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / (1 - p)))
+    assert kept.flatten(2).any(2).all()  # every (sample, channel) keeps some elements
+
+
+def test_uaps_dropout_decoder_is_element_wise_with_p_half_as_released():
+    method = authors_method("uaps")
+    layer = method.net.perturbations[1]
+    assert isinstance(layer, GapDropout) and layer.p == 0.5
+    dropout_statistics(layer, 0.5)
+    unified = build_method("uaps", {}, 1, NUM_CLASSES).net.perturbations[1]
+    assert isinstance(unified, ChannelDropout)  # unified keeps channel dropout: whole channels zeroed
+    y = unified.train()(torch.ones(8, 64, 16, 16))
+    per_channel = y.flatten(2).amax(2)
+    assert ((per_channel == 0) | (per_channel == 2)).all() and (per_channel == 0).any()
+
+
+def test_cct_dropout_is_element_wise_with_p_0_3_and_urpc_with_p_half():
+    cct = authors_method("cct").net.perturbations
+    assert isinstance(cct[1], GapDropout) and cct[1].p == 0.3
+    dropout_statistics(cct[1], 0.3)
+    urpc = authors_method("urpc").net.aux_perturbations[2]  # before the 1/8-scale head
+    assert isinstance(urpc, GapDropout) and urpc.p == 0.5
+    dropout_statistics(urpc, 0.5)
+
+
+@pytest.mark.parametrize("name, modules", [
+    ("uaps", lambda m: m.net.perturbations), ("cct", lambda m: m.net.perturbations), ("urpc", lambda m: m.net.aux_perturbations),
+])
+def test_feature_dropout_draws_one_threshold_per_batch_as_released(name: str, modules: Callable):
+    layer = next(module for module in modules(authors_method(name)) if isinstance(module, FeatureDropout))
+    ramp = torch.linspace(0, 1, 32 * 32).reshape(1, 1, 32, 32).expand(16, 8, -1, -1).contiguous()
+    torch.manual_seed(0)
+    masks = (layer.train()(ramp) != 0).float()
+    assert torch.equal(masks, masks[:1].expand_as(masks))  # one fraction for the whole batch
+    sample = FeatureDropout(draw="sample").train()(ramp) != 0
+    assert not torch.equal(sample, sample[:1].expand_as(sample))  # unified: one fraction per sample
+
+
+# ---------------------------------------------------------------- recipes
+
+
+@pytest.mark.parametrize("name", ALL_METHODS)
+def test_every_recipe_builds_for_every_dataset_and_unified_changes_nothing(name):
+    cls = get_method_class(name)
+    assert cls.recipe_options("unified", "neu") == {}
+    for dataset in DATASETS:
+        options = cls.recipe_options("authors", dataset)
+        assert set(options) <= set(cls.all_defaults())
+        in_channels = 1 if dataset == "dagm" else 3
+        build_method(name, options, in_channels, NUM_CLASSES)
+    assert cls.recipe_options("authors", "synthetic") == cls.recipe_options("authors", "neu")  # no own script
+    with pytest.raises(ConfigError, match="recipe"):
+        cls.recipe_options("paper", "neu")
+
+
+def test_the_nine_methods_are_all_covered():
+    assert set(ALL_METHODS) <= set(available_methods()) and RECIPES == ("unified", "authors")
+
+
+# ---------------------------------------------------------------- UA-MT's mask after training
+
+
+def test_ua_mt_mask_keeps_only_part_of_a_trained_models_unlabelled_batch():
+    """With ln C at C = 4 the mask keeps every pixel once ramped up; with ln 2 it does not."""
+    data = SyntheticDefects(num_images=24, image_size=SIZE, seed=0)
+    records = data.records()
+    images = torch.from_numpy(np.stack([data.read_image(r) for r in records])).permute(0, 3, 1, 2).float() / 127.5 - 1
+    masks = torch.from_numpy(np.stack([data.read_mask(r) for r in records])).long()
+    torch.manual_seed(0)
+    method = build_method("ua_mt", {"mc_passes": 4}, 1, len(data.class_names))
+    optimizer = torch.optim.Adam([p for p in method.parameters() if p.requires_grad], lr=1e-3)
+    steps = 40
+    for step in range(steps):
+        index = torch.randperm(16)[:8]
+        losses = method.training_step(LabeledBatch(images[index[:4]], masks[index[:4]]), images[index[4:]], step, steps)
+        optimizer.zero_grad()
+        losses["loss"].backward()
+        optimizer.step()
+        method.on_step_end(step)
+    unlabeled = images[16:]
+    with torch.no_grad():
+        torch.manual_seed(1)
+        fixed = method.certainty_mask(unlabeled, steps, steps)[0].float().mean()
+        method.options["threshold_scale"] = "lnC"
+        torch.manual_seed(1)
+        legacy = method.certainty_mask(unlabeled, steps, steps)[0].float().mean()
+    assert 0 < fixed < 1
+    assert legacy == 1.0
