@@ -117,6 +117,22 @@ def test_losses_match_their_textbook_definitions_in_both_layouts():
         assert segmentation_loss(laid_out, target, weight) == pytest.approx(0.5 * (ce + dice).item(), rel=1e-5)
 
 
+def test_uaps_dice_form_has_linear_cardinality_and_epsilon_in_the_denominator_only():
+    logits, target, weight = torch.randn(2, 3, 8, 8), torch.randint(0, 3, (2, 8, 8)), torch.rand(2, 8, 8)
+    one_hot = torch.nn.functional.one_hot(target, 3).permute(0, 3, 1, 2).float()
+    for w in (None, weight):
+        p, g = logits.softmax(1), one_hot
+        if w is not None:
+            p, g = p * w[:, None], g * w[:, None]
+        dice = 1 - (2 * (p * g).sum((0, 2, 3)) / ((p + g).sum((0, 2, 3)) + 1e-7)).mean()
+        for layout in (torch.contiguous_format, torch.channels_last):
+            laid_out = logits.contiguous(memory_format=layout)
+            assert dice_loss(laid_out, target, w, dice_form="uaps") == pytest.approx(dice.item(), rel=1e-5)
+    assert dice_loss(logits, target, dice_form="uaps") != pytest.approx(dice_loss(logits, target).item(), rel=1e-3)
+    with pytest.raises(ValueError, match="dice_form"):
+        dice_loss(logits, target, dice_form="sorensen")
+
+
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 def test_up_block_gradients_equal_plain_upsampling_and_concatenation(layout):
     torch.manual_seed(0)

@@ -86,12 +86,14 @@ def test_uncertainty_is_zero_when_decoders_agree_and_confidence_lies_in_zero_one
         assert (confidence > 0).all() and (confidence <= 1).all() and (u > 0).any()
 
 
-def test_uncertainty_weights_carry_no_gradient_in_either_mode():
-    for mode in ("pixel", "batch"):
+@pytest.mark.parametrize("mode", ["pixel", "batch"])
+def test_uncertainty_weights_carry_gradient_only_when_not_detached(mode):
+    for detach in (True, False):
         logits = torch.randn(2, 3, 4, 4, requires_grad=True)
         uncertainty = torch.rand(2, 4, 4, requires_grad=True)
-        uncertainty_weighted_loss(log_probabilities(logits), torch.randint(0, 3, (2, 4, 4)), uncertainty, mode).backward()
-        assert logits.grad is not None and uncertainty.grad is None
+        label = torch.randint(0, 3, (2, 4, 4))
+        uncertainty_weighted_loss(log_probabilities(logits), label, uncertainty, mode, detach).backward()
+        assert logits.grad is not None and (uncertainty.grad is None) == detach
 
 
 def test_pixel_and_batch_weighting_differ_as_documented():
