@@ -93,7 +93,20 @@ HASH_NEUTRAL: dict[tuple[str, ...], Any] = {
     ("train", "lr_factor"): 0.1,
     ("train", "min_lr"): 1e-8,
 }
-METHOD_OPTION_NEUTRAL: dict[str, Any] = {}
+METHOD_OPTION_NEUTRAL: dict[str, Any] = {  # the options recipe "authors" switches (docs/fidelity.md)
+    "dice_form": "ssl4mis",
+    "detach_confidence": True,
+    "lambda2_rampup": True,
+    "dropout_mode": "channel",
+    "dropout_p": 0.5,
+    "feature_dropout_draw": "sample",
+    "pseudo_label_ensemble": "max",
+    "student_noise": True,
+    "consistency_start": 0.0,
+    "mask_normaliser": "classes",
+    "detach_target": True,
+    "aux_upsampling": "bilinear",
+}
 # type and bounds of every train setting: (types, minimum, maximum or None, choices or None)
 TRAIN_SPEC: dict[str, tuple[tuple[type, ...], float | None, float | None, tuple | None]] = {
     "iterations": ((int,), 1, None, None),

@@ -72,7 +72,7 @@ def test_variant_resolves_to_its_base_method_with_its_options(tmp_path):
     variant = runs[1]
     assert variant["base_method"] == "supervised"
     # base defaults <- method_options of the base <- the variant's options
-    assert variant["method_options"] == {"backbone": "unet-tconv", "rampup_fraction": 0.5}
+    assert variant["method_options"] == {"backbone": "unet-tconv", "rampup_fraction": 0.5, "dice_form": "ssl4mis"}
     assert run_dir(tmp_path, variant) == tmp_path / "runs" / "smoke" / "synthetic" / "0.3" / "sup_tconv" / "seed0"
     assert config_hash(variant) != config_hash(resolve_run(profile, "synthetic", 0.3, "supervised", 0))
     # --ratios overrides a variant's own ratios too

@@ -37,5 +37,5 @@ def test_name_already_taken_is_an_error():
 
 def test_method_options_resolved_with_common_defaults():
     method = build_method("supervised", {"rampup_fraction": 0.5}, 1, 3)
-    assert method.options == {"backbone": "unet", "rampup_fraction": 0.5}
+    assert method.options == {"backbone": "unet", "rampup_fraction": 0.5, "dice_form": "ssl4mis"}
     assert method.rampup(0, 100) < method.rampup(25, 100) < method.rampup(50, 100) == 1.0
