@@ -13,7 +13,7 @@ PROFILE_ARGS = $(if $(strip $(PROFILES)),--profile $(PROFILES))
 BASELINE ?=
 OUTPUT_ARGS = $(PROFILE_ARGS) $(if $(strip $(BASELINE)),--baseline $(BASELINE))
 
-.PHONY: setup test benchmark data clean-results tables plots report perf
+.PHONY: setup test benchmark study data clean-results tables plots report perf
 
 setup: $(STAMP)
 
@@ -30,6 +30,10 @@ test: setup
 
 benchmark: setup
 	$(PY) run_all.py benchmark --profile $(PROFILE) --results-dir $(RESULTS) --jobs $(JOBS)
+
+# the label-scarcity study (benchmarks/configs/label_scarcity.yaml): ~33 core-hours, resumable
+study: setup
+	$(PY) run_all.py benchmark --profile label_scarcity --results-dir $(RESULTS) --jobs $(JOBS)
 
 # tables -> $(RESULTS)/tables, figures -> $(RESULTS)/figures, report (with both) -> $(RESULTS)/report/index.md
 tables: setup

@@ -10,6 +10,8 @@ Method variants (for ablations) name a registered method with fixed options::
       uaps_d2: {method: uaps, options: {aux_decoders: 2}}
       uaps_mix_average: {method: uaps, options: {mixing: average}, ratios: [0.1, 0.3, 0.5]}
 
+``ratios_per_dataset: {mtiles: [0.1]}`` replaces the profile's ratios for one dataset.
+
 A variant name is used in ``methods:`` like a method name and names the run directory. Its options
 are the base method's defaults <- the recipe's options for it (``Method.recipe_options``) <-
 ``common_method_options`` <- ``method_options.<base>`` <- the variant's ``options``. ``ratios`` (optional) replaces the profile's ratios for that variant only
@@ -75,8 +77,9 @@ PROFILE_DEFAULTS: dict[str, Any] = {
     "method_variants": {},  # {variant name: {method: registered name, options: {...}, ratios: [...]}}
     "dataset_options": {},  # {dataset name: {option: value}}
     "train_per_dataset": {},  # {dataset name: {train key: value}}, on top of ``train`` for that dataset
+    "ratios_per_dataset": {},  # {dataset name: [ratios]}, instead of ``ratios`` for that dataset
 }
-FREE_FORM = ("common_method_options", "method_options", "method_variants", "dataset_options", "train_per_dataset")  # checked where used
+FREE_FORM = ("common_method_options", "method_options", "method_variants", "dataset_options", "train_per_dataset", "ratios_per_dataset")  # checked where used
 PRECISIONS = ("auto", "fp32", "bf16")
 LR_SCHEDULES = ("constant", "plateau")
 VARIANT_KEYS = ("method", "options", "ratios")
@@ -210,6 +213,8 @@ def load_profile(name_or_path: str, overrides: list[str] | None = None) -> dict[
     config = _merge(config, user)
     check_train(config["train"])
     _check_train_per_dataset(config["train_per_dataset"])
+    for dataset, ratios in config["ratios_per_dataset"].items():
+        _check_ratios(ratios, f"ratios_per_dataset.{dataset}")
     _check_variants(config["method_variants"])
     config["profile"] = path.stem
     return config
@@ -237,11 +242,13 @@ def _check_variants(variants: Any) -> None:
             raise ConfigError(f"{where}.method must name a registered method, got {variant.get('method')!r}")
         if not isinstance(variant.get("options", {}), dict):
             raise ConfigError(f"{where}.options must be a mapping of method options, got {variant['options']!r}")
-        ratios = variant.get("ratios")
-        if ratios is not None and (
-            not isinstance(ratios, list) or not ratios or not all(isinstance(r, (int, float)) and not isinstance(r, bool) for r in ratios)
-        ):
-            raise ConfigError(f"{where}.ratios must be a non-empty list of labelled fractions, got {ratios!r}")
+        if variant.get("ratios") is not None:
+            _check_ratios(variant["ratios"], f"{where}.ratios")
+
+
+def _check_ratios(ratios: Any, where: str) -> None:
+    if not isinstance(ratios, list) or not ratios or not all(isinstance(r, (int, float)) and not isinstance(r, bool) for r in ratios):
+        raise ConfigError(f"{where} must be a non-empty list of labelled fractions, got {ratios!r}")
 
 
 def method_base(profile: dict[str, Any], method: str) -> tuple[str, dict[str, Any]]:
@@ -258,10 +265,10 @@ def method_base(profile: dict[str, Any], method: str) -> tuple[str, dict[str, An
     return base, variants[method].get("options", {})
 
 
-def method_ratios(profile: dict[str, Any], method: str) -> list[float]:
-    """The labelled ratios of a method: its variant's ``ratios`` if it has some, else the profile's."""
+def method_ratios(profile: dict[str, Any], method: str, dataset: str) -> list[float]:
+    """The labelled ratios of a method on a dataset: its variant's ``ratios``, else ``ratios_per_dataset``'s, else the profile's."""
     variant = profile["method_variants"].get(method, {})
-    return variant.get("ratios") or profile["ratios"]
+    return variant.get("ratios") or profile["ratios_per_dataset"].get(dataset) or profile["ratios"]
 
 
 def apply_override(config: dict, assignment: str) -> dict:

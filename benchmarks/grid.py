@@ -91,21 +91,23 @@ def expand_grid(
     ``all`` among the methods stands for every registered method (variants are named one by one),
     ``available`` among the datasets for every dataset found under the data root. A listed dataset
     that is missing is an error, or dropped with a note when the profile sets
-    ``skip_missing_datasets``. A variant with its own ``ratios`` runs at those ratios only, unless
-    ``ratios`` is given here.
+    ``skip_missing_datasets``. A variant with its own ``ratios`` runs at those ratios only, and a
+    dataset listed in ``ratios_per_dataset`` at its own, unless ``ratios`` is given here.
     """
     method_names = _expand(methods or profile["methods"], "all", available_methods)
     dataset_names = _select_datasets(datasets or profile["datasets"], data_root, profile["skip_missing_datasets"])
-    ratios_of = {method: [float(r) for r in (ratios or method_ratios(profile, method))] for method in method_names}
-    all_ratios = list(dict.fromkeys(r for method in method_names for r in ratios_of[method]))
-    return [
-        resolve_run(profile, dataset, ratio, method, seed)
-        for dataset in dataset_names
-        for ratio in all_ratios
-        for method in method_names
-        if ratio in ratios_of[method]
-        for seed in (seeds or profile["seeds"])
-    ]
+    runs = []
+    for dataset in dataset_names:
+        ratios_of = {method: [float(r) for r in (ratios or method_ratios(profile, method, dataset))] for method in method_names}
+        all_ratios = list(dict.fromkeys(r for method in method_names for r in ratios_of[method]))
+        runs += [
+            resolve_run(profile, dataset, ratio, method, seed)
+            for ratio in all_ratios
+            for method in method_names
+            if ratio in ratios_of[method]
+            for seed in (seeds or profile["seeds"])
+        ]
+    return runs
 
 
 def _expand(names: str | list[str], keyword: str, expansion: Any) -> list[str]:

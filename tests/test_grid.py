@@ -279,3 +279,14 @@ def test_warm_cache_decodes_each_dataset_and_size_once_and_leaves_broken_data_to
     missing = resolve_run(load_profile("smoke"), "neu", 0.1, "supervised", 0)
     warm_cache([missing], tmp_path / "no-data", cache, threads=1)
     assert "could not pre-decode neu" in capsys.readouterr().out
+
+
+def test_ratios_per_dataset_replace_the_profile_ratios_for_that_dataset():
+    profile = load_profile("smoke", ["ratios=[0.1, 0.2]", "ratios_per_dataset={neu: [0.5]}"])
+    runs = expand_grid(profile, datasets=["synthetic"])
+    assert [r["ratio"] for r in runs] == [0.1, 0.2]
+    from benchmarks.config import method_ratios
+
+    assert method_ratios(profile, "supervised", "neu") == [0.5]
+    with pytest.raises(ConfigError, match="ratios_per_dataset.neu must be a non-empty list"):
+        load_profile("smoke", ["ratios_per_dataset={neu: 0.5}"])
