@@ -37,7 +37,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from .aggregate import ablation_runs, aggregate, collect_runs, find_profiles, main_runs, variant_metric
+from .aggregate import ResultsError, ablation_runs, aggregate, collect_runs, find_profiles, main_runs, variant_metric
 from .statistics import (
     ALPHA, BETTER, WORSE, CellStatistics, cell_scores, cell_statistics, primary_baseline, rank_analysis,
 )
@@ -400,6 +400,58 @@ def plot_aux_decoders(runs: pd.DataFrame, profile: str, reference: dict[str, Any
 
 
 # ---------------------------------------------------------------------------------------------
+# validation curves
+
+
+def validation_curves(runs: pd.DataFrame) -> pd.DataFrame:
+    """step, val_mdice (%) of every run's ``train_log.csv``, with the run's dataset, ratio, method, seed."""
+    frames = []
+    for row in runs.itertuples():
+        log_path = Path(row.path) / "train_log.csv"
+        try:
+            log = pd.read_csv(log_path, usecols=["step", "val_mdice"]).dropna()
+        except (OSError, ValueError) as error:
+            raise ResultsError(f"{log_path}: cannot read the validation curve ({error})") from error
+        frames.append(log.assign(dataset=row.dataset, ratio=row.ratio, method=row.method, seed=row.seed, val_mdice=100 * log["val_mdice"]))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def plot_validation_curves(runs: pd.DataFrame, profile: str) -> Figure | None:
+    """Validation mean Dice against the step, a panel per (dataset, ratio), a line per method (mean over seeds).
+
+    A dot marks each seed's best step (the tested checkpoint): whether a method reached its plateau
+    within the run can be read off (best steps in the last 10 % of the run mean it had not).
+    """
+    runs = main_runs(runs)
+    if runs.empty:
+        return None
+    curves = validation_curves(runs)
+    cells = runs[["dataset", "ratio"]].drop_duplicates().sort_values(["dataset", "ratio"]).itertuples(index=False)
+    cells = list(cells)
+    methods = ordered_methods(runs["method"])
+    colors = dict(zip(methods, sns.color_palette("tab10", len(methods))))
+    fig, axes = _panels(len(cells), width=4.8)
+    for ax, (dataset, ratio) in zip(axes, cells):
+        cell = curves[(curves["dataset"] == dataset) & (curves["ratio"] == ratio)]
+        for method in methods:
+            lines = cell[cell["method"] == method]
+            if lines.empty:
+                continue
+            mean = lines.groupby("step")["val_mdice"].mean()
+            ax.plot(mean.index, mean.values, color=colors[method], label=method, linewidth=1.2)
+            for seed, seed_log in lines.groupby("seed"):
+                best = seed_log.loc[seed_log["val_mdice"].idxmax()]
+                ax.plot(best["step"], best["val_mdice"], "o", color=colors[method], markersize=3)
+        ax.set_title(f"{dataset_label(dataset)}, {ratio_label(ratio)} labels")
+        ax.set_xlabel("iteration")
+    axes[0].set_ylabel("validation mean Dice (%)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 5), bbox_to_anchor=(0.5, 1.0), frameon=False)
+    fig.suptitle(f"Validation curves (profile {profile}; line: mean over seeds, dot: each seed's best step)", y=1.1, fontsize="medium")
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
 # all figures
 
 
@@ -417,6 +469,7 @@ def build_figures(runs: pd.DataFrame, profile: str, reference: dict[str, Any] | 
     return {
         **{f"miou_vs_ratio_{p}": plot_miou_vs_ratio(runs, profile, p, reference, statistics, baseline) for p in PROTOCOLS},
         **{f"critical_difference_{p}": plot_critical_difference(runs, profile, p) for p in PROTOCOLS},
+        "validation_curves": plot_validation_curves(runs, profile),
         "ablation_losses": plot_losses(runs, profile, reference),
         "ablation_lambdas": plot_lambdas(runs, profile),
         "ablation_mixing": plot_mixing(runs, profile),

@@ -11,7 +11,7 @@ from benchmarks.statistics import cell_statistics
 from benchmarks.tables import load_paper_reference
 from tests.fixtures_results import PROFILE, write_fixture_results
 
-FIGURES = ["miou_vs_ratio_standard", "miou_vs_ratio_paper", "critical_difference_standard", "critical_difference_paper",
+FIGURES = ["miou_vs_ratio_standard", "miou_vs_ratio_paper", "critical_difference_standard", "critical_difference_paper", "validation_curves",
            "ablation_losses", "ablation_lambdas", "ablation_mixing", "ablation_aux_decoders"]
 
 
@@ -27,7 +27,7 @@ def test_every_figure_written_as_png_and_pdf(tree, tmp_path):
         assert path.stat().st_size > 1000
     assert path.parent == tmp_path / PROFILE
     # profile "other" has no ablation runs: those figures are skipped with a note, not drawn
-    assert sorted(p.stem for p in written["other"] if p.suffix == ".png") == ["miou_vs_ratio_paper", "miou_vs_ratio_standard"]
+    assert sorted(p.stem for p in written["other"] if p.suffix == ".png") == ["miou_vs_ratio_paper", "miou_vs_ratio_standard", "validation_curves"]
     assert "profile other: figure ablation_losses skipped: no matching runs" in notes
     assert not (tmp_path / "other" / "ablation_losses.png").exists()
 
@@ -82,3 +82,14 @@ def test_critical_difference_diagram(tree):
     assert "uaps (1.00)" in texts and "(4.00) supervised" in texts and "CD = 2.71" in texts
     assert "Friedman χ² = 9.00" in fig._suptitle.get_text()
     assert plot_critical_difference(runs[runs["method"].isin(["supervised", "uaps"])], PROFILE, "standard") is None  # 2 methods
+
+
+def test_validation_curves_read_every_runs_log(tree):
+    from benchmarks.aggregate import collect_runs
+    from benchmarks.plots import validation_curves
+
+    runs = collect_runs(tree, PROFILE)
+    curves = validation_curves(runs)
+    assert len(curves) == 5 * len(runs)
+    best = curves.loc[curves.groupby(["dataset", "ratio", "method", "seed"])["val_mdice"].idxmax(), "step"]
+    assert set(best) == {40}
