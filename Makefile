@@ -13,7 +13,7 @@ PROFILE_ARGS = $(if $(strip $(PROFILES)),--profile $(PROFILES))
 BASELINE ?=
 OUTPUT_ARGS = $(PROFILE_ARGS) $(if $(strip $(BASELINE)),--baseline $(BASELINE))
 
-.PHONY: setup test benchmark study data clean-results tables plots report perf
+.PHONY: setup test benchmark study study-ablations data clean-results tables plots report perf
 
 setup: $(STAMP)
 
@@ -34,6 +34,10 @@ benchmark: setup
 # the label-scarcity study (benchmarks/configs/label_scarcity.yaml): ~33 core-hours, resumable
 study: setup
 	$(PY) run_all.py benchmark --profile label_scarcity --results-dir $(RESULTS) --jobs $(JOBS)
+
+# the UAPS ablations at CPU scale (benchmarks/configs/label_scarcity_ablations.yaml): ~11.5 core-hours
+study-ablations: setup
+	$(PY) run_all.py benchmark --profile label_scarcity_ablations --results-dir $(RESULTS) --jobs $(JOBS)
 
 # tables -> $(RESULTS)/tables, figures -> $(RESULTS)/figures, report (with both) -> $(RESULTS)/report/index.md
 tables: setup
