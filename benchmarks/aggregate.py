@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from .io import read_json
+from .io import ResultsError, read_json, read_yaml
 
 RUN_KEYS = ["profile", "dataset", "ratio", "method", "seed"]
 CELL_KEYS = ["profile", "dataset", "ratio", "method"]
@@ -33,10 +33,6 @@ ABLATION_OPTIONS = ("losses", "lambda1", "lambda2", "mixing", "aux_decoders")
 FLOAT_OPTIONS = ("lambda1", "lambda2")
 LOSS_ORDER = ("seg", "ps", "ups", "un")
 FAILURE_COLUMNS = [*RUN_KEYS, "status", "error", "reason", "path"]
-
-
-class ResultsError(ValueError):
-    """A results file that cannot be read as expected; the message names the file."""
 
 
 def find_profiles(results_dir: Path) -> list[str]:
@@ -57,28 +53,8 @@ def run_directories(results_dir: Path, profile: str | Iterable[str] | None = Non
     return sorted(d for name in _profiles(results_dir, profile) for d in root.glob(f"{name}/*/*/*/seed*") if d.is_dir())
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ResultsError(f"{path} is not valid YAML: {error}") from error
-    if not isinstance(data, dict):
-        raise ResultsError(f"{path} must hold a mapping (a resolved run config)")
-    return data
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = read_json(path)
-    except ValueError as error:
-        raise ResultsError(f"{path} is not valid JSON: {error}") from error
-    if not isinstance(data, dict):
-        raise ResultsError(f"{path} must hold a JSON object")
-    return data
-
-
 def _read_metrics(path: Path) -> dict[str, Any]:
-    metrics = _read_json(path)
+    metrics = read_json(path)
     missing = [key for key in ("run", "standard", "paper") if key not in metrics]
     if missing:
         raise ResultsError(f"{path} lacks key(s) {missing}; expected a metrics.json written by benchmarks.runner")
@@ -92,8 +68,8 @@ def run_status(directory: Path) -> str:
     """``completed``, ``failed`` or ``incomplete`` (see the module docstring)."""
     metrics_path, config_path = directory / "metrics.json", directory / "config.yaml"
     if metrics_path.exists():
-        expected = _read_yaml(config_path).get("config_hash") if config_path.exists() else None
-        if expected is None or _read_json(metrics_path).get("config_hash") == expected:
+        expected = read_yaml(config_path).get("config_hash") if config_path.exists() else None
+        if expected is None or read_json(metrics_path).get("config_hash") == expected:
             return "completed"
     return "failed" if (directory / "failure.json").exists() else "incomplete"
 
@@ -180,7 +156,7 @@ def collect_runs(results_dir: Path, profile: str | Iterable[str] | None = None) 
         if run_status(directory) != "completed":
             continue
         config_path = directory / "config.yaml"
-        config = _read_yaml(config_path) if config_path.exists() else {}
+        config = read_yaml(config_path) if config_path.exists() else {}
         rows.append(_run_row(directory, _read_metrics(directory / "metrics.json"), config))
     frame = pd.DataFrame(rows)
     for column in RUN_COLUMNS:
@@ -203,7 +179,7 @@ def collect_failures(results_dir: Path, profile: str | Iterable[str] | None = No
             "seed": int(seed.removeprefix("seed")), "status": status, "error": "", "reason": "", "path": str(directory),
         }
         if status == "failed":
-            failure = _read_json(directory / "failure.json")
+            failure = read_json(directory / "failure.json")
             row.update(error=failure.get("error", ""), reason=failure.get("reason", ""))
         else:
             row["reason"] = "no metrics.json for the current config.yaml (still running, interrupted, or stale)"

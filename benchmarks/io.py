@@ -1,4 +1,8 @@
-"""Result files written atomically (see ``datasets.atomic``): a reader sees the old file or the new one."""
+"""Result files written atomically (see ``datasets.atomic``): a reader sees the old file or the new one.
+
+Readers raise ``ResultsError`` naming the file when it is not what a run writes (garbage, a
+truncated copy, the wrong type), never a bare decoder error.
+"""
 from __future__ import annotations
 
 import json
@@ -9,6 +13,10 @@ import torch
 import yaml
 
 from datasets.atomic import atomic_open
+
+
+class ResultsError(ValueError):
+    """A results file that cannot be read as expected; the message names the file."""
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -26,5 +34,23 @@ def save_torch(path: Path, data: Any) -> None:
         torch.save(data, handle)
 
 
-def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text())
+def read_json(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``; a ResultsError naming the file if it is not one."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+        raise ResultsError(f"{path} is not valid JSON ({error})") from error
+    if not isinstance(data, dict):
+        raise ResultsError(f"{path} must hold a JSON object, not {type(data).__name__}")
+    return data
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """The YAML mapping in ``path`` (a resolved run config); a ResultsError naming the file if it is not one."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (yaml.YAMLError, ValueError) as error:
+        raise ResultsError(f"{path} is not valid YAML ({error})") from error
+    if not isinstance(data, dict):
+        raise ResultsError(f"{path} must hold a mapping (a resolved run config)")
+    return data

@@ -1,8 +1,12 @@
-"""Atomic file writes: write a temporary file next to the target, then os.replace it."""
+"""Atomic file writes: write a temporary file next to the target, then os.replace it.
+
+The temporary file is created with mode 0666 minus the process umask, like any ``open()``, so
+results in a shared folder stay readable by the group or others as the user's umask allows.
+"""
 from __future__ import annotations
 
 import os
-import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,7 +17,8 @@ from typing import IO
 def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO]:
     """Open a temporary file that replaces ``path`` on success and is deleted on failure."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(descriptor, mode) as file:
             yield file
@@ -21,5 +26,5 @@ def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO]:
             os.fsync(file.fileno())
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
