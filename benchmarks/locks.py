@@ -7,7 +7,9 @@ daemon thread. A lock is *stale*, and may be broken, when
 
 * its owner ran on this host and that pid no longer exists (a killed or crashed run), or
 * it has not been refreshed for ``stale_after`` seconds (owner on another host that died, or a
-  pid reused by an unrelated process).
+  pid reused by an unrelated process), or
+* it cannot be read as an owner record (empty or garbled: its creator was killed between creating
+  and writing it) and is older than ``UNREADABLE_GRACE_SECONDS``.
 
 Breaking a stale lock is itself guarded by a ``<lock>.break`` file (also O_EXCL), so two
 processes that both find the same stale lock cannot remove a fresh lock the other just created.
@@ -36,6 +38,7 @@ from typing import Any
 HEARTBEAT_SECONDS = 30.0
 STALE_AFTER_SECONDS = 600.0  # a lock not refreshed for this long is stale, whatever its host
 BREAK_GUARD_STALE_SECONDS = 60.0  # a breaker that died mid-break leaves its guard this long at most
+UNREADABLE_GRACE_SECONDS = 10.0  # an owner writes its record within milliseconds of creating the lock
 
 
 def _pid_alive(pid: int) -> bool:
@@ -72,16 +75,18 @@ def _read(path: Path) -> tuple[bytes, float] | None:
 
 
 def _parse(content: bytes) -> dict[str, Any] | None:
+    """The owner record, or None if ``content`` is not one (being written by its creator, or garbage)."""
     try:
         owner = json.loads(content)
-    except ValueError:  # being written by its creator, or garbage
+    except ValueError:
         return None
-    return owner if isinstance(owner, dict) else None
+    valid = isinstance(owner, dict) and isinstance(owner.get("pid"), int) and owner["pid"] > 0 and isinstance(owner.get("host"), str)
+    return owner if valid else None
 
 
 def describe_owner(owner: dict[str, Any] | None) -> str:
     if owner is None:
-        return "an unknown owner"
+        return f"an unreadable lock file (being created, or left by a killed process: broken once {UNREADABLE_GRACE_SECONDS:.0f} s old)"
     started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(owner.get("started", 0)))
     return f"pid {owner.get('pid')} on {owner.get('host')} since {started}"
 
@@ -149,12 +154,13 @@ class FileLock:
         self.release()
 
     def _is_stale(self, content: bytes, mtime: float) -> bool:
-        if time.time() - mtime > self.stale_after:
+        age = time.time() - mtime
+        if age > self.stale_after:
             return True
         owner = _parse(content)
-        if owner is None or owner.get("host") != socket.gethostname():
-            return False
-        return not _pid_alive(int(owner.get("pid", -1)))
+        if owner is None:
+            return age > UNREADABLE_GRACE_SECONDS
+        return owner["host"] == socket.gethostname() and not _pid_alive(owner["pid"])
 
     def _break(self, stale_content: bytes) -> None:
         """Remove the lock if it still is the stale one we saw; one breaker at a time."""
