@@ -21,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .base import DatasetError, Record
-from .folder import FolderDataset, relative_uid, require_dir, require_mask
+from .folder import FolderDataset, relative_uid, require_dir, require_mask, require_readable
 from .imagefiles import decode_mask, threshold_mask
 
 NUM_TEXTURES = 6  # Class1..Class6 (the development classes) are used
@@ -113,6 +113,4 @@ def _parse_row(fields: list[str]) -> LabelRow | None:
 
 
 def _require_file(path: Path, listed_in: Path) -> Path:
-    if not path.is_file():
-        raise DatasetError(f"image {path} listed in {listed_in} does not exist")
-    return path
+    return require_readable(path, "image", missing=f"image {path} listed in {listed_in} does not exist")

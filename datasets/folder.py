@@ -61,16 +61,34 @@ def require_dir(path: Path, expected: str) -> Path:
     return path
 
 
+def require_readable(path: Path, what: str, missing: str | None = None) -> Path:
+    """``path`` if it is a readable file, else a DatasetError naming it and why (a broken or
+    looping symlink, not a file, no read permission; ``missing`` if given and nothing is there):
+    unreadable data is never skipped silently."""
+    if path.is_file() and os.access(path, os.R_OK):
+        return path
+    if missing is not None and not path.is_symlink() and not path.exists():
+        raise DatasetError(missing)
+    try:
+        path.stat()
+    except OSError as error:
+        link = f" (a symlink to {os.readlink(path)})" if path.is_symlink() else ""
+        raise DatasetError(f"{what} {path}{link} cannot be opened: {error.strerror}; fix or remove it") from error
+    if not path.is_file():
+        raise DatasetError(f"{what} {path} is not a regular file; rename or remove it")
+    raise DatasetError(f"{what} {path} is not readable (permission denied); fix its permissions")
+
+
 def list_files(folder: Path, pattern: str) -> list[Path]:
-    """Files matching ``pattern`` in ``folder`` (sorted); a DatasetError if there are none."""
-    files = sorted(path for path in require_dir(folder, f"{pattern} files").glob(pattern) if path.is_file())
+    """Files matching ``pattern`` in ``folder`` (sorted; folders ignored); a DatasetError if there
+    are none or one cannot be read (see ``require_readable``)."""
+    matches = sorted(require_dir(folder, f"{pattern} files").glob(pattern))
+    files = [require_readable(path, "image") for path in matches if not path.is_dir()]
     if not files:
         raise DatasetError(f"no {pattern} files in {folder}")
     return files
 
 
 def require_mask(image: Path, mask: Path) -> Path:
-    """``mask`` if it exists, else a DatasetError naming the image that lacks it."""
-    if not mask.is_file():
-        raise DatasetError(f"image {image} has no mask: expected {mask}")
-    return mask
+    """``mask`` if it is a readable file, else a DatasetError naming the image that lacks it or the mask."""
+    return require_readable(mask, "mask", missing=f"image {image} has no mask: expected {mask}")
