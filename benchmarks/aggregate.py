@@ -8,6 +8,10 @@ percentages (mIoU, mDice) so every table and figure shows %.
 
 Ablation variants (``method`` a variant name, ``base_method`` the registered method) are told
 apart by their resolved ``method_options`` from ``config.yaml``, never by their names.
+
+The runs of one cell (profile, dataset, ratio, method) must share their config apart from the
+seed (``benchmarks.config.hashed_config``): a cell mixing, say, 100- and 120-iteration runs is a
+ResultsError naming two such runs and the keys that differ, never one silent mean.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from .config import config_differences
 from .io import ResultsError, read_json, read_yaml
 
 RUN_KEYS = ["profile", "dataset", "ratio", "method", "seed"]
@@ -152,17 +157,34 @@ def collect_runs(results_dir: Path, profile: str | Iterable[str] | None = None) 
     ``<variant>:eval_ms``, ``<variant>:gmacs`` for each prediction variant (NaN when not recorded).
     """
     rows = []
+    first_of_cell: dict[tuple, tuple[Path, dict[str, Any]]] = {}
     for directory in run_directories(results_dir, profile):
         if run_status(directory) != "completed":
             continue
         config_path = directory / "config.yaml"
         config = read_yaml(config_path) if config_path.exists() else {}
-        rows.append(_run_row(directory, _read_metrics(directory / "metrics.json"), config))
+        row = _run_row(directory, _read_metrics(directory / "metrics.json"), config)
+        _check_same_config(first_of_cell.setdefault(tuple(row[key] for key in CELL_KEYS), (directory, config)), (directory, config))
+        rows.append(row)
     frame = pd.DataFrame(rows)
     for column in RUN_COLUMNS:
         if column not in frame:
             frame[column] = pd.Series(dtype=float)
     return frame
+
+
+def _check_same_config(first: tuple[Path, dict[str, Any]], other: tuple[Path, dict[str, Any]]) -> None:
+    """ResultsError naming both runs if two runs of one cell differ in more than their seed."""
+    (first_dir, first_config), (other_dir, other_config) = first, other
+    if not first_config or not other_config:
+        return  # a run without config.yaml (written by hand): nothing to compare
+    differences = config_differences(first_config, other_config, (first_dir.name, other_dir.name), ignore=("config_hash", "seed"))
+    if differences:
+        raise ResultsError(
+            f"{first_dir} and {other_dir} are runs of one table cell with different configurations "
+            f"({'; '.join(differences)}): their mean would mix two experiments. Move one of them to another "
+            "results directory (or delete it), or rerun it with the other's configuration"
+        )
 
 
 def collect_failures(results_dir: Path, profile: str | Iterable[str] | None = None) -> pd.DataFrame:

@@ -23,12 +23,14 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from datasets import DATASETS
 from datasets.transforms import AUGMENTATIONS, NORMALIZATIONS
 from methods import ConfigError, available_methods, get_method_class
 from methods.base import resolve_options
@@ -135,6 +137,8 @@ TRAIN_SPEC: dict[str, tuple[tuple[type, ...], float | None, float | None, tuple 
     "num_threads": ((int, type(None)), 1, None, None),
 }
 assert set(TRAIN_SPEC) == set(PROFILE_DEFAULTS["train"]), "every train setting has a type"
+ABSENT = "(absent)"  # the value differing_keys reports for a key a config lacks
+MAX_SEED = 2**32 - 1  # numpy's global seed is a 32-bit unsigned integer
 TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
 
 
@@ -292,6 +296,7 @@ def resolve_run(profile: dict[str, Any], dataset: str, ratio: float, method: str
 
     ``method`` is a registered method or a variant from the profile's ``method_variants``.
     """
+    check_run_keys(dataset, ratio, seed)
     unknown_methods = sorted(set(profile["method_options"]) - set(available_methods()))
     if unknown_methods:
         raise ConfigError(
@@ -318,6 +323,16 @@ def resolve_run(profile: dict[str, Any], dataset: str, ratio: float, method: str
     }
 
 
+def check_run_keys(dataset: str, ratio: float, seed: int) -> None:
+    """ConfigError naming the value unless the dataset is known, 0 < ratio <= 1 and 0 <= seed <= MAX_SEED."""
+    if dataset not in DATASETS:
+        raise ConfigError(f"unknown dataset {dataset!r}; valid names: {sorted(DATASETS)}")
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not (math.isfinite(ratio) and 0 < ratio <= 1):
+        raise ConfigError(f"the labelled ratio must be a fraction in (0, 1], e.g. 0.1; got {ratio!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"the seed must be an integer from 0 to {MAX_SEED}; got {seed!r}")
+
+
 def hashed_config(run_config: dict[str, Any]) -> dict[str, Any]:
     """The part of a run config its hash covers: all of it but keys at their ``HASH_NEUTRAL`` value."""
     config = copy.deepcopy(run_config)
@@ -339,6 +354,34 @@ def config_hash(run_config: dict[str, Any]) -> str:
     """Stable hash of a resolved run config (independent of machine paths; see ``hashed_config``)."""
     canonical = json.dumps(hashed_config(run_config), sort_keys=True, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def differing_keys(
+    first: dict[str, Any], second: dict[str, Any], ignore: tuple[str, ...] = ("config_hash",)
+) -> list[tuple[str, Any, Any]]:
+    """(dotted key, first's value, second's value) wherever the hashed parts (``hashed_config``) of
+    two run configs differ, top-level keys in ``ignore`` aside; a missing key's value is ``ABSENT``."""
+    flat = [_flatten({k: v for k, v in hashed_config(config).items() if k not in ignore}) for config in (first, second)]
+    keys = sorted(set(flat[0]) | set(flat[1]))
+    values = [(key, flat[0].get(key, ABSENT), flat[1].get(key, ABSENT)) for key in keys]
+    return [(key, a, b) for key, a, b in values if a != b]
+
+
+def config_differences(
+    first: dict[str, Any], second: dict[str, Any], labels: tuple[str, str], ignore: tuple[str, ...] = ("config_hash",)
+) -> list[str]:
+    """``key: value (label) / value (label)`` for every key of ``differing_keys``."""
+    return [f"{key}: {a!r} ({labels[0]}) / {b!r} ({labels[1]})" for key, a, b in differing_keys(first, second, ignore)]
+
+
+def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def run_dir(results_dir: Path, run_config: dict[str, Any]) -> Path:

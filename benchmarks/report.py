@@ -1,7 +1,8 @@
 """The benchmark report: ``<out>/index.md`` and ``<out>/index.html`` from the runs on disk.
 
 It (re)writes the tables and figures first (``benchmarks.tables``, ``benchmarks.plots``), then a
-page with: how to regenerate everything, the environment of the runs and of this checkout, per
+page with: how to regenerate everything (``benchmarks.regenerate``: commands that retrain exactly
+the reported runs), the environment of the runs and of this checkout, per
 profile its setup, tables, the statistical tests read out per cell (``benchmarks.statistics``)
 and figures (relative links), and the failed or incomplete runs with their reasons. The HTML is rendered from the same blocks as the Markdown (no extra dependency).
 """
@@ -24,6 +25,7 @@ from datasets.base import DATA_ROOT_ENV
 from .aggregate import collect_failures, collect_runs, find_profiles
 from .environment import REPO_ROOT, git_commit
 from .plots import write_figures
+from .regenerate import benchmark_commands
 from .statistics import BETTER, MIN_SEEDS, N_RESAMPLES, RULE, TOO_FEW_SEEDS, WORSE, baselines_for
 from .tables import (
     PROTOCOLS, Table, build_tables, dataset_label, interval, load_paper_reference, number, ordered_datasets, ordered_methods,
@@ -141,16 +143,25 @@ def _git_dirty() -> bool | None:
 
 
 def reproduce_section(results_dir: Path, profiles: Sequence[str], out: Path, tables_dir: Path, figures_dir: Path,
-                      baselines: Sequence[str] = ()) -> list[Block]:
+                      runs: pd.DataFrame, baselines: Sequence[str] = ()) -> list[Block]:
     selection = "".join(f" --profile {p}" for p in profiles) + "".join(f" --baseline {b}" for b in baselines)
     dirs = f"--results-dir {results_dir} --out {out} --tables-dir {tables_dir} --figures-dir {figures_dir}"
-    benchmark = "\n".join(f".venv/bin/python run_all.py benchmark --profile {p} --results-dir {results_dir}" for p in profiles)
-    return [
+    commands, notes = [], []
+    for profile in profiles:
+        found = benchmark_commands(runs, profile, results_dir) if not runs.empty else ([], [])
+        commands += found[0]
+        notes += found[1]
+    blocks = [
         heading("How to regenerate"),
         Block("text", f"From a clone of the repository at the git commit of the runs (under Environment) (data under `data/` or `${DATA_ROOT_ENV}`, "
-                      "see `make data`): train every run of the profile(s), then rebuild tables, figures and this page. "
-                      "Runs already completed with the same resolved config are skipped."),
-        Block("code", f"make setup\n{benchmark}\n.venv/bin/python run_all.py report {dirs}{selection}"),
+                      "see `make data`): train exactly the runs reported here (each command names their datasets, methods, ratios "
+                      "and seeds, and every setting that differs from the profile as `--set`; checked against each run's config "
+                      "hash), then rebuild tables, figures and this page. Runs already completed with the same resolved config are skipped."),
+        Block("code", "\n".join(["make setup", *commands, f".venv/bin/python run_all.py report {dirs}{selection}"])),
+    ]
+    if notes:
+        blocks.append(Block("list", items=notes))
+    return blocks + [
         Block("text", f"Tables alone: `run_all.py tables --results-dir {results_dir} --out {tables_dir}{selection}`; "
                       f"figures alone: `run_all.py plots --results-dir {results_dir} --out {figures_dir}{selection}` "
                       "(or `make tables`, `make plots`, `make report` with `RESULTS=<dir>`)."),
@@ -299,7 +310,7 @@ def write_report(results_dir: Path, out: Path, profiles: Sequence[str] | None = 
                       "per-image IoU over the defect classes present, averaged over images (as the UAPS authors computed "
                       "theirs). Means and stds come from the runs' `metrics.json`, confidence intervals and tests from their "
                       "`per_image.npz` (see \"Is a difference real?\"); cells without runs are shown as —."),
-        *reproduce_section(results_dir, names, out, tables_dir, figures_dir, baselines),
+        *reproduce_section(results_dir, names, out, tables_dir, figures_dir, runs, baselines),
         *environment_section(runs),
     ]
     for profile in names:
