@@ -1,14 +1,19 @@
 """The grid: methods x datasets x ratios x seeds of a profile, expanded into runs and executed.
 
-Execution goes through joblib, one task per run:
+Execution, one task per run:
 
-* ``backend="local"``: ``jobs`` worker processes (loky; ``jobs=1`` runs in this process). Each run
+* ``backend="local"``: ``jobs`` worker processes (``jobs=1`` runs in this process), started with
+  ``spawn`` and reused, one run at a time each. A worker that dies (the kernel's OOM killer,
+  ``kill -9``) fails only its own run: that run gets ``failure.json`` naming the signal, its lock is
+  released, a new worker takes the next run and the others carry on. Workers die with this process
+  (``PR_SET_PDEATHSIG`` on Linux; elsewhere they exit before their next run), so no orphan goes on
+  to start runs that were only queued. Each run
   sets torch's CPU threads to ``cores // jobs`` so workers x threads <= cores. On CUDA, ``jobs``
   defaults to (and is capped at) the number of visible GPUs, and every run leases one GPU
   exclusively for its duration (a lock file per device on the host, see ``locks.lease_device``),
   so no two runs ever share a device, also across benchmark processes on the same machine.
-* ``backend="dask"``: the same tasks on a Dask cluster (``joblib.parallel_config("dask")`` with a
-  ``dask.distributed.Client``). Each run takes ``cores // (Dask worker threads on its host)`` CPU
+* ``backend="dask"``: the same tasks through joblib on a Dask cluster
+  (``joblib.parallel_config("dask")`` with a ``dask.distributed.Client``). Each run takes ``cores // (Dask worker threads on its host)`` CPU
   threads and, on GPU hosts, leases a GPU of its host. Paths are made absolute: the results, data
   and cache directories must be on a filesystem shared by the workers at the same path, and the
   workers must import this repository (same code and environment).
@@ -16,21 +21,28 @@ Execution goes through joblib, one task per run:
 Every run is isolated: it is skipped when its ``metrics.json`` exists for the same resolved
 config ("skipped (done)"), skipped when another live process holds its ``<run dir>/.lock``
 ("skipped (running elsewhere)"), resumed from its ``last.pt`` when it was interrupted, and
-recorded as failed (``failure.json`` plus the summary) when it raises or its loss becomes NaN,
-while the grid carries on. ``<results>/runs/<profile>/summary.json`` (rewritten atomically after
+recorded as failed (``failure.json`` plus the summary) when it raises, its loss becomes NaN or
+its worker dies, while the grid carries on. A run whose folder holds another configuration's
+run, or an unreadable ``metrics.json``, is failed with the reason and nothing is written there. ``<results>/runs/<profile>/summary.json`` (rewritten atomically after
 every run) lists what this invocation completed, skipped and saw fail.
 """
 from __future__ import annotations
 
+import ctypes
 import json
+import multiprocessing
 import os
+import signal
 import socket
 import sys
 import tempfile
 import time
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +56,7 @@ from datasets.cache import load_arrays
 from methods import ConfigError, available_methods, load_entry_point_plugins, load_plugin
 
 from .config import method_ratios, resolve_run, run_dir
-from .io import write_json
+from .io import ResultsError, write_json
 from .locks import FileLock, describe_owner, lease_device
 from .runner import completed_metrics, train_run, write_failure
 
@@ -54,6 +66,12 @@ SUMMARY_KEYS = {"completed": COMPLETED, "skipped_done": SKIPPED_DONE, "skipped_r
 RUN_LOCK_NAME = ".lock"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEVICE_LOCK_DIR = Path(tempfile.gettempdir()) / "defectseg-device-locks"
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+WORKER_EXIT_SECONDS = 10.0  # how long idle workers get to exit before they are terminated
+
+
+class WorkerDiedError(RuntimeError):
+    """A local worker process died (killed by a signal, or exited) while it ran a run."""
 
 
 @dataclass
@@ -185,7 +203,7 @@ def run_grid(
     tracker = _Tracker(runs, results_dir, backend, progress)
     pending = []
     for index, run_config in enumerate(runs):
-        if completed_metrics(run_config, results_dir) is not None:
+        if _is_done(run_config, results_dir):
             tracker.record({"index": index, "status": SKIPPED_DONE, "detail": None, "seconds": 0.0}, quiet=True)
         else:
             pending.append((index, run_config))
@@ -198,14 +216,152 @@ def run_grid(
             if jobs > 1 and settings.cache_dir is not None:
                 warm_cache([run for _, run in pending], settings.data_root, settings.cache_dir, jobs)
             settings = replace(settings, slots=jobs, progress=progress and jobs == 1)
-            parallel = Parallel(n_jobs=jobs, return_as="generator_unordered")
-            for outcome in parallel(delayed(execute_run)(index, run, settings) for index, run in pending):
-                tracker.record(outcome)
+            if jobs == 1:
+                for index, run in pending:
+                    tracker.record(execute_run(index, run, settings))
+            else:
+                _run_in_workers(pending, settings, jobs, tracker)
         elif pending:
             _run_on_dask(pending, settings, scheduler, tracker)
     finally:
         tracker.close()
     return tracker.result
+
+
+def _is_done(run_config: dict[str, Any], results_dir: Path) -> bool:
+    """Whether the run completed with this config; an unreadable ``metrics.json`` is left to the run to report."""
+    try:
+        return completed_metrics(run_config, results_dir) is not None
+    except ResultsError:
+        return False
+
+
+@dataclass
+class _Worker:
+    """A local worker process, its end of the task pipe, and the run it holds (index, config)."""
+
+    process: BaseProcess
+    connection: Connection
+    task: tuple[int, dict[str, Any]] | None = None
+    started: float = 0.0
+
+
+def _run_in_workers(pending: list[tuple[int, dict]], settings: RunSettings, jobs: int, tracker: _Tracker) -> None:
+    """Run ``pending`` on ``jobs`` worker processes, replacing any that dies (its run is failed)."""
+    queue = deque(pending)
+    workers: list[_Worker] = []
+    try:
+        while queue or any(worker.task for worker in workers):
+            workers = [worker for worker in workers if worker.process.is_alive() or worker.task]
+            while queue and len(workers) < jobs:
+                workers.append(_start_worker())
+            for worker in workers:
+                if worker.task is None and queue:
+                    _assign(worker, queue, settings)
+            busy = [worker for worker in workers if worker.task]
+            if not busy:
+                continue  # every idle worker had died: replaced on the next pass
+            ready = wait([worker.connection for worker in busy] + [worker.process.sentinel for worker in busy])
+            for worker in busy:
+                if worker.connection in ready or worker.process.sentinel in ready:
+                    tracker.record(_collect(worker, settings))
+    finally:
+        _stop_workers(workers)
+
+
+def _start_worker() -> _Worker:
+    context = multiprocessing.get_context("spawn")
+    ours, theirs = context.Pipe()
+    process = context.Process(target=_worker_main, args=(theirs, os.getpid()), name="defectseg-worker")
+    process.start()
+    theirs.close()
+    return _Worker(process, ours)
+
+
+def _assign(worker: _Worker, queue: deque, settings: RunSettings) -> None:
+    """Send the next queued run to an idle worker; back to the queue if the worker died idle."""
+    task = queue.popleft()
+    try:
+        worker.connection.send((*task, settings))
+    except OSError:  # BrokenPipeError
+        queue.appendleft(task)
+        return
+    worker.task, worker.started = task, time.perf_counter()
+
+
+def _collect(worker: _Worker, settings: RunSettings) -> dict[str, Any]:
+    """The outcome of the worker's run: what it sent, or a failure if it died first."""
+    index, run_config = worker.task
+    worker.task = None
+    try:
+        if worker.connection.poll():
+            return worker.connection.recv()
+    except (EOFError, OSError):
+        pass
+    worker.process.join()
+    error = WorkerDiedError(_death_reason(worker.process))
+    _record_dead_worker(run_config, settings, error)
+    return {"index": index, "status": FAILED, "detail": f"{type(error).__name__}: {error}", "seconds": time.perf_counter() - worker.started}
+
+
+def _death_reason(process: BaseProcess) -> str:
+    code = process.exitcode
+    if code is not None and code < 0:
+        name = signal.Signals(-code).name
+        cause = " (out of memory: the kernel's OOM killer sends it, as does kill -9)" if -code == signal.SIGKILL else ""
+        return f"worker process {process.pid} was killed by signal {-code}, {name}{cause}"
+    return f"worker process {process.pid} exited with code {code} before finishing the run"
+
+
+def _record_dead_worker(run_config: dict[str, Any], settings: RunSettings, error: WorkerDiedError) -> None:
+    """Write the run's ``failure.json`` and release the dead worker's lock (taken over, then dropped).
+
+    Nothing is written if another process has taken the run over, or it completed after all.
+    """
+    directory = run_dir(settings.results_dir, run_config)
+    directory.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(directory / RUN_LOCK_NAME)
+    if not lock.acquire():
+        return
+    try:
+        if not _is_done(run_config, settings.results_dir):
+            write_failure(run_config, settings.results_dir, error)
+    finally:
+        lock.release()
+
+
+def _stop_workers(workers: list[_Worker]) -> None:
+    """Close the pipes (idle workers exit), then terminate whatever still runs after a grace period."""
+    for worker in workers:
+        worker.connection.close()
+    deadline = time.monotonic() + WORKER_EXIT_SECONDS
+    for worker in workers:
+        worker.process.join(max(0.0, deadline - time.monotonic()))
+        if worker.process.is_alive():
+            worker.process.terminate()
+            worker.process.join()
+
+
+def _worker_main(connection: Connection, parent: int) -> None:
+    """A worker process: runs the tasks sent over ``connection`` one at a time until it closes."""
+    _die_with_parent(parent)
+    try:
+        while True:
+            try:
+                task = connection.recv()
+            except EOFError:
+                return
+            connection.send(execute_run(*task))
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: the run wrote its failure.json
+        return
+
+
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel kill this process when its parent dies (Linux); exit now if it already has."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def warm_cache(runs: list[dict[str, Any]], data_root: Path, cache_dir: Path, threads: int) -> None:
@@ -299,29 +455,29 @@ def execute_run(index: int, run_config: dict[str, Any], settings: RunSettings) -
 
 def _execute(run_config: dict[str, Any], settings: RunSettings) -> tuple[str, str | None]:
     results_dir = settings.results_dir
-    if completed_metrics(run_config, results_dir) is not None:
-        return SKIPPED_DONE, None
-    directory = run_dir(results_dir, run_config)
-    directory.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(directory / RUN_LOCK_NAME)
-    if not lock.acquire():
-        return SKIPPED_RUNNING, describe_owner(lock.owner())
     try:
-        if completed_metrics(run_config, results_dir) is not None:  # finished while we looked
+        if completed_metrics(run_config, results_dir) is not None:
             return SKIPPED_DONE, None
+        directory = run_dir(results_dir, run_config)
+        directory.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(directory / RUN_LOCK_NAME)
+        if not lock.acquire():
+            return SKIPPED_RUNNING, describe_owner(lock.owner())
         try:
-            _prepare_worker(settings)
-        except Exception as error:  # noqa: BLE001 - e.g. a plugin that fails to load here
-            write_failure(run_config, results_dir, error)
-            return FAILED, f"{type(error).__name__}: {error}"
-        try:
+            if completed_metrics(run_config, results_dir) is not None:  # finished while we looked
+                return SKIPPED_DONE, None
+            try:
+                _prepare_worker(settings)
+            except Exception as error:  # e.g. a plugin that fails to load here
+                write_failure(run_config, results_dir, error)
+                raise
             with _device(settings.device) as device:
                 train_run(run_config, results_dir, settings.data_root, device, settings.cache_dir, settings.progress)
-        except Exception as error:  # noqa: BLE001 - isolation: train_run wrote failure.json
-            return FAILED, f"{type(error).__name__}: {error}"
-        return COMPLETED, None
-    finally:
-        lock.release()
+        finally:
+            lock.release()
+    except Exception as error:  # noqa: BLE001 - isolation: recorded (train_run wrote failure.json), the grid carries on
+        return FAILED, f"{type(error).__name__}: {error}"
+    return COMPLETED, None
 
 
 def _prepare_worker(settings: RunSettings) -> None:

@@ -11,6 +11,12 @@ the method only computes losses and predictions. A run directory holds:
     per_image.npz    per test image and class: TP, FP, FN pixel counts of every prediction (benchmarks.per_image)
     metrics.json     test metrics, written atomically last: its presence means the run completed
     failure.json     written instead when the run raised (reason and traceback)
+
+A run folder belongs to one configuration: a folder holding a completed run (``metrics.json``) or
+an interrupted one (``last.pt`` without ``failure.json``) of another config hash is never trained
+over (``RunConflictError``, naming the differing keys); a failed run of another config is replaced.
+A ``last.pt`` that cannot be loaded, or whose ``split.json`` no longer matches the data, is set
+aside (renamed ``last.pt.corrupt-<time>``, with a note naming it) and the run restarts from step 0.
 """
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ import csv
 import functools
 import math
 import random
+import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -31,21 +38,29 @@ from tqdm.auto import tqdm
 
 from datasets import get_dataset
 from datasets.cache import load_arrays
-from datasets.splits import make_split
+from datasets.base import DatasetError
+from datasets.splits import Split, make_split
 from datasets.transforms import authors_augment, random_flip_rot90
-from methods import LabeledBatch, Method, build_method
+from methods import ConfigError, LabeledBatch, Method, build_method
 from methods.registry import check_step_output
 
-from .config import PROFILE_DEFAULTS, config_hash, run_dir
+from .config import PROFILE_DEFAULTS, config_differences, config_hash, run_dir
 from .environment import environment, resolve_device, resolved_train_settings
 from .evaluate import autocast, count_macs, evaluate, metrics_from_counts, prediction_counts, prepare_images, time_per_image
-from .io import read_json, save_torch, write_json, write_yaml
+from .io import ResultsError, read_json, read_yaml, save_torch, write_json, write_yaml
 from .per_image import FILE_NAME as PER_IMAGE_FILE
 from .per_image import write_per_image
 
 
+CHECKPOINT_KEYS = ("config_hash", "method", "optimizer", "labeled_sampler", "unlabeled_sampler", "augment_generator", "rng", "state")
+
+
 class NonFiniteLossError(FloatingPointError):
     """A loss became NaN or infinite; the message names the loss part and the step."""
+
+
+class RunConflictError(ConfigError):
+    """The run folder holds a completed or interrupted run of another configuration."""
 
 
 @dataclass
@@ -159,12 +174,41 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
 
 
 def completed_metrics(run_config: dict[str, Any], results_dir: Path) -> dict[str, Any] | None:
-    """The run's ``metrics.json`` if it exists for this exact config (same hash), else None."""
+    """The run's ``metrics.json`` if it exists for this exact config (same hash), else None.
+
+    A ``metrics.json`` that cannot be read is a ResultsError naming it and what to do.
+    """
     metrics_path = run_dir(results_dir, run_config) / "metrics.json"
     if not metrics_path.exists():
         return None
-    metrics = read_json(metrics_path)
+    try:
+        metrics = read_json(metrics_path)
+    except ResultsError as error:
+        raise ResultsError(f"{error}; move it away (or delete it) to train this run again, or restore it") from error
     return metrics if metrics.get("config_hash") == config_hash(run_config) else None
+
+
+def check_run_folder(run_config: dict[str, Any], results_dir: Path) -> None:
+    """RunConflictError if the run folder holds a completed or interrupted run of another config."""
+    directory = run_dir(results_dir, run_config)
+    config_path = directory / "config.yaml"
+    if not config_path.exists():
+        return
+    try:
+        there = read_yaml(config_path)
+    except ResultsError as error:
+        raise ResultsError(f"{error}; move that run folder away (or delete it) to train this run again") from error
+    if there.get("config_hash") == config_hash(run_config):
+        return
+    completed = (directory / "metrics.json").exists()
+    if not completed and not ((directory / "last.pt").exists() and not (directory / "failure.json").exists()):
+        return  # nothing of value: a failed run, or one killed before its first checkpoint
+    differences = config_differences(there, run_config, ("there", "requested")) or ["config hash only"]
+    raise RunConflictError(
+        f"{directory} holds {'a completed' if completed else 'an interrupted'} run of another configuration "
+        f"({'; '.join(differences)}): not training over it. Use another --results-dir for the new "
+        "configuration, or move (or delete) that folder to replace the run"
+    )
 
 
 def base_method(run_config: dict[str, Any]) -> str:
@@ -260,13 +304,16 @@ def train_run(
 
     A run whose ``metrics.json`` carries the same config hash is not run again. A run with a
     ``last.pt`` of the same config hash resumes from it. On error, ``failure.json`` records why.
+    A folder holding another configuration's run is a RunConflictError (``check_run_folder``);
+    nothing is written to it.
     """
     directory = run_dir(results_dir, run_config)
-    directory.mkdir(parents=True, exist_ok=True)
     digest = config_hash(run_config)
     done = completed_metrics(run_config, results_dir)
     if done is not None:
         return done
+    check_run_folder(run_config, results_dir)
+    directory.mkdir(parents=True, exist_ok=True)
     (directory / "failure.json").unlink(missing_ok=True)
     try:
         return _train(run_config, digest, directory, data_root, resolve_device(device), cache_dir, progress)
@@ -276,14 +323,14 @@ def train_run(
 
 
 def write_failure(run_config: dict[str, Any], results_dir: Path, error: BaseException) -> None:
-    """Record why a run failed in its ``failure.json`` (call from inside the ``except`` block)."""
+    """Record why a run failed in its ``failure.json`` (with ``error``'s traceback, if it was raised)."""
     write_json(
         run_dir(results_dir, run_config) / "failure.json",
         {
             "config_hash": config_hash(run_config),
             "error": type(error).__name__,
             "reason": str(error),
-            "traceback": traceback.format_exc(),
+            "traceback": "".join(traceback.format_exception(error)),
         },
     )
 
@@ -301,7 +348,9 @@ def _train(
     if train["num_threads"]:
         torch.set_num_threads(int(train["num_threads"]))
     write_yaml(directory / "config.yaml", {**run_config, "config_hash": digest})
-    data = load_run_data(run_config, data_root, cache_dir, directory / "split.json")
+    split_path, last_path, best_path = directory / "split.json", directory / "last.pt", directory / "best.pt"
+    previous_split = _previous_split(split_path) if last_path.exists() else None
+    data = load_run_data(run_config, data_root, cache_dir, split_path)
     seed = run_config["seed"]
     torch.manual_seed(seed)
     np.random.seed(seed)
@@ -315,21 +364,17 @@ def _train(
 
     total = int(train["iterations"])
     state = {"step": 0, "best_score": -math.inf, "best_step": 0, "train_seconds": 0.0}
-    last_path, best_path = directory / "last.pt", directory / "best.pt"
-    if last_path.exists():
-        # on the CPU: RNG and generator states must stay CPU tensors; weights and Adam state are
-        # copied/cast to their parameters' device by load_state_dict
-        checkpoint = torch.load(last_path, map_location="cpu", weights_only=False)
-        if checkpoint["config_hash"] == digest:
-            method.load_state_dict(checkpoint["method"])
-            optimizer.load_state_dict(checkpoint["optimizer"])
-            labeled_sampler.load_state_dict(checkpoint["labeled_sampler"])
-            unlabeled_sampler.load_state_dict(checkpoint["unlabeled_sampler"])
-            augment_generator.set_state(checkpoint["augment_generator"])
-            if scheduler is not None:
-                scheduler.load_state_dict(checkpoint["scheduler"])
-            _set_rng_state(checkpoint["rng"], device)
-            state = checkpoint["state"]
+    checkpoint = _resumable_checkpoint(last_path, best_path, digest, previous_split, split_path)
+    if checkpoint is not None:
+        method.load_state_dict(checkpoint["method"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        labeled_sampler.load_state_dict(checkpoint["labeled_sampler"])
+        unlabeled_sampler.load_state_dict(checkpoint["unlabeled_sampler"])
+        augment_generator.set_state(checkpoint["augment_generator"])
+        if scheduler is not None:
+            scheduler.load_state_dict(checkpoint["scheduler"])
+        _set_rng_state(checkpoint["rng"], device)
+        state = checkpoint["state"]
     log = TrainLog(directory / "train_log.csv", state["step"])
 
     def validate() -> float:
@@ -413,6 +458,59 @@ def _train(
     return metrics
 
 
+def _previous_split(path: Path) -> Split | None:
+    """The split a checkpoint was made on (``split.json`` before this start rewrites it); None with a note if unreadable."""
+    try:
+        return Split.from_json(path)
+    except DatasetError as error:
+        print(f"note: {error}; it is rewritten from the dataset, split_seed and ratio", file=sys.stderr)
+        return None
+
+
+def _resumable_checkpoint(
+    last_path: Path, best_path: Path, digest: str, previous_split: Split | None, split_path: Path
+) -> dict[str, Any] | None:
+    """``last.pt`` if it is a sound checkpoint of this config (hash ``digest``) made on today's split, else None.
+
+    One of another config is ignored (the next checkpoint replaces it). One that cannot be loaded,
+    lacks a part, whose ``best.pt`` cannot be loaded, or that was made on another split
+    (``previous_split`` differs from the rewritten ``split_path``, or was unreadable) is set aside.
+    """
+    if not last_path.exists():
+        return None
+    try:
+        # on the CPU: RNG and generator states must stay CPU tensors; weights and Adam state are
+        # copied/cast to their parameters' device by load_state_dict
+        checkpoint = torch.load(last_path, map_location="cpu", weights_only=False)
+        missing = [key for key in CHECKPOINT_KEYS if key not in checkpoint]
+    except Exception as error:  # noqa: BLE001 - a damaged file raises UnpicklingError, RuntimeError, EOFError, ...
+        return _set_aside([last_path], f"cannot be loaded ({type(error).__name__}: {error})")
+    if missing:
+        return _set_aside([last_path], f"lacks {missing}")
+    if checkpoint["config_hash"] != digest:
+        return None
+    if previous_split is None or previous_split != Split.from_json(split_path):
+        return _set_aside([last_path], f"was made on another split than {split_path} holds now (the data changed, or the old split.json was unreadable)")
+    if checkpoint["state"]["best_step"] > 0:
+        try:
+            torch.load(best_path, map_location="cpu", weights_only=True)
+        except Exception as error:  # noqa: BLE001 - as above
+            return _set_aside([last_path, best_path], f"needs {best_path}, which cannot be loaded ({type(error).__name__}: {error})")
+    return checkpoint
+
+
+def _set_aside(paths: list[Path], problem: str) -> None:
+    """Rename ``paths`` to ``<name>.corrupt-<time>`` (never deleted) and say so on stderr."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    moved = []
+    for path in paths:
+        if path.exists():
+            target = path.with_name(f"{path.name}.corrupt-{stamp}")
+            path.replace(target)
+            moved.append(target.name)
+    print(f"note: checkpoint {paths[0]} {problem}: set aside as {', '.join(moved)}; the run restarts from step 0", file=sys.stderr)
+
+
 def _test_metrics(method: Method, data: RunData, train: dict, device: torch.device, per_image_path: Path) -> dict[str, Any]:
     """Test metrics of every prediction; their per-image counts are written to ``per_image_path`` first."""
     counts = prediction_counts(
@@ -453,20 +551,22 @@ class TrainedRun:
 
 def load_trained_run(run_directory: Path, data_root: Path | None = None, cache_dir: Path | None = None, device: str = "auto") -> TrainedRun:
     """Rebuild a run from its ``config.yaml`` and ``best.pt`` (for ``eval`` and the pictures)."""
-    import yaml
-
     run_directory = Path(run_directory)
     for name in ("config.yaml", "best.pt"):
         if not (run_directory / name).exists():
-            raise FileNotFoundError(f"{run_directory / name} not found: expected a run directory written by 'run_all.py train'")
-    run_config = yaml.safe_load((run_directory / "config.yaml").read_text())
+            raise ResultsError(f"{run_directory / name} not found: expected a run directory written by 'run_all.py train'")
+    run_config = read_yaml(run_directory / "config.yaml")
     run_config.pop("config_hash", None)
     # runs written before a train setting existed used its default (the HASH_NEUTRAL value)
     run_config["train"] = {**PROFILE_DEFAULTS["train"], **run_config["train"]}
     torch_device = resolve_device(device)
     data = load_run_data(run_config, data_root, cache_dir, None)
     method = build_method(base_method(run_config), run_config["method_options"], data.in_channels, len(data.class_names))
-    method.load_state_dict(torch.load(run_directory / "best.pt", map_location=torch_device, weights_only=True))
+    try:
+        weights = torch.load(run_directory / "best.pt", map_location=torch_device, weights_only=True)
+    except Exception as error:  # noqa: BLE001 - a damaged file raises UnpicklingError, RuntimeError, EOFError, ...
+        raise ResultsError(f"{run_directory / 'best.pt'} cannot be loaded ({type(error).__name__}: {error}); train the run again") from error
+    method.load_state_dict(weights)
     method.to(torch_device).eval()
     return TrainedRun(run_directory, run_config, method, data, torch_device)
 

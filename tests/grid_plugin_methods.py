@@ -1,12 +1,15 @@
 """Method plugins for the grid tests, loaded with ``methods.load_plugin`` / ``--plugin``.
 
-* ``grid_tiny``: a two-conv network (fast); every construction appends a line to the file named by
+* ``grid_tiny``: a two-conv network (fast); every construction (also of ``grid_stateful``) appends a line to the file named by
   $GRID_TEST_MARKER (pid and torch CPU threads), so tests can count training starts; with
   $GRID_TEST_BARRIER = "<dir>:<n>" the first construction in a process waits until n processes
   got there (forces two benchmark processes to overlap).
 * ``grid_nan``: its loss is NaN. ``grid_raise``: raises in its first training step.
 * ``grid_stateful``: an EMA teacher (a submodule, so in ``state_dict``) and a loss drawing from
   torch, numpy and Python RNGs, to check that a resumed run equals an uninterrupted one.
+
+$GRID_TEST_STEP_SECONDS (default 0) makes every training step of ``grid_tiny`` and
+``grid_stateful`` sleep that long, so that fault tests can kill a run in the middle.
 """
 from __future__ import annotations
 
@@ -47,6 +50,10 @@ def _mark_start() -> None:
             time.sleep(0.05)
 
 
+def _pace() -> None:
+    time.sleep(float(os.environ.get("GRID_TEST_STEP_SECONDS", 0)))
+
+
 @register_method("grid_tiny")
 class GridTiny(Method):
     def __init__(self, options, in_channels: int, num_classes: int) -> None:
@@ -55,6 +62,7 @@ class GridTiny(Method):
         _mark_start()
 
     def training_step(self, labeled: LabeledBatch, unlabeled: Tensor, step: int, total_steps: int) -> dict[str, Tensor]:
+        _pace()
         loss = segmentation_loss(self.net(labeled.images), labeled.masks)
         return {"loss": loss}
 
@@ -85,8 +93,10 @@ class GridStateful(Method):
         self.teacher = _tiny_net(in_channels, num_classes)
         self.teacher.load_state_dict(self.student.state_dict())
         self.teacher.requires_grad_(False)
+        _mark_start()
 
     def training_step(self, labeled: LabeledBatch, unlabeled: Tensor, step: int, total_steps: int) -> dict[str, Tensor]:
+        _pace()
         supervised = segmentation_loss(self.student(labeled.images), labeled.masks)
         noise = float(np.random.uniform(0.05, 0.2)) * random.random()
         with torch.no_grad():

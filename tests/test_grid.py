@@ -145,7 +145,9 @@ def test_workers_share_the_cores_and_a_second_invocation_trains_nothing(plugin, 
     assert summary["finished"] is not None
 
     changed = expand_grid(tiny_profile("methods=[grid_tiny]", "seeds=[0]", "train.num_threads=null", "train.iterations=4"))
-    assert len(run_grid(changed, tmp_path, device="cpu", progress=False).completed) == 1  # new config: rerun
+    (failed,) = run_grid(changed, tmp_path, device="cpu", progress=False).failed  # another config: not trained over
+    assert "RunConflictError" in failed[1] and "train.iterations: 6 (there) / 4 (requested)" in failed[1]
+    assert [path.stat().st_mtime_ns for path in metrics] == mtimes
 
 
 def test_failures_are_recorded_and_the_grid_carries_on(plugin, tmp_path, capsys):
