@@ -6,6 +6,9 @@
     run_all.py benchmark --profile quick
     run_all.py report --results-dir results    (tables, figures and results/report/index.md)
     run_all.py uncertainty --run-dir results/runs/quick/neu/0.1/uaps/seed0    (also: similarity, predictions)
+
+A user error (bad option, missing or corrupt data or results, a run folder of another
+configuration) is one line on stderr and exit status 2; --debug shows its traceback instead.
 """
 from __future__ import annotations
 
@@ -16,10 +19,11 @@ from pathlib import Path
 
 from benchmarks.aggregate import ResultsError, collect_runs, format_summary, summarize
 from benchmarks.config import load_profile, resolve_run, run_dir
+from benchmarks.environment import resolve_device
 from benchmarks.grid import expand_grid, run_grid
-from benchmarks.runner import evaluate_checkpoint, train_run
+from benchmarks.runner import NonFiniteLossError, evaluate_checkpoint, train_run
 from datasets import DATASETS
-from datasets.base import DATA_ROOT_ENV, resolve_data_root
+from datasets.base import DATA_ROOT_ENV, DatasetError, resolve_data_root
 from methods import ConfigError, PluginError, available_methods, load_entry_point_plugins, load_plugin
 
 
@@ -29,6 +33,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", type=Path, default=None, help="decoded-array cache (default: <results-dir>/cache)")
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1 ... (default: auto)")
     parser.add_argument("--plugin", type=Path, action="append", default=[], help="Python file registering extra methods (repeatable)")
+    _debug_option(parser)
+
+
+def _debug_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
 
 
 def _profile_options(parser: argparse.ArgumentParser, default_profile: str) -> None:
@@ -42,6 +51,7 @@ def _output_options(parser: argparse.ArgumentParser, default_subdir: str) -> Non
     parser.add_argument("--out", type=Path, default=None, help=f"output folder (default: <results-dir>/{default_subdir})")
     parser.add_argument("--baseline", dest="baselines", action="extend", nargs="+", default=[], metavar="METHOD", help="also test every method against METHOD: paired difference, 95%% CI, P(improvement) (repeatable; supervised is always one; main tables and figures mark against the first METHOD given, else supervised)")
     parser.set_defaults(plugin=[])
+    _debug_option(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,10 +117,19 @@ def main(argv: list[str] | None = None) -> int:
         load_entry_point_plugins()
         for plugin in args.plugin:
             load_plugin(plugin)
+        if hasattr(args, "device"):
+            resolve_device(args.device)  # a ConfigError before anything starts
         return COMMANDS[args.command](args)
-    except (ConfigError, PluginError, ResultsError) as error:
+    except (ConfigError, PluginError, ResultsError, DatasetError) as error:
+        if args.debug:
+            raise
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except NonFiniteLossError as error:
+        if args.debug:
+            raise
+        print(f"error: the run failed: {error} (failure.json in its run folder)", file=sys.stderr)
+        return 1
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -136,8 +155,10 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         runs, args.results_dir, args.data_root, args.device, _cache_dir(args),
         jobs=args.jobs, backend=args.backend, scheduler=args.scheduler, plugins=args.plugin,
     )
-    summary = summarize(collect_runs(args.results_dir, profile["profile"]))
-    print(format_summary(summary))
+    try:
+        print(format_summary(summarize(collect_runs(args.results_dir, profile["profile"]))))
+    except ResultsError as error:  # the runs' outcomes below still matter
+        print(f"note: no summary table: {error}", file=sys.stderr)
     print(", ".join(f"{count} {status}" for status, count in result.counts().items()))
     print(f"results written under {(args.results_dir / 'runs' / profile['profile']).resolve()} (summary.json lists every run)")
     if result.failed:
