@@ -42,13 +42,20 @@ UNREADABLE_GRACE_SECONDS = 10.0  # an owner writes its record within millisecond
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host runs; a zombie (dead, not yet reaped by its parent) does not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # exists, owned by another user
-        return True
-    return True
+        pass
+    if not Path("/proc/self/stat").exists():
+        return True  # no /proc (not Linux): a zombie cannot be told apart
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:  # gone meanwhile
+        return False
+    return state != "Z"
 
 
 def _create_exclusive(path: Path, content: bytes) -> bool:
