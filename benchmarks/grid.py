@@ -7,24 +7,26 @@ Execution, one task per run:
   ``kill -9``) fails only its own run: that run gets ``failure.json`` naming the signal, its lock is
   released, a new worker takes the next run and the others carry on. Workers die with this process
   (``PR_SET_PDEATHSIG`` on Linux; elsewhere they exit before their next run), so no orphan goes on
-  to start runs that were only queued. Each run
-  sets torch's CPU threads to ``cores // jobs`` so workers x threads <= cores. On CUDA, ``jobs``
-  defaults to (and is capped at) the number of visible GPUs, and every run leases one GPU
-  exclusively for its duration (a lock file per device on the host, see ``locks.lease_device``),
-  so no two runs ever share a device, also across benchmark processes on the same machine.
+  to start runs that were only queued. Each run sets torch's CPU threads to ``cores // jobs`` so
+  workers x threads <= cores. On CUDA, ``jobs`` defaults to (and is capped at) the number of
+  visible GPUs, and every run leases one GPU exclusively for its duration (a lock file per device
+  on the host, see ``locks.lease_device``), so no two runs ever share a device, also across
+  benchmark processes on the same machine.
 * ``backend="dask"``: the same tasks through joblib on a Dask cluster
-  (``joblib.parallel_config("dask")`` with a ``dask.distributed.Client``). Each run takes ``cores // (Dask worker threads on its host)`` CPU
-  threads and, on GPU hosts, leases a GPU of its host. Paths are made absolute: the results, data
-  and cache directories must be on a filesystem shared by the workers at the same path, and the
-  workers must import this repository (same code and environment).
+  (``joblib.parallel_config("dask")`` with a ``dask.distributed.Client``). Each run takes
+  ``cores // (Dask worker threads on its host)`` CPU threads and, on GPU hosts, leases a GPU of
+  its host. Paths are made absolute: the results, data and cache directories must be on a
+  filesystem shared by the workers at the same path, and the workers must import this repository
+  (same code and environment).
 
 Every run is isolated: it is skipped when its ``metrics.json`` exists for the same resolved
 config ("skipped (done)"), skipped when another live process holds its ``<run dir>/.lock``
 ("skipped (running elsewhere)"), resumed from its ``last.pt`` when it was interrupted, and
 recorded as failed (``failure.json`` plus the summary) when it raises, its loss becomes NaN or
 its worker dies, while the grid carries on. A run whose folder holds another configuration's
-run, or an unreadable ``metrics.json``, is failed with the reason and nothing is written there. ``<results>/runs/<profile>/summary.json`` (rewritten atomically after
-every run) lists what this invocation completed, skipped and saw fail.
+run, or an unreadable ``metrics.json``, is failed with the reason and nothing is written there.
+``<results>/runs/<profile>/summary.json`` (rewritten atomically after every run) lists what this
+invocation completed, skipped and saw fail.
 """
 from __future__ import annotations
 
@@ -252,7 +254,7 @@ def _run_in_workers(pending: list[tuple[int, dict]], settings: RunSettings, jobs
     workers: list[_Worker] = []
     try:
         while queue or any(worker.task for worker in workers):
-            workers = [worker for worker in workers if worker.process.is_alive() or worker.task]
+            workers = [worker for worker in workers if not worker.connection.closed]
             while queue and len(workers) < jobs:
                 workers.append(_start_worker())
             for worker in workers:
@@ -260,7 +262,7 @@ def _run_in_workers(pending: list[tuple[int, dict]], settings: RunSettings, jobs
                     _assign(worker, queue, settings)
             busy = [worker for worker in workers if worker.task]
             if not busy:
-                continue  # every idle worker had died: replaced on the next pass
+                continue  # the idle workers had died: replaced on the next pass
             ready = wait([worker.connection for worker in busy] + [worker.process.sentinel for worker in busy])
             for worker in busy:
                 if worker.connection in ready or worker.process.sentinel in ready:
@@ -285,6 +287,7 @@ def _assign(worker: _Worker, queue: deque, settings: RunSettings) -> None:
         worker.connection.send((*task, settings))
     except OSError:  # BrokenPipeError
         queue.appendleft(task)
+        worker.connection.close()
         return
     worker.task, worker.started = task, time.perf_counter()
 
@@ -298,10 +301,12 @@ def _collect(worker: _Worker, settings: RunSettings) -> dict[str, Any]:
             return worker.connection.recv()
     except (EOFError, OSError):
         pass
+    worker.connection.close()
     worker.process.join()
     error = WorkerDiedError(_death_reason(worker.process))
     _record_dead_worker(run_config, settings, error)
-    return {"index": index, "status": FAILED, "detail": f"{type(error).__name__}: {error}", "seconds": time.perf_counter() - worker.started}
+    detail = f"{type(error).__name__}: {error}"
+    return {"index": index, "status": FAILED, "detail": detail, "seconds": time.perf_counter() - worker.started}
 
 
 def _death_reason(process: BaseProcess) -> str:
@@ -454,29 +459,34 @@ def execute_run(index: int, run_config: dict[str, Any], settings: RunSettings) -
 
 
 def _execute(run_config: dict[str, Any], settings: RunSettings) -> tuple[str, str | None]:
-    results_dir = settings.results_dir
     try:
-        if completed_metrics(run_config, results_dir) is not None:
-            return SKIPPED_DONE, None
-        directory = run_dir(results_dir, run_config)
-        directory.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(directory / RUN_LOCK_NAME)
-        if not lock.acquire():
-            return SKIPPED_RUNNING, describe_owner(lock.owner())
-        try:
-            if completed_metrics(run_config, results_dir) is not None:  # finished while we looked
-                return SKIPPED_DONE, None
-            try:
-                _prepare_worker(settings)
-            except Exception as error:  # e.g. a plugin that fails to load here
-                write_failure(run_config, results_dir, error)
-                raise
-            with _device(settings.device) as device:
-                train_run(run_config, results_dir, settings.data_root, device, settings.cache_dir, settings.progress)
-        finally:
-            lock.release()
+        return _claim_and_train(run_config, settings)
     except Exception as error:  # noqa: BLE001 - isolation: recorded (train_run wrote failure.json), the grid carries on
         return FAILED, f"{type(error).__name__}: {error}"
+
+
+def _claim_and_train(run_config: dict[str, Any], settings: RunSettings) -> tuple[str, str | None]:
+    """Skip the run if done or locked by a live process, else train it under its lock."""
+    results_dir = settings.results_dir
+    if completed_metrics(run_config, results_dir) is not None:
+        return SKIPPED_DONE, None
+    directory = run_dir(results_dir, run_config)
+    directory.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(directory / RUN_LOCK_NAME)
+    if not lock.acquire():
+        return SKIPPED_RUNNING, describe_owner(lock.owner())
+    try:
+        if completed_metrics(run_config, results_dir) is not None:  # finished while we looked
+            return SKIPPED_DONE, None
+        try:
+            _prepare_worker(settings)
+        except Exception as error:  # e.g. a plugin that fails to load here
+            write_failure(run_config, results_dir, error)
+            raise
+        with _device(settings.device) as device:
+            train_run(run_config, results_dir, settings.data_root, device, settings.cache_dir, settings.progress)
+    finally:
+        lock.release()
     return COMPLETED, None
 
 

@@ -34,6 +34,14 @@ def save_torch(path: Path, data: Any) -> None:
         torch.save(data, handle)
 
 
+def load_torch(path: Path, **options: Any) -> Any:
+    """``torch.load(path, **options)``; a ResultsError naming the file if it cannot be loaded."""
+    try:
+        return torch.load(path, **options)
+    except Exception as error:  # noqa: BLE001 - a damaged file raises UnpicklingError, RuntimeError, EOFError, ...
+        raise ResultsError(f"{path} cannot be loaded ({type(error).__name__}: {error})") from error
+
+
 def read_json(path: Path) -> dict[str, Any]:
     """The JSON object in ``path``; a ResultsError naming the file if it is not one."""
     try:

@@ -47,7 +47,7 @@ from methods.registry import check_step_output
 from .config import PROFILE_DEFAULTS, config_differences, config_hash, run_dir
 from .environment import environment, resolve_device, resolved_train_settings
 from .evaluate import autocast, count_macs, evaluate, metrics_from_counts, prediction_counts, prepare_images, time_per_image
-from .io import ResultsError, read_json, read_yaml, save_torch, write_json, write_yaml
+from .io import ResultsError, load_torch, read_json, read_yaml, save_torch, write_json, write_yaml
 from .per_image import FILE_NAME as PER_IMAGE_FILE
 from .per_image import write_per_image
 
@@ -472,8 +472,8 @@ def _resumable_checkpoint(
 ) -> dict[str, Any] | None:
     """``last.pt`` if it is a sound checkpoint of this config (hash ``digest``) made on today's split, else None.
 
-    One of another config is ignored (the next checkpoint replaces it). One that cannot be loaded,
-    lacks a part, whose ``best.pt`` cannot be loaded, or that was made on another split
+    One of another config is ignored (the next checkpoint replaces it). One that cannot be loaded
+    (or its ``best.pt``, both then set aside), lacks a part, or was made on another split
     (``previous_split`` differs from the rewritten ``split_path``, or was unreadable) is set aside.
     """
     if not last_path.exists():
@@ -481,21 +481,21 @@ def _resumable_checkpoint(
     try:
         # on the CPU: RNG and generator states must stay CPU tensors; weights and Adam state are
         # copied/cast to their parameters' device by load_state_dict
-        checkpoint = torch.load(last_path, map_location="cpu", weights_only=False)
-        missing = [key for key in CHECKPOINT_KEYS if key not in checkpoint]
-    except Exception as error:  # noqa: BLE001 - a damaged file raises UnpicklingError, RuntimeError, EOFError, ...
-        return _set_aside([last_path], f"cannot be loaded ({type(error).__name__}: {error})")
+        checkpoint = load_torch(last_path, map_location="cpu", weights_only=False)
+        if checkpoint["state"]["best_step"] > 0:
+            load_torch(best_path, map_location="cpu", weights_only=True)
+    except ResultsError as error:
+        return _set_aside([last_path, best_path], f"checkpoint {error}")
+    except (KeyError, TypeError):
+        return _set_aside([last_path], f"checkpoint {last_path} is not one written by this runner")
+    missing = [key for key in CHECKPOINT_KEYS if key not in checkpoint]
     if missing:
-        return _set_aside([last_path], f"lacks {missing}")
+        return _set_aside([last_path], f"checkpoint {last_path} lacks {missing}")
     if checkpoint["config_hash"] != digest:
         return None
     if previous_split is None or previous_split != Split.from_json(split_path):
-        return _set_aside([last_path], f"was made on another split than {split_path} holds now (the data changed, or the old split.json was unreadable)")
-    if checkpoint["state"]["best_step"] > 0:
-        try:
-            torch.load(best_path, map_location="cpu", weights_only=True)
-        except Exception as error:  # noqa: BLE001 - as above
-            return _set_aside([last_path, best_path], f"needs {best_path}, which cannot be loaded ({type(error).__name__}: {error})")
+        return _set_aside([last_path], f"checkpoint {last_path} was made on another split than {split_path} holds now "
+                                       "(the data changed, or the old split.json was unreadable)")
     return checkpoint
 
 
@@ -508,7 +508,7 @@ def _set_aside(paths: list[Path], problem: str) -> None:
             target = path.with_name(f"{path.name}.corrupt-{stamp}")
             path.replace(target)
             moved.append(target.name)
-    print(f"note: checkpoint {paths[0]} {problem}: set aside as {', '.join(moved)}; the run restarts from step 0", file=sys.stderr)
+    print(f"note: {problem}: set aside as {', '.join(moved)}; the run restarts from step 0", file=sys.stderr)
 
 
 def _test_metrics(method: Method, data: RunData, train: dict, device: torch.device, per_image_path: Path) -> dict[str, Any]:
@@ -562,11 +562,7 @@ def load_trained_run(run_directory: Path, data_root: Path | None = None, cache_d
     torch_device = resolve_device(device)
     data = load_run_data(run_config, data_root, cache_dir, None)
     method = build_method(base_method(run_config), run_config["method_options"], data.in_channels, len(data.class_names))
-    try:
-        weights = torch.load(run_directory / "best.pt", map_location=torch_device, weights_only=True)
-    except Exception as error:  # noqa: BLE001 - a damaged file raises UnpicklingError, RuntimeError, EOFError, ...
-        raise ResultsError(f"{run_directory / 'best.pt'} cannot be loaded ({type(error).__name__}: {error}); train the run again") from error
-    method.load_state_dict(weights)
+    method.load_state_dict(load_torch(run_directory / "best.pt", map_location=torch_device, weights_only=True))
     method.to(torch_device).eval()
     return TrainedRun(run_directory, run_config, method, data, torch_device)
 

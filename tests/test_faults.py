@@ -237,7 +237,7 @@ def test_a_damaged_cache_file_is_named_and_decoded_again(tmp_path, capfd, damage
     np.testing.assert_array_equal(again.masks, masks)
 
 
-@pytest.mark.parametrize("victim", ["last.pt", "split.json"])
+@pytest.mark.parametrize("victim", ["last.pt", "best.pt", "split.json"])
 def test_a_corrupt_checkpoint_is_set_aside_and_the_run_restarts(runs, reference, tmp_path, monkeypatch, capfd, victim):
     run = runs[0]
     cls = get_method_class(METHOD)
