@@ -482,13 +482,9 @@ def _resumable_checkpoint(
         # on the CPU: RNG and generator states must stay CPU tensors; weights and Adam state are
         # copied/cast to their parameters' device by load_state_dict
         checkpoint = load_torch(last_path, map_location="cpu", weights_only=False)
-        if checkpoint["state"]["best_step"] > 0:
-            load_torch(best_path, map_location="cpu", weights_only=True)
     except ResultsError as error:
-        return _set_aside([last_path, best_path], f"checkpoint {error}")
-    except (KeyError, TypeError):
-        return _set_aside([last_path], f"checkpoint {last_path} is not one written by this runner")
-    missing = [key for key in CHECKPOINT_KEYS if key not in checkpoint]
+        return _set_aside([last_path], f"checkpoint {error}")
+    missing = [key for key in CHECKPOINT_KEYS if key not in checkpoint] if isinstance(checkpoint, dict) else list(CHECKPOINT_KEYS)
     if missing:
         return _set_aside([last_path], f"checkpoint {last_path} lacks {missing}")
     if checkpoint["config_hash"] != digest:
@@ -496,6 +492,11 @@ def _resumable_checkpoint(
     if previous_split is None or previous_split != Split.from_json(split_path):
         return _set_aside([last_path], f"checkpoint {last_path} was made on another split than {split_path} holds now "
                                        "(the data changed, or the old split.json was unreadable)")
+    if checkpoint["state"]["best_step"] > 0:
+        try:
+            load_torch(best_path, map_location="cpu", weights_only=True)
+        except ResultsError as error:
+            return _set_aside([last_path, best_path], f"checkpoint {last_path} needs {error}")
     return checkpoint
 
 

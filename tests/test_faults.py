@@ -254,7 +254,7 @@ def test_a_corrupt_checkpoint_is_set_aside_and_the_run_restarts(runs, reference,
     monkeypatch.undo()
     directory = run_dir(tmp_path, run)
     assert (directory / "last.pt").exists()
-    (directory / victim).write_bytes(b"\x80garbage")
+    (directory / victim).write_bytes(b"not a checkpoint")
     capfd.readouterr()
 
     assert len(run_grid([run], tmp_path, device="cpu", progress=False).completed) == 1
