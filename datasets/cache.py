@@ -73,11 +73,11 @@ def load_arrays(
     key = cache_key(dataset, records, size)
     stem = Path(cache_dir) / f"{dataset.name}_{size}px_{key}"
     shapes = {"images": (len(records), dataset.in_channels, size, size), "masks": (len(records), size, size)}
-    manifest = stem.with_suffix(".json")
-    problem = _cache_problem(stem, key, shapes) if manifest.is_file() else None
+    cached = stem.with_suffix(".json").is_file()  # the manifest is written last
+    problem = _cache_problem(stem, key, shapes) if cached else None
     if problem:
         print(f"note: {problem}: decoding {dataset.name} at {size} px again", file=sys.stderr)
-    if problem or not manifest.is_file():
+    if problem or not cached:
         _write_cache(stem, key, dict(zip(ARRAYS, _decode(dataset, records, size, n_jobs))))
     images, masks = (np.load(_array_path(stem, name), mmap_mode="r") for name in ARRAYS)
     return ArrayBundle(images, masks, uids)
