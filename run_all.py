@@ -17,11 +17,11 @@ import json
 import sys
 from pathlib import Path
 
-from benchmarks.aggregate import ResultsError, collect_runs, format_summary, summarize
-from benchmarks.config import load_profile, resolve_run, run_dir
-from benchmarks.environment import resolve_device
-from benchmarks.grid import expand_grid, run_grid
-from benchmarks.runner import NonFiniteLossError, evaluate_checkpoint, train_run
+from benchmarks.reporting.aggregate import ResultsError, collect_runs, format_summary, summarize
+from benchmarks.engine.config import load_profile, resolve_run, run_dir
+from benchmarks.engine.environment import resolve_device
+from benchmarks.grid.execute import expand_grid, run_grid
+from benchmarks.engine.runner import NonFiniteLossError, evaluate_checkpoint, train_run
 from datasets import DATASETS
 from datasets.base import DATA_ROOT_ENV, DatasetError, resolve_data_root
 from methods import ConfigError, PluginError, available_methods, load_entry_point_plugins, load_plugin
@@ -170,7 +170,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from benchmarks.config import CONFIG_DIR
+    from benchmarks.engine.config import CONFIG_DIR
     from datasets import available_datasets
 
     print("methods:  ", " ".join(available_methods()))
@@ -191,19 +191,19 @@ def _print_outputs(results_dir: Path, written: dict[str, list[Path]], notes: lis
 
 
 def cmd_tables(args: argparse.Namespace) -> int:
-    from benchmarks.tables import write_tables
+    from benchmarks.reporting.tables import write_tables
 
     return _print_outputs(args.results_dir, *write_tables(args.results_dir, args.out or args.results_dir / "tables", args.profiles, args.baselines))
 
 
 def cmd_plots(args: argparse.Namespace) -> int:
-    from benchmarks.plots import write_figures
+    from benchmarks.reporting.plots import write_figures
 
     return _print_outputs(args.results_dir, *write_figures(args.results_dir, args.out or args.results_dir / "figures", args.profiles, args.baselines))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from benchmarks.report import write_report
+    from benchmarks.reporting.report import write_report
 
     pages, notes = write_report(args.results_dir, args.out or args.results_dir / "report", args.profiles, args.tables_dir, args.figures_dir, args.baselines)
     for note in notes:
@@ -213,7 +213,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_picture(args: argparse.Namespace) -> int:
-    from benchmarks.visualize import draw_figure
+    from benchmarks.reporting.pictures import draw_figure
 
     paths = draw_figure(
         args.command, args.run_dir, args.out, args.num_images, getattr(args, "images", None),

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.io import write_json, write_yaml
-from benchmarks.per_image import FILE_NAME, PixelCounts, write_per_image
+from benchmarks.engine.io import write_json, write_yaml
+from benchmarks.engine.per_image import FILE_NAME, PixelCounts, write_per_image
 
 PROFILE = "fix"
 CLASSES = {

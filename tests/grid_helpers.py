@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks.config import load_profile
+from benchmarks.engine.config import load_profile
 from methods.registry import _METHODS, load_plugin
 
 REPO = Path(__file__).resolve().parents[1]

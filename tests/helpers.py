@@ -5,9 +5,9 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.config import load_profile, resolve_run
-from benchmarks.evaluate import evaluate
-from benchmarks.runner import load_run_data, train_run
+from benchmarks.engine.config import load_profile, resolve_run
+from benchmarks.engine.evaluate import evaluate
+from benchmarks.engine.runner import load_run_data, train_run
 from methods import LabeledBatch, build_method
 
 SMOKE_DATASET = "synthetic"

@@ -2,14 +2,14 @@
 import pytest
 import torch
 
-from benchmarks import environment
+from benchmarks.engine import environment
 
-from benchmarks.config import apply_override, config_hash, load_profile, resolve_run, run_dir
+from benchmarks.engine.config import apply_override, config_hash, load_profile, resolve_run, run_dir
 from methods import ConfigError
 
 
 def test_every_shipped_profile_loads():
-    from benchmarks.config import CONFIG_DIR
+    from benchmarks.engine.config import CONFIG_DIR
 
     names = [p.stem for p in CONFIG_DIR.glob("*.yaml")]
     assert {"smoke", "quick"} <= set(names)

@@ -35,12 +35,12 @@ import yaml
 from grid_helpers import PLUGIN, REPO, TINY, plugin_methods, tiny_profile, keep_torch_threads  # noqa: F401 (autouse fixture)
 
 import run_all
-from benchmarks.aggregate import collect_runs
-from benchmarks.config import config_hash, run_dir
-from benchmarks.grid import expand_grid, run_grid
-from benchmarks.io import write_json
-from benchmarks.locks import UNREADABLE_GRACE_SECONDS, FileLock
-from benchmarks.regenerate import benchmark_commands
+from benchmarks.reporting.aggregate import collect_runs
+from benchmarks.engine.config import config_hash, run_dir
+from benchmarks.grid.execute import expand_grid, run_grid
+from benchmarks.engine.io import write_json
+from benchmarks.grid.locks import UNREADABLE_GRACE_SECONDS, FileLock
+from benchmarks.reporting.regenerate import benchmark_commands
 from datasets import DatasetError
 from datasets.cache import load_arrays
 from datasets.mtiles import MTiles

@@ -10,7 +10,7 @@ SMOKE_OVERRIDES: tuple[str, ...] = ()  # the smoke profile as it is
 
 
 def runner_optimizer(method: torch.nn.Module) -> torch.optim.Adam:
-    """The optimiser exactly as benchmarks.runner builds it."""
+    """The optimiser exactly as benchmarks.engine.runner builds it."""
     return torch.optim.Adam([p for p in method.parameters() if p.requires_grad], lr=1e-3)
 
 

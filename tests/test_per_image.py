@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.metrics import SegmentationMeter
-from benchmarks.per_image import (
+from benchmarks.engine.metrics import SegmentationMeter
+from benchmarks.engine.per_image import (
     FILE_NAME,
     PerImageError,
     PixelCounts,

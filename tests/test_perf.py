@@ -13,10 +13,10 @@ import torch
 from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks import perf
-from benchmarks.config import PROFILE_DEFAULTS
-from benchmarks.perf_data import ReferenceDataset, numpy_flip_rot90, perf_images, reference_loader
-from benchmarks.perf_paths import FastPath, PeakMemory, PerfConfig, ReferencePath, eval_flops, parse_variant, step_flops
+from benchmarks.perf import benchmark as perf
+from benchmarks.engine.config import PROFILE_DEFAULTS
+from benchmarks.perf.data import ReferenceDataset, numpy_flip_rot90, perf_images, reference_loader
+from benchmarks.perf.paths import FastPath, PeakMemory, PerfConfig, ReferencePath, eval_flops, parse_variant, step_flops
 from datasets.transforms import random_flip_rot90, to_float
 from methods import LabeledBatch, available_methods, build_method
 
@@ -209,7 +209,7 @@ def test_bad_settings_are_named():
 
 
 def test_paper_run_reports_iterations_per_second(tmp_path, monkeypatch):
-    from benchmarks import perf_extras
+    from benchmarks.perf import extras as perf_extras
 
     monkeypatch.setattr(perf_extras, "STANDIN_IMAGES", 40)
     tiny = ["train.image_size=32", "train.batch_size=2", "train.unlabeled_batch_size=2"]

@@ -5,10 +5,10 @@ import pytest
 from matplotlib.collections import PolyCollection
 from matplotlib.container import BarContainer, ErrorbarContainer
 
-from benchmarks.aggregate import collect_runs, main_runs
-from benchmarks.plots import plot_critical_difference, plot_lambdas, plot_miou_vs_ratio, plot_mixing, write_figures
-from benchmarks.statistics import cell_statistics
-from benchmarks.tables import load_paper_reference
+from benchmarks.reporting.aggregate import collect_runs, main_runs
+from benchmarks.reporting.plots import plot_critical_difference, plot_lambdas, plot_miou_vs_ratio, plot_mixing, write_figures
+from benchmarks.reporting.statistics import cell_statistics
+from benchmarks.reporting.tables import load_paper_reference
 from tests.fixtures_results import PROFILE, write_fixture_results
 
 FIGURES = ["miou_vs_ratio_standard", "miou_vs_ratio_paper", "critical_difference_standard", "critical_difference_paper", "validation_curves",
@@ -85,8 +85,8 @@ def test_critical_difference_diagram(tree):
 
 
 def test_validation_curves_read_every_runs_log(tree):
-    from benchmarks.aggregate import collect_runs
-    from benchmarks.plots import validation_curves
+    from benchmarks.reporting.aggregate import collect_runs
+    from benchmarks.reporting.plots import validation_curves
 
     runs = collect_runs(tree, PROFILE)
     curves = validation_curves(runs)

@@ -9,7 +9,7 @@ import torch
 import yaml
 
 import run_all
-from benchmarks.aggregate import collect_runs, summarize
+from benchmarks.reporting.aggregate import collect_runs, summarize
 from methods import PluginError, available_methods, load_plugin
 from methods import registry
 from methods.registry import check_step_output

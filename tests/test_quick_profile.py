@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.config import load_profile, resolve_run
-from benchmarks.runner import train_run
+from benchmarks.engine.config import load_profile, resolve_run
+from benchmarks.engine.runner import train_run
 
 QUICK_DATASETS = ("synthetic", "neu", "mtiles")
 # Seconds per training step of each method at 64 px with 8 labelled + 4 unlabelled images, one

@@ -5,8 +5,8 @@ import pytest
 import torch
 import yaml
 
-from benchmarks.config import config_hash, load_profile, resolve_run
-from benchmarks.runner import build_scheduler
+from benchmarks.engine.config import config_hash, load_profile, resolve_run
+from benchmarks.engine.runner import build_scheduler
 from datasets.transforms import authors_augment, to_float
 from methods import ConfigError
 

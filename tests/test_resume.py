@@ -8,8 +8,8 @@ import pytest
 import torch
 from grid_helpers import plugin_methods, tiny_profile, keep_torch_threads  # noqa: F401 (autouse fixture)
 
-from benchmarks.config import run_dir
-from benchmarks.grid import expand_grid, run_grid
+from benchmarks.engine.config import run_dir
+from benchmarks.grid.execute import expand_grid, run_grid
 from methods import get_method_class
 
 TIMINGS = {"train_seconds", "iterations_per_second", "eval_ms_per_image", "environment"}

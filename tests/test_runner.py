@@ -6,8 +6,8 @@ import torch
 import yaml
 
 import run_all
-from benchmarks.environment import resolve_precision
-from benchmarks.runner import NonFiniteLossError, train_run
+from benchmarks.engine.environment import resolve_precision
+from benchmarks.engine.runner import NonFiniteLossError, train_run
 from datasets.splits import Split
 from methods import Method, register_method
 from methods.losses import segmentation_loss

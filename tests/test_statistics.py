@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 import scipy.stats
 
-from benchmarks.aggregate import ResultsError, collect_runs, main_runs
-from benchmarks.per_image import FILE_NAME, PixelCounts, paper_image_iou, standard_miou
-from benchmarks.statistics import (
+from benchmarks.reporting.aggregate import ResultsError, collect_runs, main_runs
+from benchmarks.engine.per_image import FILE_NAME, PixelCounts, paper_image_iou, standard_miou
+from benchmarks.reporting.statistics import (
     BETTER, NO_EVIDENCE, NO_RECORDS, PROTOCOLS, TOO_FEW_SEEDS, WORSE, Bootstrap, RunRecords, average_ranks, cell_statistics,
     compare, load_run_records, mark, nemenyi_critical_difference, percentile_interval, probability_of_improvement,
     rank_analysis, replicates, resampling_plan, run_metric,

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 import run_all
-from benchmarks.config import run_dir
-from benchmarks.visualize import PALETTE, colorize, error_map, per_image_iou, uncertainty_map
+from benchmarks.engine.config import run_dir
+from benchmarks.reporting.pictures import PALETTE, colorize, error_map, per_image_iou, uncertainty_map
 from methods import ConfigError, build_method
 from tests.helpers import smoke_config, train_smoke
 

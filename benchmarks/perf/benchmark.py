@@ -1,13 +1,13 @@
 """Performance benchmark: the original scripts' training path against the project's fast path.
 
-    python -m benchmarks.perf                              # UAPS + supervised, 128px 8+8 and 256px 16+16
-    python -m benchmarks.perf --device cuda --out results/perf_cuda
-    python -m benchmarks.perf --configs 128:8:8 --variants bf16+cl fp32+cl   # extra fast variants
-    python -m benchmarks.perf --paper-run 120 --device cuda  # UAPS, NEU-Seg 256px 16+16, 120 s
-    python -m benchmarks.perf --accuracy-check 300         # fp32 vs bf16 training on synthetic data
+    python -m benchmarks.perf.benchmark                              # UAPS + supervised, 128px 8+8 and 256px 16+16
+    python -m benchmarks.perf.benchmark --device cuda --out results/perf_cuda
+    python -m benchmarks.perf.benchmark --configs 128:8:8 --variants bf16+cl fp32+cl   # extra fast variants
+    python -m benchmarks.perf.benchmark --paper-run 120 --device cuda  # UAPS, NEU-Seg 256px 16+16, 120 s
+    python -m benchmarks.perf.benchmark --accuracy-check 300         # fp32 vs bf16 training on synthetic data
 
 For each method and configuration (image side, labelled + unlabelled images per step) it builds
-one reference path and one or more fast paths (``benchmarks.perf_paths``) from the same initial
+one reference path and one or more fast paths (``benchmarks.perf.paths``) from the same initial
 weights and runs their steps interleaved (reference, fast, fast, reference, ...) in one process,
 so that drift of a shared machine hits every path alike; it reports medians over the timed steps.
 Per path: ms per step, images/s, ms per step spent getting the batch and its share, FLOPs of a
@@ -42,11 +42,11 @@ from datasets.cache import load_arrays
 from datasets.transforms import to_float
 from methods import Method, available_methods, build_method
 
-from .config import PROFILE_DEFAULTS
-from .environment import environment, resolve_device, resolved_train_settings
-from .io import write_json
-from .perf_data import PerfImages, perf_images
-from .perf_paths import (
+from benchmarks.engine.config import PROFILE_DEFAULTS
+from benchmarks.engine.environment import environment, resolve_device, resolved_train_settings
+from benchmarks.engine.io import write_json
+from benchmarks.perf.data import PerfImages, perf_images
+from benchmarks.perf.paths import (
     FastPath,
     FastVariant,
     PeakMemory,
@@ -417,7 +417,7 @@ def run_benchmark(args: argparse.Namespace, device: torch.device) -> pd.DataFram
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.perf", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.perf.benchmark", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", nargs="+", default=None, help=f"registered methods, or 'all' (every one, {' and '.join(DEFAULT_METHODS)} first; default: {' '.join(DEFAULT_METHODS)} where registered)")
     parser.add_argument("--configs", nargs="+", type=parse_config, default=[parse_config(c) for c in DEFAULT_CONFIGS], metavar="SIZE:L:U", help=f"image side : labelled : unlabelled images per step (default: {' '.join(DEFAULT_CONFIGS)})")
     parser.add_argument("--variants", nargs="*", default=[], metavar="SPEC", help="extra fast paths beside the default one, '+'-joined from: fp32 bf16 cl nocl compile device-data cudnn-bench (e.g. bf16+cl)")
@@ -453,11 +453,11 @@ def main(argv: list[str] | None = None) -> int:
     args.eval_repeats = args.eval_repeats or eval_repeats
     started = time.perf_counter()
     if args.paper_run is not None:
-        from .perf_extras import paper_run
+        from benchmarks.perf.extras import paper_run
 
         paper_run(args.paper_run, device, args.data_root, args.out)
     elif args.accuracy_check is not None:
-        from .perf_extras import accuracy_check
+        from benchmarks.perf.extras import accuracy_check
 
         accuracy_check(args.accuracy_check, resolve_methods(args.methods), device, args.out, tuple(args.accuracy_seeds))
     else:

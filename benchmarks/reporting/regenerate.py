@@ -1,7 +1,7 @@
 """The ``run_all.py benchmark`` command lines that rerun exactly the completed runs of a profile.
 
 Each run's ``config.yaml`` is compared with what its profile resolves to today
-(``benchmarks.config.resolve_run``); every difference becomes a ``--set`` override (the recipe and
+(``benchmarks.engine.config.resolve_run``); every difference becomes a ``--set`` override (the recipe and
 split seed first, since they change other defaults). Runs with the same overrides share commands:
 one per dataset and seed list when its methods x ratios are all there, else one per method.
 Every run is checked: with its overrides it must resolve to the config hash its ``config.yaml``
@@ -20,8 +20,8 @@ import pandas as pd
 
 from methods import ConfigError
 
-from .config import ABSENT, config_hash, differing_keys, load_profile, resolve_run
-from .io import ResultsError, read_yaml
+from benchmarks.engine.config import ABSENT, config_hash, differing_keys, load_profile, resolve_run
+from benchmarks.engine.io import ResultsError, read_yaml
 
 SELECTION_KEYS = ("profile", "dataset", "ratio", "method", "base_method", "seed", "config_hash")
 FIRST_KEYS = ("recipe", "split_seed")  # overridden before the others: they change other defaults

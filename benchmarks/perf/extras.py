@@ -24,13 +24,13 @@ import torch
 from datasets.neu import NEUSeg
 from methods import LabeledBatch, build_method
 
-from .config import load_profile, resolve_run, run_dir
-from .environment import resolved_train_settings
-from .evaluate import evaluate
-from .io import write_json
-from .perf_data import perf_data_root, write_standin
-from .perf_paths import synchronize
-from .runner import EpochSampler, base_method, load_run_data, optimizer_step, sample_batch, setup_training, train_run
+from benchmarks.engine.config import load_profile, resolve_run, run_dir
+from benchmarks.engine.environment import resolved_train_settings
+from benchmarks.engine.evaluate import evaluate
+from benchmarks.engine.io import write_json
+from benchmarks.perf.data import perf_data_root, write_standin
+from benchmarks.perf.paths import synchronize
+from benchmarks.engine.runner import EpochSampler, base_method, load_run_data, optimizer_step, sample_batch, setup_training, train_run
 
 PAPER_OVERRIDES = ["train.image_size=256", "train.batch_size=16", "train.unlabeled_batch_size=16"]
 STANDIN_IMAGES = 400

@@ -8,7 +8,7 @@ the method only computes losses and predictions. A run directory holds:
     train_log.csv    step, named losses, validation mean Dice, elapsed seconds
     best.pt          weights with the best validation mean Dice over defect classes (paper rule)
     last.pt          periodic checkpoint to resume from (model, optimiser, RNG states, step)
-    per_image.npz    per test image and class: TP, FP, FN pixel counts of every prediction (benchmarks.per_image)
+    per_image.npz    per test image and class: TP, FP, FN pixel counts of every prediction (benchmarks.engine.per_image)
     metrics.json     test metrics, written atomically last: its presence means the run completed
     failure.json     written instead when the run raised (reason and traceback)
 
@@ -44,12 +44,12 @@ from datasets.transforms import authors_augment, random_flip_rot90
 from methods import ConfigError, LabeledBatch, Method, build_method
 from methods.registry import check_step_output
 
-from .config import PROFILE_DEFAULTS, config_differences, config_hash, run_dir
-from .environment import environment, resolve_device, resolved_train_settings
-from .evaluate import autocast, count_macs, evaluate, metrics_from_counts, prediction_counts, prepare_images, time_per_image
-from .io import ResultsError, load_torch, read_json, read_yaml, save_torch, write_json, write_yaml
-from .per_image import FILE_NAME as PER_IMAGE_FILE
-from .per_image import write_per_image
+from benchmarks.engine.config import PROFILE_DEFAULTS, config_differences, config_hash, run_dir
+from benchmarks.engine.environment import environment, resolve_device, resolved_train_settings
+from benchmarks.engine.evaluate import autocast, count_macs, evaluate, metrics_from_counts, prediction_counts, prepare_images, time_per_image
+from benchmarks.engine.io import ResultsError, load_torch, read_json, read_yaml, save_torch, write_json, write_yaml
+from benchmarks.engine.per_image import FILE_NAME as PER_IMAGE_FILE
+from benchmarks.engine.per_image import write_per_image
 
 
 CHECKPOINT_KEYS = ("config_hash", "method", "optimizer", "labeled_sampler", "unlabeled_sampler", "augment_generator", "rng", "state")

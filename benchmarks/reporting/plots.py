@@ -6,7 +6,7 @@ Under ``<out>/<profile>/``:
    the labelled ratio, one line per method (error bars: std over seeds; band: 95 % bootstrap CI
    of the mean, where the runs have per-image records), one panel per dataset; a point
    significantly better / worse than the baseline (first ``--baseline``, default supervised) is
-   drawn as an up / down triangle (rule: ``benchmarks.statistics``).
+   drawn as an up / down triangle (rule: ``benchmarks.reporting.statistics``).
 2. ``critical_difference_standard`` / ``critical_difference_paper``: average ranks over the cells
    where every method ran, methods not told apart by the Nemenyi test joined by a bar, the
    critical difference drawn above (needs 3 methods and 2 such cells).
@@ -37,11 +37,11 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from .aggregate import ResultsError, ablation_runs, aggregate, collect_runs, find_profiles, main_runs, variant_metric
-from .statistics import (
+from benchmarks.reporting.aggregate import ResultsError, ablation_runs, aggregate, collect_runs, find_profiles, main_runs, variant_metric
+from benchmarks.reporting.statistics import (
     ALPHA, BETTER, WORSE, CellStatistics, cell_scores, cell_statistics, primary_baseline, rank_analysis,
 )
-from .tables import (
+from benchmarks.reporting.tables import (
     PROTOCOLS, dataset_label, is_missing, load_paper_reference, ordered_datasets, ordered_methods, ordered_values,
     ratio_label, value_label,
 )

@@ -3,7 +3,7 @@
 For every test image and class, a run keeps the true-positive, false-positive and false-negative
 pixel counts of its default prediction and of each variant (``per_image.npz`` beside
 ``metrics.json``, written first). Every protocol is a function of these counts, so both protocols
-of ``benchmarks.metrics`` (and any other one, or a bootstrap over images) can be computed
+of ``benchmarks.engine.metrics`` (and any other one, or a bootstrap over images) can be computed
 afterwards without the checkpoint:
 
 * ``standard``: counts summed over images; per class IoU = TP / (TP + FP + FN) and
@@ -160,7 +160,7 @@ def paper_metrics(counts: PixelCounts, class_names: Sequence[str]) -> dict[str, 
 
 
 def protocol_metrics(counts: PixelCounts, class_names: Sequence[str]) -> dict[str, Any]:
-    """``{"standard": ..., "paper": ...}`` exactly as ``benchmarks.metrics`` reports them."""
+    """``{"standard": ..., "paper": ...}`` exactly as ``benchmarks.engine.metrics`` reports them."""
     return {"standard": standard_metrics(counts, class_names), "paper": paper_metrics(counts, class_names)}
 
 

@@ -1,7 +1,7 @@
 """The training paths the performance benchmark compares, and the probes it measures them with.
 
 * ``ReferencePath``: the original scripts' way: a DataLoader decoding files per sample
-  (``benchmarks.perf_data``), float32, default memory format, evaluation one image at a time
+  (``benchmarks.perf.data``), float32, default memory format, evaluation one image at a time
   under ``torch.no_grad``; on CUDA with cuDNN deterministic and not benchmarking (SSL4MIS's
   default ``--deterministic 1``).
 * ``FastPath``: the runner's own code (``setup_training``, ``sample_batch``, ``optimizer_step``):
@@ -31,9 +31,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from datasets.transforms import to_float
 from methods import LabeledBatch, Method
 
-from .evaluate import autocast, prepare_images
-from .perf_data import PerfImages, reference_loader
-from .runner import EpochSampler, optimizer_step, sample_batch, setup_training
+from benchmarks.engine.evaluate import autocast, prepare_images
+from benchmarks.perf.data import PerfImages, reference_loader
+from benchmarks.engine.runner import EpochSampler, optimizer_step, sample_batch, setup_training
 
 Batch = tuple[LabeledBatch, Tensor]
 
@@ -189,7 +189,7 @@ class FastPath:
             return optimizer_step(self.method, self.optimizer, batch[0], batch[1], step, total, self.device, self.precision)
 
     def predict(self, images_u8: Tensor, variants: bool) -> None:
-        """The whole batch at once, as ``benchmarks.evaluate.evaluate`` does."""
+        """The whole batch at once, as ``benchmarks.engine.evaluate.evaluate`` does."""
         predict = self.method.predict_variants if variants else self.method.predict
         with torch.inference_mode(), autocast(self.device, self.precision), self._cudnn():
             predict(prepare_images(images_u8, self.device, self.variant.channels_last))

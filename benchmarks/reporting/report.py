@@ -1,9 +1,9 @@
 """The benchmark report: ``<out>/index.md`` and ``<out>/index.html`` from the runs on disk.
 
-It (re)writes the tables and figures first (``benchmarks.tables``, ``benchmarks.plots``), then a
-page with: how to regenerate everything (``benchmarks.regenerate``: commands that retrain exactly
+It (re)writes the tables and figures first (``benchmarks.reporting.tables``, ``benchmarks.reporting.plots``), then a
+page with: how to regenerate everything (``benchmarks.reporting.regenerate``: commands that retrain exactly
 the reported runs), the environment of the runs and of this checkout, per
-profile its setup, tables, the statistical tests read out per cell (``benchmarks.statistics``)
+profile its setup, tables, the statistical tests read out per cell (``benchmarks.reporting.statistics``)
 and figures (relative links), and the failed or incomplete runs with their reasons. The HTML is rendered from the same blocks as the Markdown (no extra dependency).
 """
 from __future__ import annotations
@@ -22,12 +22,12 @@ import torch
 
 from datasets.base import DATA_ROOT_ENV
 
-from .aggregate import collect_failures, collect_runs, find_profiles
-from .environment import REPO_ROOT, git_commit
-from .plots import write_figures
-from .regenerate import benchmark_commands
-from .statistics import BETTER, MIN_SEEDS, N_RESAMPLES, RULE, TOO_FEW_SEEDS, WORSE, baselines_for
-from .tables import (
+from benchmarks.reporting.aggregate import collect_failures, collect_runs, find_profiles
+from benchmarks.engine.environment import REPO_ROOT, git_commit
+from benchmarks.reporting.plots import write_figures
+from benchmarks.reporting.regenerate import benchmark_commands
+from benchmarks.reporting.statistics import BETTER, MIN_SEEDS, N_RESAMPLES, RULE, TOO_FEW_SEEDS, WORSE, baselines_for
+from benchmarks.reporting.tables import (
     PROTOCOLS, Table, build_tables, dataset_label, interval, load_paper_reference, number, ordered_datasets, ordered_methods,
     ratio_label, signed, write_tables,
 )

@@ -57,16 +57,16 @@ from datasets.base import resolve_data_root
 from datasets.cache import load_arrays
 from methods import ConfigError, available_methods, load_entry_point_plugins, load_plugin
 
-from .config import method_ratios, resolve_run, run_dir
-from .io import ResultsError, write_json
-from .locks import FileLock, describe_owner, lease_device
-from .runner import completed_metrics, train_run, write_failure
+from benchmarks.engine.config import method_ratios, resolve_run, run_dir
+from benchmarks.engine.io import ResultsError, write_json
+from benchmarks.grid.locks import FileLock, describe_owner, lease_device
+from benchmarks.engine.runner import completed_metrics, train_run, write_failure
 
 BACKENDS = ("local", "dask")
 COMPLETED, SKIPPED_DONE, SKIPPED_RUNNING, FAILED = "completed", "skipped (done)", "skipped (running elsewhere)", "failed"
 SUMMARY_KEYS = {"completed": COMPLETED, "skipped_done": SKIPPED_DONE, "skipped_running": SKIPPED_RUNNING, "failed": FAILED}
 RUN_LOCK_NAME = ".lock"
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEVICE_LOCK_DIR = Path(tempfile.gettempdir()) / "defectseg-device-locks"
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 WORKER_EXIT_SECONDS = 10.0  # how long idle workers get to exit before they are terminated
@@ -405,7 +405,7 @@ def _run_on_dask(pending: list[tuple[int, dict]], settings: RunSettings, schedul
 
 def _check_cluster_imports(client: Any, address: str) -> None:
     """Fail fast where Dask would hang: the scheduler and every worker must import this repository."""
-    probe = ("import benchmarks.grid", {})  # exec'd remotely: our tasks are pickled by reference
+    probe = ("import benchmarks.grid.execute", {})  # exec'd remotely: our tasks are pickled by reference
     try:
         client.run_on_scheduler(exec, *probe)
         client.run(exec, *probe)

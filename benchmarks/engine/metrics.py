@@ -10,14 +10,14 @@
 
 All values are fractions in [0, 1]. The meter keeps each image's true-positive, false-positive and
 false-negative pixel counts per class; both protocols are computed from them by
-``benchmarks.per_image``, the one implementation of IoU in the project.
+``benchmarks.engine.per_image``, the one implementation of IoU in the project.
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-from .per_image import PixelCounts, protocol_metrics
+from benchmarks.engine.per_image import PixelCounts, protocol_metrics
 
 
 class SegmentationMeter:

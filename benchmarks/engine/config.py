@@ -35,13 +35,13 @@ from datasets.transforms import AUGMENTATIONS, NORMALIZATIONS
 from methods import ConfigError, available_methods, get_method_class
 from methods.base import resolve_options
 
-from .recipes import train_recipe
+from benchmarks.engine.recipes import train_recipe
 
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 PROFILE_DEFAULTS: dict[str, Any] = {
     "description": "",
-    "recipe": "unified",  # unified | authors (benchmarks.recipes, docs/fidelity.md)
+    "recipe": "unified",  # unified | authors (benchmarks.engine.recipes, docs/fidelity.md)
     "methods": ["supervised"],  # names, or "all" for every registered method
     "datasets": ["synthetic"],  # names, or "available" for every dataset found under the data root
     "ratios": [0.1],
@@ -67,7 +67,7 @@ PROFILE_DEFAULTS: dict[str, Any] = {
         "log_every": 10,
         "eval_batch_size": 32,
         # auto | fp32 | bf16. bf16 = autocast (float32 master weights, losses and uncertainty);
-        # auto = bf16 on hardware with bf16 matrix units (benchmarks.environment.native_bf16), else
+        # auto = bf16 on hardware with bf16 matrix units (benchmarks.engine.environment.native_bf16), else
         # fp32. Accuracy of bf16 against fp32: docs/performance.md. metrics.json records the choice.
         "precision": "auto",
         "channels_last": True,  # channels-last memory format for weights and images (faster in fp32 and bf16 on the CPU)

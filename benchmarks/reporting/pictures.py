@@ -32,8 +32,8 @@ from methods.ensemble import mean_probabilities
 from methods.losses import hard_labels, kl_to_mean
 from methods.similarity import similarity_map
 
-from .evaluate import prepare_images
-from .runner import TrainedRun, load_trained_run
+from benchmarks.engine.evaluate import prepare_images
+from benchmarks.engine.runner import TrainedRun, load_trained_run
 
 # class id -> RGB; 0 (background) is black. Distinct colours after Trubetskoy's 20-colour list.
 PALETTE = np.array(

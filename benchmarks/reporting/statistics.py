@@ -53,8 +53,8 @@ import pandas as pd
 import scikit_posthocs
 import scipy.stats
 
-from .aggregate import CELL_KEYS, ResultsError, aggregate
-from .per_image import DEFAULT_PREDICTION, FILE_NAME, PerImageError, PixelCounts, paper_image_iou, read_per_image
+from benchmarks.reporting.aggregate import CELL_KEYS, ResultsError, aggregate
+from benchmarks.engine.per_image import DEFAULT_PREDICTION, FILE_NAME, PerImageError, PixelCounts, paper_image_iou, read_per_image
 
 BASELINE = "supervised"
 N_RESAMPLES = 2000

@@ -30,7 +30,7 @@ from datasets.neu import NEUSeg
 from datasets.synthetic import generate
 from datasets.transforms import to_float
 
-from .environment import REPO_ROOT
+from benchmarks.engine.environment import REPO_ROOT
 
 NEU_IMAGE_SIZE = 200
 SHARED_DATA_ROOT = REPO_ROOT.parent / "shared" / "data"

@@ -13,8 +13,8 @@ from datasets.transforms import to_float
 from methods import Method
 from methods.losses import hard_labels
 
-from .metrics import SegmentationMeter
-from .per_image import DEFAULT_PREDICTION, PixelCounts, protocol_metrics
+from benchmarks.engine.metrics import SegmentationMeter
+from benchmarks.engine.per_image import DEFAULT_PREDICTION, PixelCounts, protocol_metrics
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

@@ -10,7 +10,7 @@ Ablation variants (``method`` a variant name, ``base_method`` the registered met
 apart by their resolved ``method_options`` from ``config.yaml``, never by their names.
 
 The runs of one cell (profile, dataset, ratio, method) must share their config apart from the
-seed (``benchmarks.config.hashed_config``): a cell mixing, say, 100- and 120-iteration runs is a
+seed (``benchmarks.engine.config.hashed_config``): a cell mixing, say, 100- and 120-iteration runs is a
 ResultsError naming two such runs and the keys that differ, never one silent mean.
 """
 from __future__ import annotations
@@ -24,8 +24,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from .config import config_differences
-from .io import ResultsError, read_json, read_yaml
+from benchmarks.engine.config import config_differences
+from benchmarks.engine.io import ResultsError, read_json, read_yaml
 
 RUN_KEYS = ["profile", "dataset", "ratio", "method", "seed"]
 CELL_KEYS = ["profile", "dataset", "ratio", "method"]
@@ -62,7 +62,7 @@ def _read_metrics(path: Path) -> dict[str, Any]:
     metrics = read_json(path)
     missing = [key for key in ("run", "standard", "paper") if key not in metrics]
     if missing:
-        raise ResultsError(f"{path} lacks key(s) {missing}; expected a metrics.json written by benchmarks.runner")
+        raise ResultsError(f"{path} lacks key(s) {missing}; expected a metrics.json written by benchmarks.engine.runner")
     missing = [key for key in RUN_KEYS if key not in metrics["run"]]
     if missing:
         raise ResultsError(f"{path}: 'run' lacks key(s) {missing}; expected {RUN_KEYS}")
