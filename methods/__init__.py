@@ -6,7 +6,23 @@ from . import supervised  # noqa: F401  (registers)
 from . import cct, cross_teaching, urpc  # noqa: F401  (register)
 from . import simeps, uaps  # noqa: F401  (register)
 from . import cps, mean_teacher, ua_mt  # noqa: F401  (register)
-from .base import COMMON_DEFAULTS, ConfigError, LabeledBatch, Method
+from .base import (
+    COMMON_OPTIONS,
+    LOSS_SUP,
+    LOSS_UNSUP,
+    UNSUP_WEIGHT,
+    ConfigError,
+    LabeledBatch,
+    Method,
+    Option,
+    choice,
+    flag,
+    integer,
+    number,
+    step_losses,
+    subset,
+    text,
+)
 from .registry import (
     PluginError,
     available_methods,
@@ -18,10 +34,14 @@ from .registry import (
 )
 
 __all__ = [
-    "COMMON_DEFAULTS",
+    "COMMON_OPTIONS",
+    "LOSS_SUP",
+    "LOSS_UNSUP",
+    "UNSUP_WEIGHT",
     "ConfigError",
     "LabeledBatch",
     "Method",
+    "Option",
     "PluginError",
     "available_methods",
     "build_method",
@@ -29,4 +49,11 @@ __all__ = [
     "load_entry_point_plugins",
     "load_plugin",
     "register_method",
+    "choice",
+    "flag",
+    "integer",
+    "number",
+    "step_losses",
+    "subset",
+    "text",
 ]

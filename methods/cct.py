@@ -52,10 +52,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .base import SSL4MIS_RAMPUP, ConfigError, LabeledBatch, Method, check_flag, consistency_losses
+from .base import SSL4MIS_RAMPUP, LabeledBatch, Method, flag, number, step_losses, subset
 from .losses import segmentation_loss, softmax_mse
 from .networks import build_backbone
-from .perturbations import PERTURBATION_DEFAULTS, PERTURBATIONS, MultiDecoderNet, build_perturbations, perturbation_settings
+from .perturbations import PERTURBATION_OPTIONS, PERTURBATIONS, MultiDecoderNet, build_perturbations, perturbation_settings
 from .registry import register_method
 
 # SSL4MIS: networks/unet.py:272-274 (Dropout, p = 0.3), 281 (one np.random.uniform per call),
@@ -71,35 +71,21 @@ AUTHORS_OPTIONS: dict[str, Any] = {
 }
 
 
-def check_perturbation_names(method: str, names: object) -> list[str]:
-    """``names`` as a list, or ConfigError naming ``method_options.<method>.perturbations``."""
-    if isinstance(names, str) or not isinstance(names, Sequence) or not names:
-        raise ConfigError(
-            f"method_options.{method}.perturbations must be a non-empty list of names from {sorted(PERTURBATIONS)}, got {names!r}"
-        )
-    unknown = [name for name in names if name not in PERTURBATIONS]
-    if unknown:
-        raise ConfigError(f"method_options.{method}.perturbations: unknown name(s) {unknown}; valid: {sorted(PERTURBATIONS)}")
-    return list(names)
-
-
 @register_method("cct")
 class CCT(Method):
-    defaults = {
-        "perturbations": ["feature_noise", "dropout", "feature_dropout"],
-        **PERTURBATION_DEFAULTS,
-        "consistency": 0.1,
-        "supervise_aux": False,
-        "detach_target": True,
+    option_specs = {
+        "perturbations": subset(["feature_noise", "dropout", "feature_dropout"], PERTURBATIONS, non_empty=True),
+        **PERTURBATION_OPTIONS,
+        "consistency": number(0.1),
+        "supervise_aux": flag(False),
+        "detach_target": flag(True),
     }
 
     def __init__(self, options, in_channels: int, num_classes: int) -> None:
         super().__init__(options, in_channels, num_classes)
-        names = check_perturbation_names(self.name, self.options["perturbations"])
-        for key in ("supervise_aux", "detach_target"):
-            check_flag(self.name, key, self.options[key])
         backbone = build_backbone(self.options["backbone"], in_channels, num_classes)
-        self.net = MultiDecoderNet(backbone, build_perturbations(names, perturbation_settings(self.name, self.options)))
+        perturbations = build_perturbations(self.options["perturbations"], perturbation_settings(self.options))
+        self.net = MultiDecoderNet(backbone, perturbations)
 
     @classmethod
     def authors_options(cls, dataset: str) -> dict[str, Any]:
@@ -112,7 +98,8 @@ class CCT(Method):
         loss_sup = torch.stack([segmentation_loss(out[:num_labeled], labeled.masks) for out in supervised]).mean()
         target, detach = main[num_labeled:], self.options["detach_target"]
         loss_cons = torch.stack([softmax_mse(out[num_labeled:], target, detach) for out in aux]).mean()
-        return consistency_losses(loss_sup, loss_cons, self.options["consistency"] * self.rampup(step, total_steps))
+        return step_losses(loss_sup, loss_cons, self.options["consistency"] * self.rampup(step, total_steps))
 
-    def predict(self, images: Tensor) -> Tensor:
-        return self.net(images, with_aux=False)[0]
+    def named_predictions(self, images: Tensor, names: Sequence[str]) -> dict[str, Tensor]:
+        """The main decoder's logits."""
+        return {name: self.net(images, with_aux=False)[0] for name in names}

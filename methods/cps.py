@@ -12,7 +12,9 @@ where x is the unlabelled batch, plus the labelled batch when ``cross_on_labeled
 the CPS paper's L_cps = L_cps^l + L_cps^u). As in the CPS code, the cross-entropy is one mean
 over all pixels of the concatenated labelled + unlabelled batch. Both networks see the labelled
 and unlabelled images in one forward pass each. Since every pseudo-label is detached, the sum
-of both networks' losses optimised by one Adam equals SSL4MIS's two optimisers.
+of both networks' losses optimised by one Adam equals SSL4MIS's two optimisers. Logged: the two
+sums as ``loss_sup`` and ``loss_unsup``, the ramped weight as ``unsup_weight``, and each network's
+parts (``loss_sup1``, ``loss_sup2``, ``loss_cps1``, ``loss_cps2``).
 
 Defaults (recipe ``unified``): ``consistency`` 0.1 with the sigmoid ramp-up of ``self.rampup``
 (SSL4MIS ``train_cross_pseudo_supervision_2D.py``; the CPS paper's lambda is 1.5 on VOC and 6 on
@@ -37,14 +39,14 @@ Deviations:
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from .base import SSL4MIS_RAMPUP, LabeledBatch, Method, check_choice, check_flag, check_number
-from .ensemble import ensemble_logits
+from .base import SSL4MIS_RAMPUP, LabeledBatch, Method, choice, flag, number, step_losses
+from .ensemble import member_predictions
 from .losses import cross_entropy, hard_labels, segmentation_loss
 from .networks import build_network
 from .registry import register_method
@@ -61,22 +63,16 @@ def cross_pseudo_supervision(logits1: Tensor, logits2: Tensor) -> tuple[Tensor, 
 
 @register_method("cps")
 class CPS(Method):
-    defaults = {
-        "consistency": 0.1,
-        "cross_on_labeled": True,
-        "eval_mode": "net1",
+    option_specs = {
+        "consistency": number(0.1),
+        "cross_on_labeled": flag(True),
+        "eval_mode": choice("net1", EVAL_MODES),
     }
 
     def __init__(self, options: Mapping[str, Any], in_channels: int, num_classes: int) -> None:
         super().__init__(options, in_channels, num_classes)
-        self._check_options()
         self.net1 = build_network(self.options["backbone"], in_channels, num_classes)
         self.net2 = build_network(self.options["backbone"], in_channels, num_classes)
-
-    def _check_options(self) -> None:
-        check_number(self.name, "consistency", self.options["consistency"])
-        check_flag(self.name, "cross_on_labeled", self.options["cross_on_labeled"])
-        check_choice(self.name, "eval_mode", self.options["eval_mode"], EVAL_MODES)
 
     @classmethod
     def authors_options(cls, dataset: str) -> dict[str, Any]:
@@ -91,26 +87,14 @@ class CPS(Method):
         start = 0 if self.options["cross_on_labeled"] else num_labeled
         loss_cps1, loss_cps2 = cross_pseudo_supervision(logits1[start:], logits2[start:])
         weight = self.options["consistency"] * self.rampup(step, total_steps)
-        return {
-            "loss": loss_sup1 + loss_sup2 + weight * (loss_cps1 + loss_cps2),
-            "loss_sup1": loss_sup1,
-            "loss_sup2": loss_sup2,
-            "loss_cps1": loss_cps1,
-            "loss_cps2": loss_cps2,
-            "consistency_weight": loss_sup1.new_tensor(weight),
-        }
+        return step_losses(
+            loss_sup1 + loss_sup2, loss_cps1 + loss_cps2, weight,
+            loss_sup1=loss_sup1, loss_sup2=loss_sup2, loss_cps1=loss_cps1, loss_cps2=loss_cps2,
+        )
 
-    def predict(self, images: Tensor) -> Tensor:
-        mode = self.options["eval_mode"]
-        if mode == "ensemble":
-            return self._all_predictions(images)["ensemble"]
-        return self.net1(images) if mode == "net1" else self.net2(images)
+    def prediction_names(self) -> tuple[str, ...]:
+        return EVAL_MODES
 
-    def predict_variants(self, images: Tensor) -> dict[str, Tensor]:
-        """The two eval modes other than ``eval_mode``, from one pass of each network."""
-        predictions = self._all_predictions(images)
-        return {mode: logits for mode, logits in predictions.items() if mode != self.options["eval_mode"]}
-
-    def _all_predictions(self, images: Tensor) -> dict[str, Tensor]:
-        logits1, logits2 = self.net1(images), self.net2(images)
-        return {"net1": logits1, "net2": logits2, "ensemble": ensemble_logits([logits1, logits2])}
+    def named_predictions(self, images: Tensor, names: Sequence[str]) -> dict[str, Tensor]:
+        """Each network's logits and the ensemble's, from one pass of each network needed."""
+        return member_predictions({"net1": self.net1, "net2": self.net2}, images, names)

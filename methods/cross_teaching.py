@@ -10,6 +10,9 @@ loss only, as in the paper and SSL4MIS's ``train_cross_teaching_between_cnn_tran
 
     loss = sup(cnn) + sup(transformer) + w(t) * (Dice(cnn, argmax transformer) + Dice(transformer, argmax cnn))
 
+logged as ``loss_sup`` (the two supervised losses), ``loss_unsup`` (the two Dice terms) and
+``unsup_weight`` (w(t)), beside each network's parts (``loss_sup_cnn``, ``loss_ct_cnn``, ...).
+
 Options (defaults and sources):
 
 * ``consistency`` = 0.1: the cross-teaching weight, times ``self.rampup`` (sigmoid ramp-up over
@@ -38,13 +41,14 @@ continuous where SSL4MIS's steps every 150 iterations.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from .base import SSL4MIS_RAMPUP, ConfigError, LabeledBatch, Method, check_choice
-from .ensemble import ensemble_logits
+from .base import SSL4MIS_RAMPUP, ConfigError, LabeledBatch, Method, choice, number, step_losses, text
+from .ensemble import member_predictions
 from .losses import dice_loss, hard_labels, segmentation_loss
 from .networks import build_network
 from .registry import register_method
@@ -54,11 +58,14 @@ EVAL_MODES = ("cnn", "transformer", "ensemble")
 
 @register_method("cross_teaching")
 class CrossTeaching(Method):
-    defaults = {"consistency": 0.1, "transformer": "smp:Segformer:mit_b0", "eval_mode": "cnn"}
+    option_specs = {
+        "consistency": number(0.1),
+        "transformer": text("smp:Segformer:mit_b0"),
+        "eval_mode": choice("cnn", EVAL_MODES),
+    }
 
     def __init__(self, options, in_channels: int, num_classes: int) -> None:
         super().__init__(options, in_channels, num_classes)
-        check_choice(self.name, "eval_mode", self.options["eval_mode"], EVAL_MODES)
         if not str(self.options["transformer"]).startswith("smp:"):
             raise ConfigError(
                 "method_options.cross_teaching.transformer must be a segmentation-models-pytorch network "
@@ -93,28 +100,15 @@ class CrossTeaching(Method):
         loss_ct_cnn = dice_loss(cnn_u, hard_labels(transformer_u.detach()))
         loss_ct_transformer = dice_loss(transformer_u, hard_labels(cnn_u.detach()))
         weight = self.options["consistency"] * self.rampup(step, total_steps)
-        loss = loss_sup_cnn + loss_sup_transformer + weight * (loss_ct_cnn + loss_ct_transformer)
-        return {
-            "loss": loss,
-            "loss_sup_cnn": loss_sup_cnn,
-            "loss_sup_transformer": loss_sup_transformer,
-            "loss_ct_cnn": loss_ct_cnn,
-            "loss_ct_transformer": loss_ct_transformer,
-            "ct_weight": loss.new_tensor(weight),
-        }
+        return step_losses(
+            loss_sup_cnn + loss_sup_transformer, loss_ct_cnn + loss_ct_transformer, weight,
+            loss_sup_cnn=loss_sup_cnn, loss_sup_transformer=loss_sup_transformer,
+            loss_ct_cnn=loss_ct_cnn, loss_ct_transformer=loss_ct_transformer,
+        )
 
-    def predict(self, images: Tensor) -> Tensor:
-        mode = self.options["eval_mode"]
-        if mode == "ensemble":
-            return self._all_predictions(images)["ensemble"]
+    def prediction_names(self) -> tuple[str, ...]:
+        return EVAL_MODES
+
+    def named_predictions(self, images: Tensor, names: Sequence[str]) -> dict[str, Tensor]:
         self.check_image_size(images)
-        return self.cnn(images) if mode == "cnn" else self.transformer(images)
-
-    def predict_variants(self, images: Tensor) -> dict[str, Tensor]:
-        predictions = self._all_predictions(images)
-        return {mode: logits for mode, logits in predictions.items() if mode != self.options["eval_mode"]}
-
-    def _all_predictions(self, images: Tensor) -> dict[str, Tensor]:
-        self.check_image_size(images)
-        cnn, transformer = self.cnn(images), self.transformer(images)
-        return {"cnn": cnn, "transformer": transformer, "ensemble": ensemble_logits([cnn, transformer])}
+        return member_predictions({"cnn": self.cnn, "transformer": self.transformer}, images, names)

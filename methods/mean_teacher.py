@@ -11,7 +11,8 @@ average (EMA) of the student's weights (``methods.teacher``: frozen copy, no gra
     + consistency * rampup(step) * MSE(softmax student(u + n1), softmax teacher(u + n2))
 
 on the unlabelled batch u, with independent input noise n1, n2 = clamp(N(0, 1) * 0.1, -0.2, 0.2)
-(n1 = 0 with ``student_noise: false``). The student sees the labelled and the unlabelled images
+(n1 = 0 with ``student_noise: false``); logged as ``loss_sup``, ``loss_unsup`` (the MSE) and
+``unsup_weight``. The student sees the labelled and the unlabelled images
 in one forward pass (BatchNorm statistics over both, as SSL4MIS's single ``model(volume_batch)``
 call); the teacher runs under ``no_grad`` in the method's train/eval mode (train mode while
 training: dropout active, batch statistics in BatchNorm, as SSL4MIS's EMA model).
@@ -37,13 +38,13 @@ Remaining deviations (docs/fidelity.md):
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from .base import SSL4MIS_RAMPUP, LabeledBatch, Method, check_choice, check_flag, check_number
+from .base import SSL4MIS_RAMPUP, LabeledBatch, Method, choice, flag, number, step_losses
 from .losses import segmentation_loss, softmax_mse
 from .networks import build_network
 from .registry import register_method
@@ -54,29 +55,20 @@ EVAL_MODES = ("student", "teacher")
 
 @register_method("mean_teacher")
 class MeanTeacher(Method):
-    defaults = {
-        "ema_decay": 0.99,
-        "consistency": 0.1,
-        "noise_std": 0.1,
-        "noise_clip": 0.2,
-        "student_noise": True,
-        "consistency_start": 0.0,
-        "eval_mode": "student",
+    option_specs = {
+        "ema_decay": number(0.99, maximum=1.0),
+        "consistency": number(0.1),
+        "noise_std": number(0.1),
+        "noise_clip": number(0.2),
+        "student_noise": flag(True),
+        "consistency_start": number(0.0, maximum=1.0),
+        "eval_mode": choice("student", EVAL_MODES),
     }
 
     def __init__(self, options: Mapping[str, Any], in_channels: int, num_classes: int) -> None:
         super().__init__(options, in_channels, num_classes)
-        self._check_options()
         self.student = build_network(self.options["backbone"], in_channels, num_classes)
         self.teacher = frozen_copy(self.student)
-
-    def _check_options(self) -> None:
-        check_number(self.name, "ema_decay", self.options["ema_decay"], maximum=1.0)
-        for key in ("consistency", "noise_std", "noise_clip"):
-            check_number(self.name, key, self.options[key])
-        check_number(self.name, "consistency_start", self.options["consistency_start"], maximum=1.0)
-        check_flag(self.name, "student_noise", self.options["student_noise"])
-        check_choice(self.name, "eval_mode", self.options["eval_mode"], EVAL_MODES)
 
     @classmethod
     def authors_options(cls, dataset: str) -> dict[str, Any]:
@@ -93,14 +85,7 @@ class MeanTeacher(Method):
         logits = self.student(torch.cat([labeled.images, student_unlabeled]))
         loss_sup = segmentation_loss(logits[:num_labeled], labeled.masks)
         loss_consistency, extras = self.consistency_loss(logits[num_labeled:], unlabeled, step, total_steps)
-        weight = self.consistency_weight(step, total_steps)
-        return {
-            "loss": loss_sup + weight * loss_consistency,
-            "loss_sup": loss_sup,
-            "loss_consistency": loss_consistency,
-            "consistency_weight": loss_sup.new_tensor(weight),
-            **extras,
-        }
+        return step_losses(loss_sup, loss_consistency, self.consistency_weight(step, total_steps), **extras)
 
     def consistency_weight(self, step: int, total_steps: int) -> float:
         """``consistency`` times the ramp-up; 0 before ``consistency_start`` of the run."""
@@ -119,12 +104,9 @@ class MeanTeacher(Method):
     def on_step_end(self, step: int) -> None:
         ema_update(self.teacher, self.student, ema_alpha(step, self.options["ema_decay"]))
 
-    def _network(self, mode: str) -> nn.Module:
-        return self.student if mode == "student" else self.teacher
+    def prediction_names(self) -> tuple[str, ...]:
+        return EVAL_MODES
 
-    def predict(self, images: Tensor) -> Tensor:
-        return self._network(self.options["eval_mode"])(images)
-
-    def predict_variants(self, images: Tensor) -> dict[str, Tensor]:
-        other = next(mode for mode in EVAL_MODES if mode != self.options["eval_mode"])
-        return {other: self._network(other)(images)}
+    def named_predictions(self, images: Tensor, names: Sequence[str]) -> dict[str, Tensor]:
+        networks = {"student": self.student, "teacher": self.teacher}
+        return {name: networks[name](images) for name in names}

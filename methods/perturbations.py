@@ -19,8 +19,8 @@ pass per decoder. (The UAPS and SSL4MIS CCT code perturb at test time too; docs/
   map, at the same relative place on every level (drawn once per forward). Used by UAPS's fourth
   auxiliary decoder; our choice, as the UAPS paper uses only three perturbations.
 
-The three settings are method options of UAPS, CCT and URPC (``PERTURBATION_DEFAULTS``, checked
-by ``perturbation_settings``).
+The three settings are method options of UAPS, CCT and URPC (``PERTURBATION_OPTIONS``, read by
+``perturbation_settings``).
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import check_choice, check_number
+from .base import Option, choice, number
 from .dropout import GapDropout
 from .networks import Backbone, is_channels_last
 
@@ -48,15 +48,17 @@ class PerturbationSettings(NamedTuple):
 
 
 # method options of every method built on these perturbations (UAPS, CCT, URPC)
-PERTURBATION_DEFAULTS: dict[str, Any] = PerturbationSettings()._asdict()
+_DEFAULT_SETTINGS = PerturbationSettings()
+PERTURBATION_OPTIONS: dict[str, Option] = {
+    "dropout_mode": choice(_DEFAULT_SETTINGS.dropout_mode, DROPOUT_MODES),
+    "dropout_p": number(_DEFAULT_SETTINGS.dropout_p, maximum=0.99),
+    "feature_dropout_draw": choice(_DEFAULT_SETTINGS.feature_dropout_draw, FEATURE_DROPOUT_DRAWS),
+}
 
 
-def perturbation_settings(method: str, options: Mapping[str, Any]) -> PerturbationSettings:
-    """The perturbation options of ``method`` (keys of ``PERTURBATION_DEFAULTS``), checked."""
-    check_choice(method, "dropout_mode", options["dropout_mode"], DROPOUT_MODES)
-    check_number(method, "dropout_p", options["dropout_p"], maximum=0.99)
-    check_choice(method, "feature_dropout_draw", options["feature_dropout_draw"], FEATURE_DROPOUT_DRAWS)
-    return PerturbationSettings(**{key: options[key] for key in PERTURBATION_DEFAULTS})
+def perturbation_settings(options: Mapping[str, Any]) -> PerturbationSettings:
+    """The perturbation options (keys of ``PERTURBATION_OPTIONS``) of a method's resolved options."""
+    return PerturbationSettings(**{key: options[key] for key in PERTURBATION_OPTIONS})
 
 
 def scale_in_layout(x: Tensor, factor: Tensor) -> Tensor:

@@ -31,9 +31,15 @@ def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
             raise PluginError(f"@register_method({name!r}) must decorate a subclass of methods.Method, got {cls!r}")
         if name in _METHODS and _METHODS[name] is not cls:
             raise PluginError(f"method name {name!r} is already taken by {_describe(_METHODS[name])}; choose another name")
-        missing = sorted(getattr(cls, "__abstractmethods__", ()))
+        missing = cls.unimplemented()
         if missing:
             raise PluginError(f"method {name!r} ({cls.__qualname__}) does not implement {missing}")
+        if "defaults" in vars(cls):
+            raise PluginError(
+                f"method {name!r} ({cls.__qualname__}) declares its options as 'defaults', which is no longer read: "
+                "declare them as option_specs = {'threshold': number(0.9, maximum=1.0), ...} (methods.base.Option, "
+                "docs/adding_a_method.md)"
+            )
         cls.name = name
         _METHODS[name] = cls
         return cls

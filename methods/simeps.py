@@ -19,6 +19,10 @@ identical U-Nets with PyTorch's default initialisation, so they differ by their 
   pairs, on the labelled and on the unlabelled batch;
 * total ℓ_sup + w_cps(t) (ℓ_cps + ℓ_cps_labeled) + w_sim(t) ℓ_sim.
 
+Logged: ℓ_sup as ``loss_sup``, ℓ_cps + ℓ_cps_labeled as ``loss_unsup`` and w_cps(t) as
+``unsup_weight`` (the standard keys of ``methods.base``), and ``loss_cps``, ``loss_cps_labeled``,
+``loss_sim``, ``similarity_weight``.
+
 Options (defaults = recipe ``unified``: the released ``simEps_train.py`` except
 ``similarity_rampup`` and ``dice_form``; ``authors_options`` gives the released code's values per
 dataset; the paper's text was not available to us):
@@ -61,15 +65,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .base import ConfigError, LabeledBatch, Method, check_choice, check_flag, check_number, check_subset, per_dataset
-from .ensemble import ensemble_logits
+from .base import ConfigError, LabeledBatch, Method, choice, flag, integer, number, per_dataset, step_losses, subset
+from .ensemble import ENSEMBLE, member_predictions
 from .losses import DICE_FORMS, hard_labels, pseudo_label_loss, segmentation_loss
 from .networks import SegmentationNet, UNetDecoder, build_network
 from .registry import register_method
 from .similarity import similarity_consistency
 
 STAGES = ("encoder", "decoder", "decoder_last", "output")
-CHOICES = {"eval_mode": ("ensemble", "network0"), "pseudo_label_ensemble": ("max", "mean"), "dice_form": DICE_FORMS}
 # The released code (docs/fidelity.md): simEps_train.py (NEU-Seg, also used for datasets without a
 # script), MTiles-Dataset-codes/simEps_train.py, DAGM-Dataset-codes/simEps_model_train.py.
 # Ramp-up: sigmoid_rampup(iter_num // q, 200) over E "epochs" of n iterations: 200 q / (E n).
@@ -101,35 +104,24 @@ def ensemble_cross_pseudo_labels(probs: Sequence[Tensor], reduction: str = "max"
     return labels
 
 
-def _validate(options: dict) -> None:
-    check_number("simeps", "networks", options["networks"], minimum=2, integer=True)
-    for key in ("cps_weight", "similarity_weight"):
-        check_number("simeps", key, options[key])
-    for key in ("similarity_rampup", "cross_on_labeled"):
-        check_flag("simeps", key, options[key])
-    check_subset("simeps", "similarity_stages", options["similarity_stages"], STAGES, non_empty=True)
-    for key, allowed in CHOICES.items():
-        check_choice("simeps", key, options[key], allowed)
-
-
 @register_method("simeps")
 class SimEps(Method):
-    defaults = {
-        "networks": 3,
-        "cps_weight": 0.1,
-        "similarity_weight": 50.0,
-        "similarity_rampup": True,
-        "similarity_stages": ["output"],
-        "pseudo_label_ensemble": "max",
-        "cross_on_labeled": True,
-        "dice_form": "ssl4mis",
-        "eval_mode": "ensemble",
-        "rampup_fraction": 0.64,
+    option_specs = {
+        "networks": integer(3, minimum=2),
+        "cps_weight": number(0.1),
+        "similarity_weight": number(50.0),
+        "similarity_rampup": flag(True),
+        "similarity_stages": subset(["output"], STAGES, non_empty=True),
+        "pseudo_label_ensemble": choice("max", ("max", "mean")),
+        "cross_on_labeled": flag(True),
+        "dice_form": choice("ssl4mis", DICE_FORMS),
+        "eval_mode": choice(ENSEMBLE, (ENSEMBLE, "network0")),
+        "rampup_fraction": number(0.64),
     }
+    variants_include_default = True  # every network and the ensemble, whatever ``eval_mode``
 
     def __init__(self, options, in_channels: int, num_classes: int) -> None:
         super().__init__(options, in_channels, num_classes)
-        _validate(self.options)
         self.stages = frozenset(self.options["similarity_stages"])
         self.nets = nn.ModuleList(
             build_network(self.options["backbone"], in_channels, num_classes) for _ in range(self.options["networks"])
@@ -171,26 +163,23 @@ class SimEps(Method):
         ramp = self.rampup(step, total_steps)
         cps_weight = self.options["cps_weight"] * ramp
         similarity_weight = self.options["similarity_weight"] * (ramp if self.options["similarity_rampup"] else 1.0)
-        loss = loss_sup + cps_weight * (loss_cps + loss_cps_labeled) + similarity_weight * loss_sim
-        logs = {"loss_sup": loss_sup, "loss_cps": loss_cps, "loss_cps_labeled": loss_cps_labeled, "loss_sim": loss_sim}
-        return {
-            "loss": loss,
-            **{name: value.detach() for name, value in logs.items()},
-            "cps_weight": torch.tensor(cps_weight),
-            "similarity_weight": torch.tensor(similarity_weight),
-        }
+        return step_losses(
+            loss_sup, loss_cps + loss_cps_labeled, cps_weight, similarity_weight * loss_sim,
+            loss_cps=loss_cps, loss_cps_labeled=loss_cps_labeled, loss_sim=loss_sim,
+            similarity_weight=loss_sup.new_tensor(similarity_weight),
+        )
 
-    def predict(self, images: Tensor) -> Tensor:
-        if self.options["eval_mode"] == "network0":
-            return self.nets[0](images)
-        return ensemble_logits([net(images) for net in self.nets])
+    def prediction_names(self) -> tuple[str, ...]:
+        return (ENSEMBLE, *self._networks())
 
-    def predict_variants(self, images: Tensor) -> dict[str, Tensor]:
-        members = self.member_outputs(images)
-        return {"ensemble": ensemble_logits(list(members.values())), **members}
+    def named_predictions(self, images: Tensor, names: Sequence[str]) -> dict[str, Tensor]:
+        return member_predictions(self._networks(), images, names)
 
     def member_outputs(self, images: Tensor) -> dict[str, Tensor]:
-        return {f"network{i}": net(images) for i, net in enumerate(self.nets)}
+        return self.named_predictions(images, tuple(self._networks()))
+
+    def _networks(self) -> dict[str, nn.Module]:
+        return {f"network{i}": net for i, net in enumerate(self.nets)}
 
     def _cross_pseudo_loss(self, logits: Sequence[Tensor]) -> Tensor:
         probs = [member.float().softmax(1) for member in logits]

@@ -1,7 +1,8 @@
 """Supervised baseline: the paper U-Net trained on the labelled images only.
 
 Loss 0.5 * (cross-entropy + Dice) as in the UAPS and simEps papers; the unlabelled batch is
-ignored. Optimiser (Adam, lr 1e-3) and schedule belong to the runner.
+ignored (``loss_unsup`` and ``unsup_weight`` are logged as 0). Optimiser (Adam, lr 1e-3) and
+schedule belong to the runner.
 
 Options: ``dice_form`` "ssl4mis" (default, ``methods.losses``); the ``authors`` recipe uses
 "uaps", the Dice of the UAPS and simEps authors' baseline scripts (``baseline/baseline_train.py``
@@ -9,11 +10,13 @@ of the UAPS code), so that it equals UAPS with D = 0 under either recipe. docs/f
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+import torch
 from torch import Tensor
 
-from .base import LabeledBatch, Method, check_choice
+from .base import LOSS, LOSS_SUP, LOSS_UNSUP, UNSUP_WEIGHT, LabeledBatch, Method, choice
 from .losses import DICE_FORMS, segmentation_loss
 from .networks import build_network
 from .registry import register_method
@@ -21,11 +24,10 @@ from .registry import register_method
 
 @register_method("supervised")
 class Supervised(Method):
-    defaults = {"dice_form": "ssl4mis"}
+    option_specs = {"dice_form": choice("ssl4mis", DICE_FORMS)}
 
     def __init__(self, options, in_channels: int, num_classes: int) -> None:
         super().__init__(options, in_channels, num_classes)
-        check_choice(self.name, "dice_form", self.options["dice_form"], DICE_FORMS)
         self.net = build_network(self.options["backbone"], in_channels, num_classes)
 
     @classmethod
@@ -34,7 +36,8 @@ class Supervised(Method):
 
     def training_step(self, labeled: LabeledBatch, unlabeled: Tensor, step: int, total_steps: int) -> dict[str, Tensor]:
         loss = segmentation_loss(self.net(labeled.images), labeled.masks, dice_form=self.options["dice_form"])
-        return {"loss": loss, "loss_sup": loss}
+        zero = torch.zeros((), device=loss.device)
+        return {LOSS: loss, LOSS_SUP: loss, LOSS_UNSUP: zero, UNSUP_WEIGHT: zero}
 
-    def predict(self, images: Tensor) -> Tensor:
-        return self.net(images)
+    def named_predictions(self, images: Tensor, names: Sequence[str]) -> dict[str, Tensor]:
+        return {name: self.net(images) for name in names}

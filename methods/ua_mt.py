@@ -49,18 +49,17 @@ from __future__ import annotations
 
 import math
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
-from typing import Any
-
-from .base import SSL4MIS_RAMPUP, check_choice, check_number
+from .base import SSL4MIS_RAMPUP, choice, integer
 from .mean_teacher import MeanTeacher
 from .registry import register_method
 
 ENTROPY_EPS = 1e-6  # inside the log, as in the UA-MT code
 MASK_EPS = 1e-16  # in the masked mean's denominator, as in the UA-MT code
-CHOICES = {"threshold_scale": ("ln2", "lnC"), "mask_normaliser": ("classes", "two")}
 
 
 def predictive_entropy(probs: Tensor) -> Tensor:
@@ -86,13 +85,12 @@ def masked_softmax_mse(student_logits: Tensor, teacher_logits: Tensor, mask: Ten
 
 @register_method("ua_mt")
 class UAMT(MeanTeacher):
-    defaults = {**MeanTeacher.defaults, "mc_passes": 8, "threshold_scale": "ln2", "mask_normaliser": "classes"}
-
-    def _check_options(self) -> None:
-        super()._check_options()
-        check_number(self.name, "mc_passes", self.options["mc_passes"], minimum=1, integer=True)
-        for key, allowed in CHOICES.items():
-            check_choice(self.name, key, self.options[key], allowed)
+    option_specs = {
+        **MeanTeacher.option_specs,
+        "mc_passes": integer(8, minimum=1),
+        "threshold_scale": choice("ln2", ("ln2", "lnC")),
+        "mask_normaliser": choice("classes", ("classes", "two")),
+    }
 
     @classmethod
     def authors_options(cls, dataset: str) -> dict[str, Any]:

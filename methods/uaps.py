@@ -20,6 +20,10 @@ batch and p̄ their mean:
   ℓ_ps: the same without weighting; ℓ_un: mean over decoders of mean(u_d);
 * total ℓ_seg + λ1(t) (ℓ_ps + ℓ_ups) + λ2(t) ℓ_un, λ(t) = λ_max · sigmoid ramp-up.
 
+Logged: ℓ_seg as ``loss_sup``, ℓ_ps + ℓ_ups as ``loss_unsup`` and λ1(t) as ``unsup_weight`` (the
+standard keys of ``methods.base``), and ``loss_ps``, ``loss_ups``, ``loss_un``, ``lambda2``,
+``mean_exp_neg_u`` (mean exp(−u)).
+
 Options (defaults = recipe ``unified``; ``authors_options`` gives the released code's values):
 
 * ``aux_decoders`` 3 (paper and code: three auxiliary decoders); 0..4, the 4th (feature cutout)
@@ -68,8 +72,8 @@ import torch
 from torch import Tensor
 from torch.distributions import Dirichlet
 
-from .base import LabeledBatch, Method, check_choice, check_flag, check_number, check_subset, per_dataset
-from .ensemble import ensemble_logits
+from .base import LabeledBatch, Method, choice, flag, integer, number, per_dataset, step_losses, subset
+from .ensemble import ENSEMBLE, ensemble_logits
 from .losses import (
     DICE_FORMS,
     hard_labels,
@@ -80,16 +84,10 @@ from .losses import (
     segmentation_loss_from_log_probs,
 )
 from .networks import build_backbone
-from .perturbations import PERTURBATION_DEFAULTS, PERTURBATIONS, MultiDecoderNet, build_perturbations, perturbation_settings
+from .perturbations import PERTURBATION_OPTIONS, PERTURBATIONS, MultiDecoderNet, build_perturbations, perturbation_settings
 from .registry import register_method
 
 LOSS_NAMES = ("ps", "ups", "un")
-CHOICES = {
-    "mixing": ("dynamic", "average"),
-    "uncertainty_weighting": ("pixel", "batch"),
-    "eval_mode": ("main", "ensemble"),
-    "dice_form": DICE_FORMS,
-}
 # The released code (docs/fidelity.md): UAPS_train.py (NEU-Seg, also used for datasets without a
 # script), MTiles-Dataset-codes/UAPS_train.py, DAGM-Dataset-codes/UAPS_train.py.
 AUTHORS_OPTIONS: dict[str, Any] = {
@@ -145,39 +143,28 @@ def _mean(values: Sequence[Tensor]) -> Tensor:
     return torch.stack(list(values)).mean()
 
 
-def _validate(options: dict) -> None:
-    check_number("uaps", "aux_decoders", options["aux_decoders"], maximum=len(PERTURBATIONS), integer=True)
-    check_subset("uaps", "losses", options["losses"], LOSS_NAMES)
-    for key in ("lambda1", "lambda2"):
-        check_number("uaps", key, options[key])
-    for key in ("lambda2_rampup", "detach_confidence"):
-        check_flag("uaps", key, options[key])
-    for key, allowed in CHOICES.items():
-        check_choice("uaps", key, options[key], allowed)
-
-
 @register_method("uaps")
 class UAPS(Method):
-    defaults = {
-        "aux_decoders": 3,
-        "lambda1": 0.1,
-        "lambda2": 0.1,
-        "lambda2_rampup": True,
-        "losses": ["ups", "un"],
-        "mixing": "dynamic",
-        "uncertainty_weighting": "pixel",
-        "detach_confidence": True,
-        "dice_form": "ssl4mis",
-        **PERTURBATION_DEFAULTS,
-        "eval_mode": "main",
+    option_specs = {
+        "aux_decoders": integer(3, maximum=len(PERTURBATIONS)),
+        "lambda1": number(0.1),
+        "lambda2": number(0.1),
+        "lambda2_rampup": flag(True),
+        "losses": subset(["ups", "un"], LOSS_NAMES),
+        "mixing": choice("dynamic", ("dynamic", "average")),
+        "uncertainty_weighting": choice("pixel", ("pixel", "batch")),
+        "detach_confidence": flag(True),
+        "dice_form": choice("ssl4mis", DICE_FORMS),
+        **PERTURBATION_OPTIONS,
+        "eval_mode": choice("main", ("main", ENSEMBLE)),
     }
+    variants_include_default = True  # the main decoder and the ensemble, whatever ``eval_mode``
 
     def __init__(self, options, in_channels: int, num_classes: int) -> None:
         super().__init__(options, in_channels, num_classes)
-        _validate(self.options)
         self.perturbation_names = PERTURBATIONS[: self.options["aux_decoders"]]
         backbone = build_backbone(self.options["backbone"], in_channels, num_classes)
-        perturbations = build_perturbations(self.perturbation_names, perturbation_settings(self.name, self.options))
+        perturbations = build_perturbations(self.perturbation_names, perturbation_settings(self.options))
         self.net = MultiDecoderNet(backbone, perturbations)
         self.losses = frozenset(self.options["losses"])
         self.dice_form = self.options["dice_form"]
@@ -210,14 +197,10 @@ class UAPS(Method):
         ramp = self.rampup(step, total_steps)
         lambda1 = self.options["lambda1"] * ramp
         lambda2 = self.options["lambda2"] * (ramp if self.options["lambda2_rampup"] else 1.0)
-        loss = loss_seg + lambda1 * (parts["loss_ps"] + parts["loss_ups"]) + lambda2 * parts["loss_un"]
-        logs = {"loss_seg": loss_seg, **parts, "mean_exp_neg_u": mean_confidence}
-        return {
-            "loss": loss,
-            **{name: value.detach() for name, value in logs.items()},
-            "lambda1": torch.tensor(lambda1),
-            "lambda2": torch.tensor(lambda2),
-        }
+        return step_losses(
+            loss_seg, parts["loss_ps"] + parts["loss_ups"], lambda1, lambda2 * parts["loss_un"],
+            **parts, mean_exp_neg_u=mean_confidence, lambda2=loss_seg.new_tensor(lambda2),
+        )
 
     def _unlabeled_losses(self, images: Tensor, zero: Tensor) -> tuple[dict[str, Tensor], Tensor]:
         log_probs = [log_probabilities(logits) for logits in self.net(images)]  # one float32 softmax per decoder
@@ -241,19 +224,20 @@ class UAPS(Method):
         mode, detach = self.options["uncertainty_weighting"], self.options["detach_confidence"]
         return uncertainty_weighted_loss(log_probs, pseudo_label, uncertainty, mode, detach, self.dice_form)
 
-    def predict(self, images: Tensor) -> Tensor:
-        if self.options["eval_mode"] == "main":
-            return self.net(images, with_aux=False)[0]
-        return ensemble_logits(self.net(images))
+    def prediction_names(self) -> tuple[str, ...]:
+        return ("main", ENSEMBLE)
 
-    def predict_variants(self, images: Tensor) -> dict[str, Tensor]:
-        outputs = self.net(images)  # one encoder pass, every decoder
-        return {"main": outputs[0], "ensemble": ensemble_logits(outputs)}
+    def named_predictions(self, images: Tensor, names: Sequence[str]) -> dict[str, Tensor]:
+        """The main decoder's logits (alone: one encoder and one decoder pass) and the ensemble's
+        (every decoder on one encoder pass)."""
+        if ENSEMBLE not in names:
+            return {name: self.net(images, with_aux=False)[0] for name in names}
+        outputs = self.net(images)
+        predictions = {"main": outputs[0], ENSEMBLE: ensemble_logits(outputs)}
+        return {name: predictions[name] for name in names}
 
     def predict_variant(self, images: Tensor, name: str) -> Tensor:
-        if name == "main":
-            return self.net(images, with_aux=False)[0]
-        return super().predict_variant(images, name)
+        return self.named_predictions(images, (name,))[name]
 
     def member_outputs(self, images: Tensor) -> dict[str, Tensor]:
         names = ["main", *(f"aux_{name}" for name in self.perturbation_names)]

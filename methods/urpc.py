@@ -43,16 +43,17 @@ with poly learning-rate decay).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import SSL4MIS_RAMPUP, ConfigError, LabeledBatch, Method, check_choice, check_flag, consistency_losses
+from .base import SSL4MIS_RAMPUP, LabeledBatch, Method, choice, flag, number, step_losses
 from .losses import kl_to_mean, segmentation_loss
 from .networks import UNET_CHANNELS, UNetDecoder, build_backbone
-from .perturbations import PERTURBATION_DEFAULTS, PerturbationSettings, build_perturbations, perturbation_settings
+from .perturbations import PERTURBATION_OPTIONS, PerturbationSettings, build_perturbations, perturbation_settings
 from .registry import register_method
 
 PAPER_UNETS = ("unet", "unet-tconv")
@@ -125,19 +126,17 @@ def rectified_pyramid_consistency(probs: list[Tensor]) -> Tensor:
 
 @register_method("urpc")
 class URPC(Method):
-    defaults = {"consistency": 0.1, "perturb_aux": True, **PERTURBATION_DEFAULTS, "aux_upsampling": "bilinear"}
+    option_specs = {
+        "backbone": choice("unet", PAPER_UNETS, note="URPC needs the paper U-Net's decoder stages"),
+        "consistency": number(0.1),
+        "perturb_aux": flag(True),
+        **PERTURBATION_OPTIONS,
+        "aux_upsampling": choice("bilinear", UPSAMPLING),
+    }
 
     def __init__(self, options, in_channels: int, num_classes: int) -> None:
         super().__init__(options, in_channels, num_classes)
-        if self.options["backbone"] not in PAPER_UNETS:
-            raise ConfigError(
-                f"option 'backbone' of method 'urpc' must be one of {list(PAPER_UNETS)} (URPC needs the paper "
-                f"U-Net's decoder stages), got {self.options['backbone']!r}"
-            )
-        check_flag(self.name, "perturb_aux", self.options["perturb_aux"])
-        check_choice(self.name, "aux_upsampling", self.options["aux_upsampling"], UPSAMPLING)
-        settings = perturbation_settings(self.name, self.options)
-        perturbations = settings if self.options["perturb_aux"] else None
+        perturbations = perturbation_settings(self.options) if self.options["perturb_aux"] else None
         self.net = PyramidUNet(self.options["backbone"], in_channels, num_classes, perturbations, self.options["aux_upsampling"])
 
     @classmethod
@@ -149,7 +148,8 @@ class URPC(Method):
         outputs = self.net(torch.cat([labeled.images, unlabeled]))
         loss_sup = torch.stack([segmentation_loss(out[:num_labeled], labeled.masks) for out in outputs]).mean()
         loss_cons = rectified_pyramid_consistency([out[num_labeled:].float().softmax(dim=1) for out in outputs])
-        return consistency_losses(loss_sup, loss_cons, self.options["consistency"] * self.rampup(step, total_steps))
+        return step_losses(loss_sup, loss_cons, self.options["consistency"] * self.rampup(step, total_steps))
 
-    def predict(self, images: Tensor) -> Tensor:
-        return self.net(images, with_aux=False)[0]
+    def named_predictions(self, images: Tensor, names: Sequence[str]) -> dict[str, Tensor]:
+        """The full-resolution (finest) output."""
+        return {name: self.net(images, with_aux=False)[0] for name in names}

@@ -16,13 +16,14 @@ from __future__ import annotations
 import os
 import random
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from methods import LabeledBatch, Method, register_method
+from methods import LabeledBatch, Method, number, register_method
 from methods.losses import segmentation_loss, softmax_mse
 
 _waited = False
@@ -66,8 +67,8 @@ class GridTiny(Method):
         loss = segmentation_loss(self.net(labeled.images), labeled.masks)
         return {"loss": loss}
 
-    def predict(self, images: Tensor) -> Tensor:
-        return self.net(images)
+    def named_predictions(self, images: Tensor, names: Sequence[str]) -> dict[str, Tensor]:
+        return {name: self.net(images) for name in names}
 
 
 @register_method("grid_nan")
@@ -85,7 +86,7 @@ class GridRaise(GridTiny):
 
 @register_method("grid_stateful")
 class GridStateful(Method):
-    defaults = {"ema_decay": 0.9}
+    option_specs = {"ema_decay": number(0.9, maximum=1.0)}
 
     def __init__(self, options, in_channels: int, num_classes: int) -> None:
         super().__init__(options, in_channels, num_classes)
@@ -110,5 +111,5 @@ class GridStateful(Method):
         for teacher, student in zip(self.teacher.parameters(), self.student.parameters()):
             teacher.mul_(decay).add_(student, alpha=1 - decay)
 
-    def predict(self, images: Tensor) -> Tensor:
-        return self.teacher(images)
+    def named_predictions(self, images: Tensor, names: Sequence[str]) -> dict[str, Tensor]:
+        return {name: self.teacher(images) for name in names}

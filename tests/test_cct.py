@@ -42,7 +42,7 @@ def test_aux_decoders_see_perturbed_features_and_the_main_decoder_clean_ones():
 def test_consistency_target_is_the_detached_main_decoder():
     method = build_method("cct", {}, 1, 3)
     labeled, unlabeled = tiny_batch()
-    method.training_step(labeled, unlabeled, 5, 10)["loss_cons"].backward()
+    method.training_step(labeled, unlabeled, 5, 10)["loss_unsup"].backward()
     net = method.net
     assert all(p.grad is None for p in net.main_decoder.parameters())
     assert all(any(p.grad is not None and p.grad.abs().sum() > 0 for p in d.parameters()) for d in net.aux_decoders)
@@ -59,13 +59,13 @@ def test_supervised_loss_on_main_decoder_or_all_decoders(supervise_aux):
     expected = torch.stack([segmentation_loss(out[:2], labeled.masks) for out in supervised]).mean()
     torch.testing.assert_close(losses["loss_sup"], expected)
     expected_cons = torch.stack([softmax_mse(out[2:], outputs[0][2:]) for out in outputs[1:]]).mean()
-    torch.testing.assert_close(losses["loss_cons"], expected_cons)
-    torch.testing.assert_close(losses["loss"], losses["loss_sup"] + 0.1 * losses["loss_cons"])
+    torch.testing.assert_close(losses["loss_unsup"], expected_cons)
+    torch.testing.assert_close(losses["loss"], losses["loss_sup"] + 0.1 * losses["loss_unsup"])
 
 
 def test_perturbations_option_is_checked():
     assert len(build_method("cct", {"perturbations": ["feature_cutout"]}, 1, 3).net.aux_decoders) == 1
-    with pytest.raises(ConfigError, match="perturbations: unknown name.*'vat'"):
+    with pytest.raises(ConfigError, match=r"'perturbations' of method 'cct' must be a non-empty list drawn from .*got \['vat'\]"):
         build_method("cct", {"perturbations": ["vat"]}, 1, 3)
     with pytest.raises(ConfigError, match="non-empty list"):
         build_method("cct", {"perturbations": "dropout"}, 1, 3)

@@ -167,8 +167,8 @@ def test_uaps_matches_the_released_losses(dataset, monkeypatch):
     ramp = released_ramp(step, epoch)
     lambda1, lambda2 = 0.1 * ramp, (0.1 * ramp if lambda2_ramped else 1.0)
     reference = loss_seg + lambda1 * loss_ups + lambda2 * loss_un
-    check_parts(out, {"loss_seg": loss_seg, "loss_ups": loss_ups, "loss_un": loss_un, "loss_ps": 0.0})
-    check_parts(out, {"lambda1": lambda1, "lambda2": lambda2, "loss": reference})
+    check_parts(out, {"loss_sup": loss_seg, "loss_ups": loss_ups, "loss_un": loss_un, "loss_ps": 0.0})
+    check_parts(out, {"unsup_weight": lambda1, "lambda2": lambda2, "loss": reference})
     same_gradients(method, out["loss"], reference)
 
 
@@ -216,7 +216,7 @@ def test_simeps_matches_the_released_losses(dataset):
     cps_weight = 0.1 * released_ramp(step, epoch)
     reference = loss_sup + cps_weight * (loss_cps + loss_cps_labeled) + sim_weight * loss_sim
     check_parts(out, {"loss_sup": loss_sup, "loss_cps": loss_cps, "loss_cps_labeled": loss_cps_labeled, "loss_sim": loss_sim})
-    check_parts(out, {"cps_weight": cps_weight, "similarity_weight": sim_weight, "loss": reference})
+    check_parts(out, {"unsup_weight": cps_weight, "similarity_weight": sim_weight, "loss": reference})
 
 
 # ---------------------------------------------------------------- supervised, Mean Teacher, UA-MT
@@ -245,7 +245,7 @@ def test_mean_teacher_matches_ssl4mis(step):
     loss_sup = ref_seg(student[0][:2], labeled.masks, "ssl4mis")
     consistency = ((student[0][2:].softmax(1) - teacher[0].softmax(1)) ** 2).mean()
     weight = 0.0 if step < 1000 else 0.1 * released_ramp(step, SSL4MIS_EPOCH)  # train_mean_teacher_2D.py:169-174
-    check_parts(out, {"loss_sup": loss_sup, "loss_consistency": consistency, "consistency_weight": weight})
+    check_parts(out, {"loss_sup": loss_sup, "loss_unsup": consistency, "unsup_weight": weight})
     close(out["loss"], loss_sup + weight * consistency)
 
 
@@ -284,7 +284,7 @@ def test_ua_mt_matches_ssl4mis():
     consistency = (mask * distance).sum() / (2 * mask.sum() + 1e-16)
     weight = 0.1 * released_ramp(SSL4MIS_STEP, SSL4MIS_EPOCH)
     loss_sup = ref_seg(student[0][:2], labeled.masks, "ssl4mis")
-    check_parts(out, {"loss_sup": loss_sup, "loss_consistency": consistency, "consistency_weight": weight})
+    check_parts(out, {"loss_sup": loss_sup, "loss_unsup": consistency, "unsup_weight": weight})
     check_parts(out, {"certain_fraction": mask.mean(), "uncertainty_threshold": threshold, "loss": loss_sup + weight * consistency})
 
 
@@ -303,7 +303,7 @@ def test_cps_matches_ssl4mis():
     cps2 = ref_cross_entropy(b[2:], a[2:].detach().argmax(1))
     weight = 0.1 * released_ramp(SSL4MIS_STEP, SSL4MIS_EPOCH)
     sup1, sup2 = ref_seg(a[:2], labeled.masks, "ssl4mis"), ref_seg(b[:2], labeled.masks, "ssl4mis")
-    check_parts(out, {"loss_sup1": sup1, "loss_sup2": sup2, "loss_cps1": cps1, "loss_cps2": cps2, "consistency_weight": weight})
+    check_parts(out, {"loss_sup1": sup1, "loss_sup2": sup2, "loss_cps1": cps1, "loss_cps2": cps2, "unsup_weight": weight})
     close(out["loss"], sup1 + sup2 + weight * (cps1 + cps2))
 
 
@@ -319,7 +319,7 @@ def test_cct_matches_ssl4mis():
     loss_cons = sum(((main - aux[2:].softmax(1)) ** 2).mean() for aux in decoders[1:]) / 3
     weight = 0.1 * released_ramp(SSL4MIS_STEP, SSL4MIS_EPOCH)
     reference = loss_sup + weight * loss_cons
-    check_parts(out, {"loss_sup": loss_sup, "loss_cons": loss_cons, "cons_weight": weight, "loss": reference})
+    check_parts(out, {"loss_sup": loss_sup, "loss_unsup": loss_cons, "unsup_weight": weight, "loss": reference})
     same_gradients(method, out["loss"], reference)
 
 
@@ -344,7 +344,7 @@ def test_urpc_matches_ssl4mis():
         consistency = consistency + (distance * exp_v).mean() / (exp_v.mean() + 1e-8) + v.mean()
     loss_cons = consistency / 4
     weight = 0.1 * released_ramp(SSL4MIS_STEP, SSL4MIS_EPOCH)
-    check_parts(out, {"loss_sup": loss_sup, "loss_cons": loss_cons, "cons_weight": weight, "loss": loss_sup + weight * loss_cons})
+    check_parts(out, {"loss_sup": loss_sup, "loss_unsup": loss_cons, "unsup_weight": weight, "loss": loss_sup + weight * loss_cons})
 
 
 def test_cross_teaching_matches_ssl4mis():
@@ -361,7 +361,7 @@ def test_cross_teaching_matches_ssl4mis():
     sup_cnn, sup_transformer = ref_seg(a[:2], labeled.masks, "ssl4mis"), ref_seg(b[:2], labeled.masks, "ssl4mis")
     check_parts(out, {
         "loss_sup_cnn": sup_cnn, "loss_sup_transformer": sup_transformer,
-        "loss_ct_cnn": ct_cnn, "loss_ct_transformer": ct_transformer, "ct_weight": weight,
+        "loss_ct_cnn": ct_cnn, "loss_ct_transformer": ct_transformer, "unsup_weight": weight,
     })
     close(out["loss"], sup_cnn + sup_transformer + weight * (ct_cnn + ct_transformer))
 

@@ -16,7 +16,7 @@ from methods.registry import check_step_output
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "docs" / "examples" / "my_method.py"
 HEADER = "import torch\nfrom methods import Method, register_method\n\n"
-GOOD_PREDICT = "    def predict(self, images):\n        return images\n"
+GOOD_PREDICT = "    def named_predictions(self, images, names):\n        return {name: images for name in names}\n"
 GOOD_STEP = "    def training_step(self, labeled, unlabeled, step, total_steps):\n        return {'loss': self.w.sum()}\n"
 
 
@@ -68,7 +68,7 @@ def test_example_plugin_runs_in_the_smoke_benchmark_and_is_aggregated(tmp_path, 
     run_directory = Path(runs["path"].iloc[0])
     options = yaml.safe_load((run_directory / "config.yaml").read_text())["method_options"]
     assert options["threshold"] == 0.8 and options["weight"] == 1.0
-    assert {"loss_sup", "loss_pseudo", "confident_fraction"} <= set((run_directory / "train_log.csv").read_text().splitlines()[0].split(","))
+    assert {"loss_sup", "loss_unsup", "unsup_weight", "confident_fraction"} <= set((run_directory / "train_log.csv").read_text().splitlines()[0].split(","))
 
 
 def test_guide_shows_the_example_file():
@@ -83,14 +83,31 @@ def test_loading_the_same_plugin_twice_is_harmless(tmp_path):
     assert load_plugin(plugin) == ["my_method"]
 
 
-@pytest.mark.parametrize("missing", ["predict", "training_step"])
+@pytest.mark.parametrize("missing", ["named_predictions", "training_step"])
 def test_missing_interface_method_is_a_clear_error(tmp_path, capsys, missing):
-    members = [GOOD_STEP] if missing == "predict" else [GOOD_PREDICT]
+    members = [GOOD_STEP] if missing == "named_predictions" else [GOOD_PREDICT]
     plugin = write_plugin(tmp_path, f"no_{missing}", method_class(f"no_{missing}", *members))
     assert run_all.main(["list", "--plugin", str(plugin)]) == 2
     assert f"does not implement ['{missing}']" in capsys.readouterr().err
     assert f"no_{missing}" not in available_methods()
     assert f"defectseg_plugin_no_{missing}" not in sys.modules
+
+
+def test_options_declared_the_old_way_are_a_clear_error(tmp_path):
+    body = method_class("old_options", GOOD_STEP, GOOD_PREDICT).replace(
+        "class Plugin(Method):\n", "class Plugin(Method):\n    defaults = {'threshold': 0.9}\n"
+    )
+    with pytest.raises(PluginError, match="declares its options as 'defaults'.*option_specs = "):
+        load_plugin(write_plugin(tmp_path, "old_options", body))
+    assert "old_options" not in available_methods()
+
+
+def test_a_plugin_overriding_predict_still_predicts(tmp_path):
+    predict = "    def predict(self, images):\n        return images * 2\n"
+    (name,) = load_plugin(write_plugin(tmp_path, "old_predict", method_class("old_predict", GOOD_STEP, predict)))
+    method = registry.build_method(name, {}, 1, 3)
+    images = torch.randn(1, 3, 4, 4)
+    assert torch.equal(method.predict(images), images * 2) and method.predict_variants(images) == {}
 
 
 def test_name_already_taken_is_a_clear_error_and_nothing_stays_registered(tmp_path):

@@ -61,10 +61,11 @@ def test_similarity_map_is_a_row_normalised_gram_matrix_and_identical_outputs_ag
 def test_loss_is_the_documented_sum_and_switches_turn_parts_off():
     labeled, unlabeled = _batch()
     out = _simeps().training_step(labeled, unlabeled, step=10, total_steps=100)
-    expected = out["loss_sup"] + out["cps_weight"] * (out["loss_cps"] + out["loss_cps_labeled"]) + out["similarity_weight"] * out["loss_sim"]
+    expected = out["loss_sup"] + out["unsup_weight"] * (out["loss_cps"] + out["loss_cps_labeled"]) + out["similarity_weight"] * out["loss_sim"]
     assert out["loss"].item() == pytest.approx(expected.item(), rel=1e-6)
-    assert 0 < out["cps_weight"].item() < 0.1  # ramping up
-    assert out["similarity_weight"].item() == pytest.approx(500 * out["cps_weight"].item())  # 50, same ramp
+    assert torch.equal(out["loss_unsup"], out["loss_cps"] + out["loss_cps_labeled"])
+    assert 0 < out["unsup_weight"].item() < 0.1  # cps_weight, ramping up
+    assert out["similarity_weight"].item() == pytest.approx(500 * out["unsup_weight"].item())  # 50, same ramp
     assert out["loss_cps_labeled"].item() > 0 and out["loss_sim"].item() > 0
     off = _simeps(cross_on_labeled=False, similarity_rampup=False).training_step(labeled, unlabeled, 10, 100)
     assert off["loss_cps_labeled"].item() == 0.0 and off["similarity_weight"].item() == 50.0

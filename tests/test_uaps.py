@@ -122,13 +122,13 @@ def test_each_switch_turns_its_loss_off(losses):
     method = _uaps(losses=losses)
     labeled, unlabeled = _batch()
     out = method.training_step(labeled, unlabeled, step=100, total_steps=100)  # ramp-up done: weights 0.1
-    for key in ("loss", "loss_seg", "loss_ps", "loss_ups", "loss_un", "lambda1", "lambda2", "mean_exp_neg_u"):
+    for key in ("loss", "loss_sup", "loss_unsup", "unsup_weight", "loss_ps", "loss_ups", "loss_un", "lambda2", "mean_exp_neg_u"):
         assert torch.is_tensor(out[key])
     for name in ("ps", "ups", "un"):
         assert (out[f"loss_{name}"].item() > 0) == (name in losses)
-    expected = out["loss_seg"] + 0.1 * (out["loss_ps"] + out["loss_ups"]) + 0.1 * out["loss_un"]
+    expected = out["loss_sup"] + 0.1 * (out["loss_ps"] + out["loss_ups"]) + 0.1 * out["loss_un"]
     assert out["loss"].item() == pytest.approx(expected.item(), rel=1e-6)
-    assert all(not value.requires_grad for key, value in out.items() if key != "loss")
+    assert out["unsup_weight"].item() == pytest.approx(0.1) and torch.equal(out["loss_unsup"], out["loss_ps"] + out["loss_ups"])
     out["loss"].backward()
 
 
@@ -187,4 +187,4 @@ def test_uaps_trains_in_the_smoke_profile_and_beats_an_untrained_model(tmp_path)
     assert metrics["standard"]["miou"] > untrained_miou("uaps", tmp_path, overrides)
     assert set(metrics["variants"]) == {"main", "ensemble"}
     log = next(tmp_path.rglob("train_log.csv")).read_text().splitlines()[0].split(",")
-    assert {"loss_seg", "loss_ps", "loss_ups", "loss_un", "lambda1", "lambda2", "mean_exp_neg_u"} <= set(log)
+    assert {"loss_sup", "loss_unsup", "unsup_weight", "loss_ps", "loss_ups", "loss_un", "lambda2", "mean_exp_neg_u"} <= set(log)

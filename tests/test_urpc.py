@@ -61,10 +61,10 @@ def test_losses_supervise_every_scale_and_ramp_the_consistency():
     expected_sup = torch.stack([segmentation_loss(out[:2], labeled.masks) for out in outputs]).mean()
     torch.testing.assert_close(losses["loss_sup"], expected_sup)
     expected_cons = rectified_pyramid_consistency([out[2:].softmax(1) for out in outputs])
-    torch.testing.assert_close(losses["loss_cons"], expected_cons)
+    torch.testing.assert_close(losses["loss_unsup"], expected_cons)
     weight = 0.1 * method.rampup(0, 100)
     assert 0 < weight < 0.01
-    torch.testing.assert_close(losses["loss"], losses["loss_sup"] + weight * losses["loss_cons"])
+    torch.testing.assert_close(losses["loss"], losses["loss_sup"] + weight * losses["loss_unsup"])
 
 
 def test_only_the_paper_unet_is_accepted():

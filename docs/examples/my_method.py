@@ -9,20 +9,23 @@ that loss is weighted by ``weight`` times the sigmoid ramp-up.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
-from methods import LabeledBatch, Method, register_method
+from methods import LabeledBatch, Method, number, register_method, step_losses
 from methods.losses import pseudo_label_loss, segmentation_loss
 from methods.networks import build_network
 
 
 @register_method("my_method")
 class ConfidentPseudoLabel(Method):
-    defaults = {"threshold": 0.9, "weight": 1.0}  # plus COMMON_DEFAULTS: backbone, rampup_fraction
+    # plus the common options: backbone, rampup_fraction
+    option_specs = {"threshold": number(0.9, maximum=1.0), "weight": number(1.0)}
 
     def __init__(self, options, in_channels: int, num_classes: int) -> None:
-        super().__init__(options, in_channels, num_classes)  # sets self.options (checked)
+        super().__init__(options, in_channels, num_classes)  # sets self.options (resolved and checked)
         self.net = build_network(self.options["backbone"], in_channels, num_classes)
 
     def training_step(self, labeled: LabeledBatch, unlabeled: Tensor, step: int, total_steps: int) -> dict[str, Tensor]:
@@ -33,12 +36,8 @@ class ConfidentPseudoLabel(Method):
             confident = (confidence >= self.options["threshold"]).float()
         loss_pseudo = pseudo_label_loss(logits, pseudo_label, confident)
         weight = self.options["weight"] * self.rampup(step, total_steps)
-        return {
-            "loss": loss_sup + weight * loss_pseudo,  # the one the runner optimises
-            "loss_sup": loss_sup,  # everything else is logged to train_log.csv
-            "loss_pseudo": loss_pseudo,
-            "confident_fraction": confident.mean(),
-        }
+        # "loss" = loss_sup + weight * loss_pseudo is optimised; the rest is logged to train_log.csv
+        return step_losses(loss_sup, loss_pseudo, weight, confident_fraction=confident.mean())
 
-    def predict(self, images: Tensor) -> Tensor:
-        return self.net(images)
+    def named_predictions(self, images: Tensor, names: Sequence[str]) -> dict[str, Tensor]:
+        return {name: self.net(images) for name in names}  # one prediction, named "prediction"
