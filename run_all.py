@@ -18,10 +18,12 @@ import sys
 from pathlib import Path
 
 from benchmarks.reporting.aggregate import ResultsError, collect_runs, format_summary, summarize
-from benchmarks.engine.config import load_profile, resolve_run, run_dir
+from benchmarks.engine.config import load_profile, resolve_run
+from benchmarks.engine import layout
 from benchmarks.engine.environment import resolve_device
 from benchmarks.grid.execute import expand_grid, run_grid
-from benchmarks.engine.runner import NonFiniteLossError, evaluate_checkpoint, train_run
+from benchmarks.engine.runner import evaluate_checkpoint, train_run
+from benchmarks.engine.trainer import NonFiniteLossError
 from datasets import DATASETS
 from datasets.base import DATA_ROOT_ENV, DatasetError, resolve_data_root
 from methods import ConfigError, PluginError, available_methods, load_entry_point_plugins, load_plugin
@@ -29,7 +31,9 @@ from methods import ConfigError, PluginError, available_methods, load_entry_poin
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results-dir", type=Path, default=Path("results"), help="where runs/ tables/ figures go (default: results)")
-    parser.add_argument("--data-root", type=Path, default=None, help=f"folder holding NEU_data/, MTiles_data/, DAGM_data/ (default: ${DATA_ROOT_ENV} or data/)")
+    parser.add_argument(
+        "--data-root", type=Path, default=None, help=f"folder holding NEU_data/, MTiles_data/, DAGM_data/ (default: ${DATA_ROOT_ENV} or data/)"
+    )
     parser.add_argument("--cache-dir", type=Path, default=None, help="decoded-array cache (default: <results-dir>/cache)")
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1 ... (default: auto)")
     parser.add_argument("--plugin", type=Path, action="append", default=[], help="Python file registering extra methods (repeatable)")
@@ -41,15 +45,29 @@ def _debug_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _profile_options(parser: argparse.ArgumentParser, default_profile: str) -> None:
-    parser.add_argument("--profile", default=default_profile, help=f"profile name in benchmarks/configs/ or a YAML path (default: {default_profile})")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override any profile value, e.g. --set train.iterations=200 --set method_options.uaps.aux_decoders=2 (repeatable)")
+    parser.add_argument(
+        "--profile", default=default_profile, help=f"profile name in benchmarks/configs/ or a YAML path (default: {default_profile})"
+    )
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override any profile value, e.g. --set train.iterations=200 --set method_options.uaps.aux_decoders=2 (repeatable)",
+    )
 
 
 def _output_options(parser: argparse.ArgumentParser, default_subdir: str) -> None:
     parser.add_argument("--results-dir", type=Path, default=Path("results"), help="folder holding runs/<profile>/... (default: results)")
-    parser.add_argument("--profile", dest="profiles", action="extend", nargs="+", default=None, metavar="P", help="only these profiles (repeatable; default: every profile under <results-dir>/runs)")
+    parser.add_argument(
+        "--profile", dest="profiles", action="extend", nargs="+", default=None, metavar="P",
+        help="only these profiles (repeatable; default: every profile under <results-dir>/runs)",
+    )
     parser.add_argument("--out", type=Path, default=None, help=f"output folder (default: <results-dir>/{default_subdir})")
-    parser.add_argument("--baseline", dest="baselines", action="extend", nargs="+", default=[], metavar="METHOD", help="also test every method against METHOD: paired difference, 95%% CI, P(improvement) (repeatable; supervised is always one; main tables and figures mark against the first METHOD given, else supervised)")
+    parser.add_argument(
+        "--baseline", dest="baselines", action="extend", nargs="+", default=[], metavar="METHOD",
+        help=(
+            "also test every method against METHOD: paired difference, 95%% CI, P(improvement) "
+            "(repeatable; supervised is always one; main tables and figures mark against the first METHOD given, else supervised)"
+        ),
+    )
     parser.set_defaults(plugin=[])
     _debug_option(parser)
 
@@ -74,12 +92,20 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("benchmark", help="run a profile's grid of methods x datasets x ratios x seeds")
     _common(bench)
     _profile_options(bench, "quick")
-    bench.add_argument("--methods", nargs="+", help="override the profile's methods ('all': every registered one; the profile's method_variants by name)")
+    bench.add_argument(
+        "--methods", nargs="+", help="override the profile's methods ('all': every registered one; the profile's method_variants by name)"
+    )
     bench.add_argument("--datasets", nargs="+", help="override the profile's datasets ('available': all found)")
     bench.add_argument("--ratios", nargs="+", type=float, help="override the profile's labelled ratios")
     bench.add_argument("--seeds", nargs="+", type=int, help="override the profile's seeds")
-    bench.add_argument("--jobs", type=int, default=None, help="runs at a time (default: 1 on CPU, one per GPU on CUDA, capped there); each run gets cores // jobs CPU threads")
-    bench.add_argument("--backend", choices=["local", "dask"], default="local", help="local: joblib worker processes here; dask: the Dask cluster at --scheduler (default: local)")
+    bench.add_argument(
+        "--jobs", type=int, default=None,
+        help="runs at a time (default: 1 on CPU, one per GPU on CUDA, capped there); each run gets cores // jobs CPU threads",
+    )
+    bench.add_argument(
+        "--backend", choices=["local", "dask"], default="local",
+        help="local: joblib worker processes here; dask: the Dask cluster at --scheduler (default: local)",
+    )
     bench.add_argument("--scheduler", default=None, metavar="ADDRESS", help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 (with --backend dask)")
 
     for name, what, default in (
@@ -89,8 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         output = sub.add_parser(name, help=f"write {what} from the runs on disk")
         _output_options(output, default)
-    sub.choices["report"].add_argument("--tables-dir", type=Path, default=None, help="where the report writes its tables (default: <results-dir>/tables)")
-    sub.choices["report"].add_argument("--figures-dir", type=Path, default=None, help="where the report writes its figures (default: <results-dir>/figures)")
+    report = sub.choices["report"]
+    report.add_argument("--tables-dir", type=Path, default=None, help="where the report writes its tables (default: <results-dir>/tables)")
+    report.add_argument("--figures-dir", type=Path, default=None, help="where the report writes its figures (default: <results-dir>/figures)")
 
     for name, what in (
         ("similarity", "each member network's/decoder's B x B similarity maps on test images"),
@@ -103,7 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
         picture.add_argument("--out", type=Path, default=None, help=f"output path without suffix (default: <run-dir>/figures/{name})")
     sub.choices["similarity"].add_argument("--num-images", type=int, default=8, help="test images in the batch (default: 8)")
     sub.choices["predictions"].add_argument("--num-images", type=int, default=8, help="test images shown (default: 8)")
-    sub.choices["uncertainty"].add_argument("--images", nargs="+", default=["worst"], metavar="worst|IDX", help="'worst' or test-image indices (default: worst)")
+    sub.choices["uncertainty"].add_argument(
+        "--images", nargs="+", default=["worst"], metavar="worst|IDX", help="'worst' or test-image indices (default: worst)"
+    )
     sub.choices["uncertainty"].add_argument("--num-images", type=int, default=4, help="how many worst images by per-image IoU (default: 4)")
 
     listing = sub.add_parser("list", help="list registered methods, datasets and profiles")
@@ -136,7 +165,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     profile = load_profile(args.profile, args.overrides)
     run_config = resolve_run(profile, args.dataset, args.ratio, args.method, args.seed)
     metrics = train_run(run_config, args.results_dir, args.data_root, args.device, _cache_dir(args))
-    print(f"results: {run_dir(args.results_dir, run_config)}")
+    print(f"results: {layout.run_dir(args.results_dir, run_config)}")
     print(json.dumps({k: metrics[k] for k in ("standard", "paper")}, indent=2))
     return 0
 
@@ -160,11 +189,11 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     except ResultsError as error:  # the runs' outcomes below still matter
         print(f"note: no summary table: {error}", file=sys.stderr)
     print(", ".join(f"{count} {status}" for status, count in result.counts().items()))
-    print(f"results written under {(args.results_dir / 'runs' / profile['profile']).resolve()} (summary.json lists every run)")
+    print(f"results written under {layout.profile_dir(args.results_dir, profile['profile']).resolve()} (summary.json lists every run)")
     if result.failed:
         print(f"{len(result.failed)} run(s) failed:", file=sys.stderr)
         for run_config, reason in result.failed:
-            print(f"  {run_dir(args.results_dir, run_config)}: {reason}", file=sys.stderr)
+            print(f"  {layout.run_dir(args.results_dir, run_config)}: {reason}", file=sys.stderr)
         return 1
     return 0
 
@@ -174,7 +203,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     from datasets import available_datasets
 
     print("methods:  ", " ".join(available_methods()))
-    print("datasets: ", " ".join(sorted(DATASETS)), f"(found under {resolve_data_root(args.data_root)}: {' '.join(available_datasets(args.data_root))})")
+    found = " ".join(available_datasets(args.data_root))
+    print("datasets: ", " ".join(sorted(DATASETS)), f"(found under {resolve_data_root(args.data_root)}: {found})")
     print("profiles: ", " ".join(sorted(p.stem for p in CONFIG_DIR.glob('*.yaml'))))
     return 0
 
@@ -193,19 +223,22 @@ def _print_outputs(results_dir: Path, written: dict[str, list[Path]], notes: lis
 def cmd_tables(args: argparse.Namespace) -> int:
     from benchmarks.reporting.tables import write_tables
 
-    return _print_outputs(args.results_dir, *write_tables(args.results_dir, args.out or args.results_dir / "tables", args.profiles, args.baselines))
+    out = args.out or layout.tables_dir(args.results_dir)
+    return _print_outputs(args.results_dir, *write_tables(args.results_dir, out, args.profiles, args.baselines))
 
 
 def cmd_plots(args: argparse.Namespace) -> int:
     from benchmarks.reporting.plots import write_figures
 
-    return _print_outputs(args.results_dir, *write_figures(args.results_dir, args.out or args.results_dir / "figures", args.profiles, args.baselines))
+    out = args.out or layout.figures_dir(args.results_dir)
+    return _print_outputs(args.results_dir, *write_figures(args.results_dir, out, args.profiles, args.baselines))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from benchmarks.reporting.report import write_report
 
-    pages, notes = write_report(args.results_dir, args.out or args.results_dir / "report", args.profiles, args.tables_dir, args.figures_dir, args.baselines)
+    out = args.out or layout.report_dir(args.results_dir)
+    pages, notes = write_report(args.results_dir, out, args.profiles, args.tables_dir, args.figures_dir, args.baselines)
     for note in notes:
         print(f"note: {note}")
     print(f"report: {pages[0]} and {pages[1]}")
@@ -225,7 +258,7 @@ def cmd_picture(args: argparse.Namespace) -> int:
 
 
 def _cache_dir(args: argparse.Namespace) -> Path:
-    return args.cache_dir or args.results_dir / "cache"
+    return args.cache_dir or layout.cache_dir(args.results_dir)
 
 
 COMMANDS = {

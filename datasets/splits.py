@@ -15,6 +15,7 @@ so the total is ``round(fraction * N)``. All randomness comes from one
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -38,6 +39,10 @@ class Split:
     unlabeled: list[str]
     val: list[str]
     test: list[str]
+
+    def digest(self) -> str:
+        """SHA-256 (hex) of the split's content, independent of how its file is formatted."""
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
 
     def to_json(self, path: str | os.PathLike) -> None:
         """Write the split as JSON, atomically."""

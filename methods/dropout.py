@@ -1,12 +1,11 @@
 """Element-wise dropout whose CPU mask is drawn as gaps between dropped positions.
 
 ``nn.Dropout`` on the CPU draws one Bernoulli variate per element from a single serial random
-stream (~4.5 ns each on the 2-core benchmark machine, whatever the thread count): at the paper
-U-Net's first level (8 x 16 x 128 x 128 activations, p = 0.05) that is 9.4 ms of a ~600 ms UAPS
-step, and the five encoder levels cost ~35 ms per step forward and backward. Independent
+stream, whatever the thread count, which makes it a visible part of a UAPS step at the paper
+U-Net's first levels. Independent
 Bernoulli(p) drops are exactly the positions whose gaps are independent Geometric(p) variates
-(trials up to and including the next drop), so drawing the gaps needs ~p·n variates instead of n:
-measured 10.5 -> 1.9 ms at that level.
+(trials up to and including the next drop), so drawing the gaps needs ~p·n variates instead of n
+(timings in docs/performance.md).
 
 Same distribution and scaling (kept values x / (1 - p), in the input's dtype, as ``nn.Dropout``),
 but a different random stream: the same seed gives a different mask than ``nn.Dropout`` does.

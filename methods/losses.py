@@ -25,7 +25,7 @@ def hard_labels(scores: Tensor) -> Tensor:
 
     The same as ``scores.argmax(1)`` (first index on ties), written as ``max(1).indices`` because
     torch 2.14's CPU ``argmax`` over the channel dimension of a contiguous NCHW tensor is ~25x
-    slower (measured: 25 ms against 0.9 ms for 8 x 4 x 128 x 128 float32 scores, 2 threads).
+    slower (8 x 4 x 128 x 128 float32 scores).
     """
     return scores.max(dim=1).indices
 

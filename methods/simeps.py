@@ -25,7 +25,7 @@ Logged: ℓ_sup as ``loss_sup``, ℓ_cps + ℓ_cps_labeled as ``loss_unsup`` and
 
 Options (defaults = recipe ``unified``: the released ``simEps_train.py`` except
 ``similarity_rampup`` and ``dice_form``; ``authors_options`` gives the released code's values per
-dataset; the paper's text was not available to us):
+dataset; taken from the released code, not the paper's text):
 
 * ``networks`` 3 (paper and code); at least 2.
 * ``cps_weight`` 0.1 (``--consistency 0.1``) with the sigmoid ramp-up over ``rampup_fraction``
@@ -34,7 +34,7 @@ dataset; the paper's text was not available to us):
 * ``similarity_weight`` 50 (``similarity_loss_coeff = 50``; 200 in the MTiles and DAGM scripts)
   with ``similarity_rampup`` true: ramped up like ``cps_weight``. The released code keeps it
   constant (``similarity_rampup: false``); from step 0, 50 x ℓ_sim dominates the start of short
-  runs (smoke profile, 40 iterations: test mIoU 0.001 constant, 0.029 ramped, 0.058 without
+  runs (40-iteration runs at the smoke profile's size: test mIoU 0.001 constant, 0.029 ramped, 0.058 without
   ℓ_sim; supervised 0.054).
 * ``similarity_stages`` ["output"]: the NEU-Seg and MTiles scripts compare the networks' output
   logits only. "encoder" compares the bottleneck features and "decoder_last" the last decoder

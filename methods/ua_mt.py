@@ -22,8 +22,8 @@ certain:
   softmax difference over the certain pixels and all classes; ``two``: K = 2, as the UA-MT code
   (C = 2) and SSL4MIS's 2D script (C = 4, so its loss is C / 2 times that mean).
 
-``threshold_scale: lnC`` gives the threshold (0.75 + 0.25 * rampup) * ln C of this benchmark before
-issue 12, kept to recognise old runs: ln C is the maximum entropy, so as the threshold ramps up to
+``threshold_scale: lnC`` gives the threshold (0.75 + 0.25 * rampup) * ln C recorded by runs made
+with that setting: ln C is the maximum entropy, so as the threshold ramps up to
 it the mask comes to keep every pixel (certain_fraction 1.0) and UA-MT degenerates into Mean
 Teacher.
 

@@ -7,7 +7,8 @@ import torch
 
 from benchmarks.engine.config import load_profile, resolve_run
 from benchmarks.engine.evaluate import evaluate
-from benchmarks.engine.runner import load_run_data, train_run
+from benchmarks.engine.run_data import load_run_data
+from benchmarks.engine.runner import train_run
 from methods import LabeledBatch, build_method
 
 SMOKE_DATASET = "synthetic"
@@ -26,7 +27,7 @@ def train_smoke(method: str, results_dir: Path, overrides: tuple[str, ...] = (),
 def untrained_miou(method: str, results_dir: Path, overrides: tuple[str, ...] = (), seed: int = 0) -> float:
     """Standard test mIoU of the same method, freshly initialised (same seed), on the same split."""
     run_config = smoke_config(method, overrides, seed)
-    data = load_run_data(run_config, None, results_dir / "cache", None)
+    data = load_run_data(run_config, None, results_dir / "cache")
     torch.manual_seed(seed)
     model = build_method(method, run_config["method_options"], data.in_channels, len(data.class_names))
     metrics = evaluate(model, data.test_images, data.test_masks, data.class_names, torch.device("cpu"))

@@ -4,7 +4,8 @@ import torch
 
 from benchmarks.engine import environment
 
-from benchmarks.engine.config import apply_override, config_hash, load_profile, resolve_run, run_dir
+from benchmarks.engine.config import apply_override, config_hash, load_profile, resolve_run
+from benchmarks.engine.layout import run_dir
 from methods import ConfigError
 
 
@@ -78,3 +79,23 @@ def test_auto_precision_is_bf16_only_where_the_hardware_has_bf16_units(monkeypat
         monkeypatch.setattr(environment, "native_bf16", lambda device, native=native: native)
         assert environment.resolve_precision("auto", cpu) == expected
         assert environment.resolve_precision("fp32", cpu) == "fp32" and environment.resolve_precision("bf16", cpu) == "bf16"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("split_seed=abc", "split_seed must be an integer, got 'abc'"),
+        ("seeds=[0, x]", r"seeds\[1\] must be an integer, got 'x'"),
+        ("seeds=3", "seeds must be a non-empty list of integers"),
+        ("ratios=[1.5]", r"ratios must be a non-empty list of labelled fractions in \(0, 1\].*got \[1.5\]"),
+        ("skip_missing_datasets=maybe", "skip_missing_datasets must be true or false, got 'maybe'"),
+        ("methods=3", "methods must be a name or a non-empty list of names, got 3"),
+        ("dataset_options.synthetic.num_images=abc", "dataset_options.synthetic.num_images must be an integer, got 'abc'"),
+        ("dataset_options.synthetic.size=3", r"unknown config key 'dataset_options.synthetic.size'.*'num_images'"),
+        ("dataset_options.nope={a: 1}", "dataset_options names unknown dataset 'nope'"),
+    ],
+)
+def test_ill_typed_profile_keys_fail_when_loaded_naming_key_value_and_expectation(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_profile("smoke", [override])
+

@@ -6,9 +6,9 @@ import os
 import pytest
 from grid_helpers import PLUGIN, plugin_methods, tiny_profile, keep_torch_threads  # noqa: F401 (autouse fixture)
 
-from benchmarks.engine.config import run_dir
+from benchmarks.engine.layout import run_dir
 from benchmarks.grid.execute import expand_grid, run_grid
-from benchmarks.engine.runner import completed_metrics
+from benchmarks.engine.run_folder import completed_metrics
 
 distributed = pytest.importorskip("dask.distributed")
 

@@ -36,7 +36,8 @@ from grid_helpers import PLUGIN, REPO, TINY, plugin_methods, tiny_profile, keep_
 
 import run_all
 from benchmarks.reporting.aggregate import collect_runs
-from benchmarks.engine.config import config_hash, run_dir
+from benchmarks.engine.config import config_hash
+from benchmarks.engine.layout import run_dir
 from benchmarks.grid.execute import expand_grid, run_grid
 from benchmarks.engine.io import write_json
 from benchmarks.grid.locks import UNREADABLE_GRACE_SECONDS, FileLock
@@ -237,7 +238,7 @@ def test_a_damaged_cache_file_is_named_and_decoded_again(tmp_path, capfd, damage
     np.testing.assert_array_equal(again.masks, masks)
 
 
-@pytest.mark.parametrize("victim", ["last.pt", "best.pt", "split.json"])
+@pytest.mark.parametrize("victim", ["last.pt", "best.pt", "split.ref"])
 def test_a_corrupt_checkpoint_is_set_aside_and_the_run_restarts(runs, reference, tmp_path, monkeypatch, capfd, victim):
     run = runs[0]
     cls = get_method_class(METHOD)
@@ -402,7 +403,8 @@ def test_train_user_errors_are_one_line_and_exit_2(tmp_path, capsys, arguments, 
 @pytest.mark.parametrize("command", ["eval", "predictions", "uncertainty", "similarity"])
 def test_eval_and_pictures_of_a_missing_run_are_one_line_and_exit_2(tmp_path, capsys, command):
     assert run_all.main([command, "--run-dir", str(tmp_path / "nope")]) == 2
-    assert capsys.readouterr().err == f"error: {tmp_path / 'nope' / 'config.yaml'} not found: expected a run directory written by 'run_all.py train'\n"
+    missing = tmp_path / "nope" / "config.yaml"
+    assert capsys.readouterr().err == f"error: {missing} not found: expected a run directory written by 'run_all.py train'\n"
 
 
 def test_results_follow_the_umask(reference, runs):

@@ -22,7 +22,6 @@ from itertools import combinations
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from datasets.synthetic import SyntheticDefects
@@ -81,8 +80,8 @@ def ref_seg(logits: Tensor, target: Tensor, dice: str) -> Tensor:
 
 def ref_kl_to_mean(logits: Sequence[Tensor]) -> tuple[list[Tensor], Tensor]:
     """sum_c KLDivLoss(log_softmax(l_d), mean softmax) per pixel for every member, and the mean softmax."""
-    mean = sum(l.float().softmax(1) for l in logits) / len(logits)
-    return [(mean * (mean.log() - l.float().log_softmax(1))).sum(1) for l in logits], mean
+    mean = sum(member.float().softmax(1) for member in logits) / len(logits)
+    return [(mean * (mean.log() - member.float().log_softmax(1))).sum(1) for member in logits], mean
 
 
 def ref_similarity(a: Tensor, b: Tensor) -> Tensor:
@@ -157,12 +156,12 @@ def test_uaps_matches_the_released_losses(dataset, monkeypatch):
     labeled, unlabeled = batch()
     out = method.training_step(labeled, unlabeled, step, total)
     lab, unl = outputs  # every decoder's logits: labelled pass, unlabelled pass
-    loss_seg = sum(ref_seg(l, labeled.masks, "uaps") for l in lab) / 4
+    loss_seg = sum(ref_seg(member, labeled.masks, "uaps") for member in lab) / 4
     variance, _ = ref_kl_to_mean(unl)
-    mixture = sum(w * l.detach().softmax(1) for w, l in zip(MIXING, unl))
+    mixture = sum(w * member.detach().softmax(1) for w, member in zip(MIXING, unl))
     pseudo = mixture.argmax(1)
     # torch.mean(ps * exp(-variance)): the scalar loss times the mean confidence, which keeps its gradient
-    loss_ups = sum(ref_seg(l, pseudo, "uaps") * torch.exp(-v).mean() for l, v in zip(unl, variance)) / 4
+    loss_ups = sum(ref_seg(member, pseudo, "uaps") * torch.exp(-v).mean() for member, v in zip(unl, variance)) / 4
     loss_un = (sum(variance) / 4).mean()
     ramp = released_ramp(step, epoch)
     lambda1, lambda2 = 0.1 * ramp, (0.1 * ramp if lambda2_ramped else 1.0)
@@ -185,7 +184,7 @@ def ref_cross_pseudo(logits: Sequence[Tensor], ensemble: str) -> Tensor:
     """sum_i 0.5 (CE + Dice) of network i against argmax of the max (or mean) of the others' softmax."""
     total = 0.0
     for i, member in enumerate(logits):
-        others = [l.detach().softmax(1) for j, l in enumerate(logits) if j != i]
+        others = [other.detach().softmax(1) for j, other in enumerate(logits) if j != i]
         combined = torch.maximum(*others) if ensemble == "max" else (others[0] + others[1]) / 2
         total = total + ref_seg(member, combined.argmax(1), "uaps")
     return total
@@ -207,7 +206,7 @@ def test_simeps_matches_the_released_losses(dataset):
     compared = {"encoder": lambda n, k: encoders[n][k][-1], "decoder_last": lambda n, k: heads[n][k][0], "output": lambda n, k: heads[n][k][1]}
     lab = [heads[n][0][1] for n in range(3)]
     unl = [heads[n][1][1] for n in range(3)]
-    loss_sup = sum(ref_seg(l, labeled.masks, "uaps") for l in lab)
+    loss_sup = sum(ref_seg(member, labeled.masks, "uaps") for member in lab)
     loss_sim = sum(
         ref_similarity(compared[stage](i, k), compared[stage](j, k))
         for k in (0, 1) for stage in stages for i, j in combinations(range(3), 2)

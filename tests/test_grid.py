@@ -12,10 +12,11 @@ import pytest
 from grid_helpers import PLUGIN, REPO, TINY, plugin_methods, tiny_profile, keep_torch_threads  # noqa: F401 (autouse fixture)
 
 import run_all
-from benchmarks.engine.config import config_hash, load_profile, resolve_run, run_dir
+from benchmarks.engine.config import config_hash, load_profile, resolve_run
+from benchmarks.engine.layout import run_dir
 from benchmarks.grid.execute import available_cores, expand_grid, run_grid, warm_cache
 from benchmarks.grid.locks import FileLock
-from benchmarks.engine.runner import completed_metrics
+from benchmarks.engine.run_folder import completed_metrics
 from methods import ConfigError, available_methods
 
 

@@ -6,9 +6,9 @@ from matplotlib.collections import PolyCollection
 from matplotlib.container import BarContainer, ErrorbarContainer
 
 from benchmarks.reporting.aggregate import collect_runs, main_runs
+from benchmarks.reporting.paper import load_paper_reference
 from benchmarks.reporting.plots import plot_critical_difference, plot_lambdas, plot_miou_vs_ratio, plot_mixing, write_figures
 from benchmarks.reporting.statistics import cell_statistics
-from benchmarks.reporting.tables import load_paper_reference
 from tests.fixtures_results import PROFILE, write_fixture_results
 
 FIGURES = ["miou_vs_ratio_standard", "miou_vs_ratio_paper", "critical_difference_standard", "critical_difference_paper", "validation_curves",

@@ -68,7 +68,8 @@ def test_example_plugin_runs_in_the_smoke_benchmark_and_is_aggregated(tmp_path, 
     run_directory = Path(runs["path"].iloc[0])
     options = yaml.safe_load((run_directory / "config.yaml").read_text())["method_options"]
     assert options["threshold"] == 0.8 and options["weight"] == 1.0
-    assert {"loss_sup", "loss_unsup", "unsup_weight", "confident_fraction"} <= set((run_directory / "train_log.csv").read_text().splitlines()[0].split(","))
+    header = (run_directory / "train_log.csv").read_text().splitlines()[0].split(",")
+    assert {"loss_sup", "loss_unsup", "unsup_weight", "confident_fraction"} <= set(header)
 
 
 def test_guide_shows_the_example_file():
@@ -111,7 +112,8 @@ def test_a_plugin_overriding_predict_still_predicts(tmp_path):
 
 
 def test_name_already_taken_is_a_clear_error_and_nothing_stays_registered(tmp_path):
-    body = method_class("fresh_name", GOOD_STEP, GOOD_PREDICT) + "\n\n" + method_class("supervised", GOOD_STEP, GOOD_PREDICT).replace("Plugin", "Clash")
+    clash = method_class("supervised", GOOD_STEP, GOOD_PREDICT).replace("Plugin", "Clash")
+    body = method_class("fresh_name", GOOD_STEP, GOOD_PREDICT) + "\n\n" + clash
     plugin = write_plugin(tmp_path, "clash", body)
     with pytest.raises(PluginError, match="'supervised' is already taken by methods.supervised.Supervised"):
         load_plugin(plugin)

@@ -6,7 +6,7 @@ import torch
 import yaml
 
 from benchmarks.engine.config import config_hash, load_profile, resolve_run
-from benchmarks.engine.runner import build_scheduler
+from benchmarks.engine.trainer import build_scheduler
 from datasets.transforms import authors_augment, to_float
 from methods import ConfigError
 

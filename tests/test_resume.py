@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import pytest
 import torch
 from grid_helpers import plugin_methods, tiny_profile, keep_torch_threads  # noqa: F401 (autouse fixture)
 
-from benchmarks.engine.config import run_dir
+from benchmarks.engine.layout import run_dir
+from benchmarks.engine.trainer import CHECKPOINT_KEYS
 from benchmarks.grid.execute import expand_grid, run_grid
 from methods import get_method_class
 
@@ -40,8 +42,16 @@ def _log_without_times(directory) -> list[dict]:
         return [{k: v for k, v in row.items() if k != "elapsed_s"} for row in csv.DictReader(handle)]
 
 
-@pytest.mark.parametrize("method", ["supervised", "grid_stateful"])
-def test_resumed_run_equals_uninterrupted_run(plugin, tmp_path, monkeypatch, method):
+def _as_legacy_run_folder(results, directory) -> None:
+    """Rewrite the run folder as code before shared split files left it: its own split.json, no split.ref."""
+    shared = results / "splits" / (directory / "split.ref").read_text().strip()
+    (directory / "split.json").write_text(shared.read_text())
+    (directory / "split.ref").unlink()
+    shutil.rmtree(results / "splits")
+
+
+@pytest.mark.parametrize(("method", "legacy_split"), [("supervised", False), ("grid_stateful", False), ("supervised", True)])
+def test_resumed_run_equals_uninterrupted_run(plugin, tmp_path, monkeypatch, capfd, method, legacy_split):
     (run,) = expand_grid(tiny_profile(f"methods=[{method}]", *OVERRIDES))
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     assert len(run_grid([run], straight, device="cpu", progress=False).completed) == 1
@@ -57,8 +67,13 @@ def test_resumed_run_equals_uninterrupted_run(plugin, tmp_path, monkeypatch, met
     assert not (directory / ".lock").exists()  # released on the way out
     assert json.loads((directory / "failure.json").read_text())["error"] == "KeyboardInterrupt"
     monkeypatch.undo()
+    if legacy_split:
+        _as_legacy_run_folder(resumed, directory)
+    capfd.readouterr()
 
     assert len(run_grid([run], resumed, device="cpu", progress=False).completed) == 1
+    assert "restarts from step 0" not in capfd.readouterr().err  # resumed from the checkpoint
+    assert (directory / "split.ref").exists() and not (directory / "split.json").exists()
     a = json.loads((run_dir(straight, run) / "metrics.json").read_text())
     b = json.loads((directory / "metrics.json").read_text())
     assert {k: v for k, v in a.items() if k not in TIMINGS} == {k: v for k, v in b.items() if k not in TIMINGS}
@@ -67,3 +82,21 @@ def test_resumed_run_equals_uninterrupted_run(plugin, tmp_path, monkeypatch, met
     best_b = torch.load(directory / "best.pt", weights_only=True)
     assert all(torch.equal(best_a[k], best_b[k]) for k in best_a)
     assert not (directory / "last.pt").exists() and not (directory / "failure.json").exists()
+
+
+def test_the_checkpoint_keeps_the_format_of_earlier_versions(plugin, tmp_path):
+    """Interrupted runs resume across versions: ``last.pt`` keeps the keys it always had."""
+    (run,) = expand_grid(tiny_profile("methods=[supervised]", "train.lr_schedule=plateau", *OVERRIDES))
+    directory = run_dir(tmp_path, run)
+    with pytest.raises(KeyboardInterrupt):
+        with pytest.MonkeyPatch.context() as patch:
+            cls = get_method_class("supervised")
+            patch.setattr(cls, "on_step_end", _interrupt_at(cls.on_step_end, INTERRUPT_AT))
+            run_grid([run], tmp_path, device="cpu", progress=False)
+    checkpoint = torch.load(directory / "last.pt", weights_only=False)
+    assert set(checkpoint) == {*CHECKPOINT_KEYS, "scheduler"} == {
+        "config_hash", "method", "optimizer", "labeled_sampler", "unlabeled_sampler", "augment_generator", "scheduler", "rng", "state"
+    }
+    assert set(checkpoint["state"]) == {"step", "best_score", "best_step", "train_seconds"}
+    assert set(checkpoint["rng"]) == {"torch", "numpy", "python"}
+    assert set(checkpoint["labeled_sampler"]) == {"generator", "order"}

@@ -6,8 +6,10 @@ import torch
 import yaml
 
 import run_all
+from benchmarks.engine import migrate_splits
 from benchmarks.engine.environment import resolve_precision
-from benchmarks.engine.runner import NonFiniteLossError, train_run
+from benchmarks.engine.runner import train_run
+from benchmarks.engine.trainer import NonFiniteLossError
 from datasets.splits import Split
 from methods import Method, register_method
 from methods.losses import segmentation_loss
@@ -42,18 +44,37 @@ def supervised_run(tmp_path_factory):
 def test_run_writes_every_file(supervised_run):
     results, metrics = supervised_run
     directory = results / "runs" / "smoke" / "synthetic" / "0.2" / "supervised" / "seed0"
-    for name in ("config.yaml", "split.json", "train_log.csv", "best.pt", "metrics.json"):
+    for name in ("config.yaml", "split.ref", "train_log.csv", "best.pt", "metrics.json"):
         assert (directory / name).is_file(), name
     assert not (directory / "last.pt").exists()  # removed once the run completed
     assert not list(directory.glob(".*.tmp"))
     on_disk = json.loads((directory / "metrics.json").read_text())
     assert on_disk["status"] == "completed"
     assert on_disk["config_hash"] == yaml.safe_load((directory / "config.yaml").read_text())["config_hash"]
-    split = Split.from_json(directory / "split.json")
+    split_file = results / "splits" / (directory / "split.ref").read_text().strip()
+    assert split_file.name.startswith("synthetic_0.2_s0_") and not (directory / "split.json").exists()
+    split = Split.from_json(split_file)
     assert len(split.labeled) > 0 and len(split.test) == on_disk["num_test_images"]
     log_lines = (directory / "train_log.csv").read_text().splitlines()
     assert log_lines[0].startswith("step,loss")
     assert len(log_lines) == 1 + 120 // 10
+
+
+
+def test_migrate_splits_replaces_identical_copies_by_one_shared_file(supervised_run, tmp_path):
+    results, _ = supervised_run
+    source = results / "runs" / "smoke" / "synthetic" / "0.2" / "supervised" / "seed0"
+    shared = results / "splits" / (source / "split.ref").read_text().strip()
+    legacy = tmp_path / "legacy"
+    folders = [legacy / "runs" / "smoke" / "synthetic" / "0.2" / method / "seed0" for method in ("supervised", "uaps")]
+    for folder in folders:  # run folders as earlier versions wrote them: their own split.json each
+        folder.mkdir(parents=True)
+        (folder / "split.json").write_text(shared.read_text())
+    assert migrate_splits.main([str(legacy)]) == 0
+    assert [p.name for p in (legacy / "splits").iterdir()] == [shared.name]
+    for folder in folders:
+        assert (folder / "split.ref").read_text().strip() == shared.name and not (folder / "split.json").exists()
+    assert migrate_splits.migrate(legacy) == ([], [])  # nothing left to do
 
 
 def test_metrics_report_both_protocols_and_costs(supervised_run):

@@ -1,9 +1,13 @@
 """Pictures: palette, error map, per-image IoU, uncertainty map, and each picture command on a smoke run."""
+import math
+
+import numpy as np
 import pytest
 import torch
 
 import run_all
-from benchmarks.engine.config import run_dir
+from benchmarks.engine.layout import run_dir
+from benchmarks.engine.metrics import SegmentationMeter
 from benchmarks.reporting.pictures import PALETTE, colorize, error_map, per_image_iou, uncertainty_map
 from methods import ConfigError, build_method
 from tests.helpers import smoke_config, train_smoke
@@ -62,10 +66,15 @@ def test_error_map_marks_false_negatives_and_false_positives():
     assert rgb[0, 3].tolist() == [0, 0, 0]
 
 
-def test_per_image_iou():
-    target = torch.tensor([[[1, 1, 0, 0]], [[0, 0, 0, 0]], [[2, 2, 1, 0]]])
-    prediction = torch.tensor([[[1, 0, 0, 0]], [[0, 0, 0, 0]], [[0, 0, 0, 1]]])
-    assert per_image_iou(prediction, target, 3).tolist() == pytest.approx([0.5, 1.0, 0.0])
+def test_per_image_iou_is_the_paper_protocol_of_the_metrics():
+    target = torch.tensor([[[1, 1, 0, 0]], [[0, 0, 0, 0]], [[2, 2, 1, 0]], [[1, 1, 0, 0]]])
+    prediction = torch.tensor([[[1, 0, 0, 0]], [[0, 0, 0, 0]], [[0, 0, 0, 1]], [[1, 1, 2, 0]]])
+    iou = per_image_iou(prediction, target, 3)
+    # no defect in image 1: no IoU; image 3: class 2 is only predicted, so only class 1 counts
+    assert math.isnan(iou[1]) and [iou[0], iou[2], iou[3]] == pytest.approx([0.5, 0.0, 1.0])
+    meter = SegmentationMeter(3)
+    meter.update(prediction, target)
+    assert np.nanmean(iou) == pytest.approx(meter.compute()["paper"]["miou"], abs=1e-12)
 
 
 def test_uncertainty_map_needs_several_members_and_is_zero_when_they_agree():

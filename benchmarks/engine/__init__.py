@@ -1,8 +1,10 @@
 """The experiment engine: one run from its configuration to its results.
 
 `config` loads and checks profiles and resolves one run's configuration, `recipes` holds the
-training recipes, `runner` trains a run (data, optimiser, schedule, validation, checkpoints)
-and writes its results, `evaluate` and `metrics` score predictions, `per_image` keeps the
-per-image counts every metric is computed from, `environment` describes the machine and
-`io` writes result files atomically.
+training recipes, `layout` says where every result file lives, `runner` runs one run top to
+bottom (config -> `run_data` -> `trainer` -> test -> results), `trainer` holds the training loop
+and the `TrainState` a checkpoint saves, `run_folder` tells whether a run is done, conflicts or
+failed, `split_store` keeps one file per split (`migrate_splits` moves older results to it),
+`evaluate` and `metrics` score predictions, `per_image` keeps the per-image counts every metric
+is computed from, `environment` describes the machine and `io` writes result files atomically.
 """

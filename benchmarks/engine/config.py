@@ -14,14 +14,16 @@ Method variants (for ablations) name a registered method with fixed options::
 
 A variant name is used in ``methods:`` like a method name and names the run directory. Its options
 are the base method's defaults <- the recipe's options for it (``Method.recipe_options``) <-
-``common_method_options`` <- ``method_options.<base>`` <- the variant's ``options``. ``ratios`` (optional) replaces the profile's ratios for that variant only
-(``--ratios`` on the command line still overrides everything). The resolved run config stores
+``common_method_options`` <- ``method_options.<base>`` <- the variant's ``options``. ``ratios``
+(optional) replaces the profile's ratios for that variant only (``--ratios`` on the command line
+still overrides everything). The resolved run config stores
 ``method`` (the variant name) and ``base_method`` (the registered name; equal for plain methods).
 """
 from __future__ import annotations
 
 import copy
 import hashlib
+import inspect
 import json
 import math
 import re
@@ -81,7 +83,8 @@ PROFILE_DEFAULTS: dict[str, Any] = {
     "train_per_dataset": {},  # {dataset name: {train key: value}}, on top of ``train`` for that dataset
     "ratios_per_dataset": {},  # {dataset name: [ratios]}, instead of ``ratios`` for that dataset
 }
-FREE_FORM = ("common_method_options", "method_options", "method_variants", "dataset_options", "train_per_dataset", "ratios_per_dataset")  # checked where used
+# checked where used
+FREE_FORM = ("common_method_options", "method_options", "method_variants", "dataset_options", "train_per_dataset", "ratios_per_dataset")
 PRECISIONS = ("auto", "fp32", "bf16")
 LR_SCHEDULES = ("constant", "plateau")
 VARIANT_KEYS = ("method", "options", "ratios")
@@ -137,9 +140,36 @@ TRAIN_SPEC: dict[str, tuple[tuple[type, ...], float | None, float | None, tuple 
     "num_threads": ((int, type(None)), 1, None, None),
 }
 assert set(TRAIN_SPEC) == set(PROFILE_DEFAULTS["train"]), "every train setting has a type"
-ABSENT = "(absent)"  # the value differing_keys reports for a key a config lacks
 MAX_SEED = 2**32 - 1  # numpy's global seed is a 32-bit unsigned integer
+SEED_SPEC = ((int,), 0, MAX_SEED, None)
+# type and bounds of the scalar profile-level keys (the lists are checked by check_run_level)
+RUN_SPEC: dict[str, tuple[tuple[type, ...], float | None, float | None, tuple | None]] = {
+    "description": ((str,), None, None, None),
+    "split_seed": SEED_SPEC,
+    "skip_missing_datasets": ((bool,), None, None, None),
+}
+ABSENT = "(absent)"  # the value differing_keys reports for a key a config lacks
 TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
+
+
+def check_value(where: str, value: Any, spec: tuple[tuple[type, ...], float | None, float | None, tuple | None]) -> None:
+    """ConfigError naming the key ``where``, the value and what is expected unless ``value`` meets ``spec``.
+
+    ``spec`` is (types, minimum, maximum, choices), as in ``TRAIN_SPEC``; bools are not numbers.
+    """
+    types, low, high, choices = spec
+    if choices is not None:
+        if value not in choices:
+            raise ConfigError(f"{where} must be one of {list(choices)}, got {value!r}")
+        return
+    if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+        names = " or ".join(TYPE_NAMES[t] for t in types if not (t is int and float in types))
+        raise ConfigError(f"{where} must be {names}, got {value!r}")
+    if value is None or isinstance(value, (bool, str)):
+        return
+    if (low is not None and value < low) or (high is not None and value > high) or value != value:
+        bounds = f">= {low}" + ("" if high is None else f" and <= {high}")
+        raise ConfigError(f"{where} must be {bounds}, got {value!r}")
 
 
 def check_train(train: dict[str, Any], where: str = "train") -> None:
@@ -147,19 +177,48 @@ def check_train(train: dict[str, Any], where: str = "train") -> None:
     for key, value in train.items():
         if key not in TRAIN_SPEC:
             raise ConfigError(f"unknown config key '{where}.{key}'; valid keys: {sorted(TRAIN_SPEC)}")
-        types, low, high, choices = TRAIN_SPEC[key]
-        if choices is not None:
-            if value not in choices:
-                raise ConfigError(f"{where}.{key} must be one of {list(choices)}, got {value!r}")
-            continue
-        if isinstance(value, bool) and bool not in types or not isinstance(value, types):
-            names = " or ".join(TYPE_NAMES[t] for t in types if not (t is int and float in types))
-            raise ConfigError(f"{where}.{key} must be {names}, got {value!r}")
-        if value is None or isinstance(value, bool):
-            continue
-        if (low is not None and value < low) or (high is not None and value > high) or value != value:
-            bounds = f">= {low}" + ("" if high is None else f" and <= {high}")
-            raise ConfigError(f"{where}.{key} must be {bounds}, got {value!r}")
+        check_value(f"{where}.{key}", value, TRAIN_SPEC[key])
+
+
+def check_run_level(config: dict[str, Any]) -> None:
+    """ConfigError naming the key, the value and what is expected, for an ill-typed profile-level key
+    (``RUN_SPEC``, and ``methods``, ``datasets``, ``ratios``, ``seeds``: a name or list of names,
+    fractions in (0, 1], seeds)."""
+    for key, spec in RUN_SPEC.items():
+        check_value(key, config[key], spec)
+    for key in ("methods", "datasets"):
+        names = config[key]
+        if not isinstance(names, str) and not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
+            raise ConfigError(f"{key} must be a name or a non-empty list of names, got {names!r}")
+    _check_ratios(config["ratios"], "ratios")
+    seeds = config["seeds"]
+    if not isinstance(seeds, list) or not seeds:
+        raise ConfigError(f"seeds must be a non-empty list of integers from 0 to {MAX_SEED}, got {seeds!r}")
+    for index, seed in enumerate(seeds):
+        check_value(f"seeds[{index}]", seed, SEED_SPEC)
+
+
+def check_dataset_options(options: Any) -> None:
+    """ConfigError naming the key, the value and what is expected for ``dataset_options``: known
+    datasets, known options, and each option of the type of its default in the dataset's constructor."""
+    if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
+        raise ConfigError(f"dataset_options must be a mapping of dataset name -> {{option: value}}, got {options!r}")
+    for dataset, settings in options.items():
+        if dataset not in DATASETS:
+            raise ConfigError(f"dataset_options names unknown dataset {dataset!r}; valid names: {sorted(DATASETS)}")
+        defaults = {
+            name: parameter.default
+            for name, parameter in inspect.signature(DATASETS[dataset].__init__).parameters.items()
+            if name not in ("self", "root") and parameter.default is not inspect.Parameter.empty
+        }
+        for key, value in settings.items():
+            where = f"dataset_options.{dataset}.{key}"
+            if key not in defaults:
+                raise ConfigError(f"unknown config key '{where}'; valid options of {dataset}: {sorted(defaults)}")
+            default = defaults[key]
+            if default is not None:
+                types = (int, float) if isinstance(default, float) else (type(default),)
+                check_value(where, value, (types, None, None, None))
 
 
 def _check_keys(data: dict, reference: dict, where: str) -> None:
@@ -215,8 +274,10 @@ def load_profile(name_or_path: str, overrides: list[str] | None = None) -> dict[
     }
     config = _merge(PROFILE_DEFAULTS, {"train": recipe.train, "train_per_dataset": recipe_per_dataset})
     config = _merge(config, user)
+    check_run_level(config)
     check_train(config["train"])
     _check_train_per_dataset(config["train_per_dataset"])
+    check_dataset_options(config["dataset_options"])
     for dataset, ratios in config["ratios_per_dataset"].items():
         _check_ratios(ratios, f"ratios_per_dataset.{dataset}")
     _check_variants(config["method_variants"])
@@ -251,12 +312,12 @@ def _check_variants(variants: Any) -> None:
 
 
 def _check_ratios(ratios: Any, where: str) -> None:
-    if not isinstance(ratios, list) or not ratios or not all(isinstance(r, (int, float)) and not isinstance(r, bool) for r in ratios):
-        raise ConfigError(f"{where} must be a non-empty list of labelled fractions, got {ratios!r}")
+    if not isinstance(ratios, list) or not ratios or not all(isinstance(r, (int, float)) and not isinstance(r, bool) and 0 < r <= 1 for r in ratios):
+        raise ConfigError(f"{where} must be a non-empty list of labelled fractions in (0, 1], e.g. [0.1, 0.5], got {ratios!r}")
 
 
-def method_base(profile: dict[str, Any], method: str) -> tuple[str, dict[str, Any]]:
-    """(registered method name, the variant's options) of a method or variant name."""
+def resolve_variant(profile: dict[str, Any], method: str) -> tuple[str, dict[str, Any]]:
+    """(registered method name, the variant's options) of a method or variant name of ``profile``."""
     variants = profile["method_variants"]
     if method not in variants:
         get_method_class(method)  # ConfigError naming the registered methods
@@ -303,7 +364,7 @@ def resolve_run(profile: dict[str, Any], dataset: str, ratio: float, method: str
             f"method_options names unknown method(s) {unknown_methods}; registered: {available_methods()} "
             "(options of a variant go under method_variants.<name>.options)"
         )
-    base, variant_options = method_base(profile, method)
+    base, variant_options = resolve_variant(profile, method)
     method_class = get_method_class(base)
     recipe_options = method_class.recipe_options(profile["recipe"], dataset)
     options = {**recipe_options, **profile["common_method_options"], **profile["method_options"].get(base, {}), **variant_options}
@@ -384,6 +445,6 @@ def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def run_dir(results_dir: Path, run_config: dict[str, Any]) -> Path:
-    c = run_config
-    return Path(results_dir) / "runs" / c["profile"] / c["dataset"] / f"{c['ratio']:g}" / c["method"] / f"seed{c['seed']}"
+def registered_method(run_config: dict[str, Any]) -> str:
+    """The registered method a resolved run config builds (its ``method`` may name a variant)."""
+    return run_config.get("base_method", run_config["method"])

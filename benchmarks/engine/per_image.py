@@ -28,7 +28,9 @@ import torch
 
 from datasets.atomic import atomic_open
 
-FILE_NAME = "per_image.npz"
+from benchmarks.engine import layout
+
+FILE_NAME = layout.PER_IMAGE  # the file's name in a run folder
 DEFAULT_PREDICTION = "default"
 
 

@@ -57,15 +57,16 @@ from datasets.base import resolve_data_root
 from datasets.cache import load_arrays
 from methods import ConfigError, available_methods, load_entry_point_plugins, load_plugin
 
-from benchmarks.engine.config import method_ratios, resolve_run, run_dir
+from benchmarks.engine import layout
+from benchmarks.engine.config import method_ratios, resolve_run
 from benchmarks.engine.io import ResultsError, write_json
+from benchmarks.engine.run_folder import completed_metrics, write_failure
+from benchmarks.engine.runner import train_pending
 from benchmarks.grid.locks import FileLock, describe_owner, lease_device
-from benchmarks.engine.runner import completed_metrics, train_run, write_failure
 
 BACKENDS = ("local", "dask")
 COMPLETED, SKIPPED_DONE, SKIPPED_RUNNING, FAILED = "completed", "skipped (done)", "skipped (running elsewhere)", "failed"
 SUMMARY_KEYS = {"completed": COMPLETED, "skipped_done": SKIPPED_DONE, "skipped_running": SKIPPED_RUNNING, "failed": FAILED}
-RUN_LOCK_NAME = ".lock"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEVICE_LOCK_DIR = Path(tempfile.gettempdir()) / "defectseg-device-locks"
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -323,9 +324,9 @@ def _record_dead_worker(run_config: dict[str, Any], settings: RunSettings, error
 
     Nothing is written if another process has taken the run over, or it completed after all.
     """
-    directory = run_dir(settings.results_dir, run_config)
+    directory = layout.run_dir(settings.results_dir, run_config)
     directory.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(directory / RUN_LOCK_NAME)
+    lock = FileLock(directory / layout.LOCK)
     if not lock.acquire():
         return
     try:
@@ -461,30 +462,30 @@ def execute_run(index: int, run_config: dict[str, Any], settings: RunSettings) -
 def _execute(run_config: dict[str, Any], settings: RunSettings) -> tuple[str, str | None]:
     try:
         return _claim_and_train(run_config, settings)
-    except Exception as error:  # noqa: BLE001 - isolation: recorded (train_run wrote failure.json), the grid carries on
+    except Exception as error:  # noqa: BLE001 - isolation: recorded (train_pending wrote failure.json), the grid carries on
         return FAILED, f"{type(error).__name__}: {error}"
 
 
 def _claim_and_train(run_config: dict[str, Any], settings: RunSettings) -> tuple[str, str | None]:
-    """Skip the run if done or locked by a live process, else train it under its lock."""
+    """Skip the run if locked by a live process or done (by then), else train it under its lock.
+
+    ``run_grid`` queued it as not done; under the lock it is looked at again, as another process
+    may have completed it meanwhile.
+    """
     results_dir = settings.results_dir
-    if completed_metrics(run_config, results_dir) is not None:
-        return SKIPPED_DONE, None
-    directory = run_dir(results_dir, run_config)
+    directory = layout.run_dir(results_dir, run_config)
     directory.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(directory / RUN_LOCK_NAME)
+    lock = FileLock(directory / layout.LOCK)
     if not lock.acquire():
         return SKIPPED_RUNNING, describe_owner(lock.owner())
     try:
-        if completed_metrics(run_config, results_dir) is not None:  # finished while we looked
+        if completed_metrics(run_config, results_dir) is not None:
             return SKIPPED_DONE, None
-        try:
-            _prepare_worker(settings)
-        except Exception as error:  # e.g. a plugin that fails to load here
-            write_failure(run_config, results_dir, error)
-            raise
         with _device(settings.device) as device:
-            train_run(run_config, results_dir, settings.data_root, device, settings.cache_dir, settings.progress)
+            train_pending(
+                run_config, results_dir, settings.data_root, device, settings.cache_dir, settings.progress,
+                before=lambda: _prepare_worker(settings),  # e.g. a plugin that fails to load is the run's failure
+            )
     finally:
         lock.release()
     return COMPLETED, None
@@ -530,7 +531,7 @@ class _Tracker:
         self.started = time.time()
         self.bar = tqdm(total=len(runs), desc="benchmark", unit="run", disable=not progress or not runs)
         profiles = sorted({run["profile"] for run in runs})
-        self.summary_path = results_dir / "runs" / profiles[0] / "summary.json" if len(profiles) == 1 else None
+        self.summary_path = layout.summary_path(results_dir, profiles[0]) if len(profiles) == 1 else None
         self.result = GridResult()
 
     def record(self, outcome: dict[str, Any], quiet: bool = False) -> None:
@@ -541,7 +542,7 @@ class _Tracker:
         if quiet:
             return
         run = self.runs[outcome["index"]]
-        line = f"{outcome['status']:<27} {_run_label(run)}  ({outcome['seconds']:.0f} s)"
+        line = f"{outcome['status']:<27} {layout.run_label(run)}  ({outcome['seconds']:.0f} s)"
         if outcome["detail"]:
             line += f": {outcome['detail']}"
         tqdm.write(line)
@@ -573,7 +574,7 @@ class _Tracker:
         def entry(index: int) -> dict[str, Any]:
             run, outcome = self.runs[index], self.outcomes[index]
             item = {key: run[key] for key in ("dataset", "ratio", "method", "base_method", "seed")}
-            item["dir"] = str(run_dir(self.results_dir, run).relative_to(self.summary_path.parent))
+            item["dir"] = layout.run_label(run)
             item["seconds"] = round(outcome["seconds"], 1)
             if outcome["detail"]:
                 item["reason" if outcome["status"] == FAILED else "held_by"] = outcome["detail"]
@@ -597,10 +598,6 @@ class _Tracker:
                 "counts": {key: len(by_status[status]) for key, status in SUMMARY_KEYS.items()},
             },
         )
-
-
-def _run_label(run: dict[str, Any]) -> str:
-    return f"{run['dataset']}/{run['ratio']:g}/{run['method']}/seed{run['seed']}"
 
 
 def _timestamp(seconds: float) -> str:

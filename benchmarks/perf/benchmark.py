@@ -4,7 +4,6 @@
     python -m benchmarks.perf.benchmark --device cuda --out results/perf_cuda
     python -m benchmarks.perf.benchmark --configs 128:8:8 --variants bf16+cl fp32+cl   # extra fast variants
     python -m benchmarks.perf.benchmark --paper-run 120 --device cuda  # UAPS, NEU-Seg 256px 16+16, 120 s
-    python -m benchmarks.perf.benchmark --accuracy-check 300         # fp32 vs bf16 training on synthetic data
 
 For each method and configuration (image side, labelled + unlabelled images per step) it builds
 one reference path and one or more fast paths (``benchmarks.perf.paths``) from the same initial
@@ -132,7 +131,10 @@ def fast_arrays(images: PerfImages, size: int) -> tuple[Tensor, Tensor, Tensor]:
 class Bench:
     """Measures every path of one (method, configuration)."""
 
-    def __init__(self, method: str, config: PerfConfig, images: PerfImages, variants: list[FastVariant], train: dict[str, Any], device: torch.device, args: argparse.Namespace) -> None:
+    def __init__(
+        self, method: str, config: PerfConfig, images: PerfImages, variants: list[FastVariant], train: dict[str, Any],
+        device: torch.device, args: argparse.Namespace,
+    ) -> None:
         self.method_name, self.config, self.images, self.variants = method, config, images, variants
         self.train, self.device, self.args = train, device, args
         self.arrays = fast_arrays(images, config.size)
@@ -363,7 +365,10 @@ def summarise(results: list[dict[str, Any]], meta: dict[str, Any], out: Path, co
     still_warming = [f"{row.method} {row.config} {row.path}" for row in warming.itertuples()]
     if complete:
         for name, drift in zip(still_warming, warming.step_drift):
-            print(f"note: {name}: its first timed steps were {drift:.2f}x slower than its last; it was still warming up (raise --warmup)", file=sys.stderr)
+            print(
+                f"note: {name}: its first timed steps were {drift:.2f}x slower than its last; it was still warming up (raise --warmup)",
+                file=sys.stderr,
+            )
     meta["settings"]["still_warming"] = still_warming
     meta.update(load_average_at_end=[round(x, 2) for x in os.getloadavg()], complete=complete)
     table = comparison_table(rows)
@@ -417,26 +422,50 @@ def run_benchmark(args: argparse.Namespace, device: torch.device) -> pd.DataFram
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.perf.benchmark", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--methods", nargs="+", default=None, help=f"registered methods, or 'all' (every one, {' and '.join(DEFAULT_METHODS)} first; default: {' '.join(DEFAULT_METHODS)} where registered)")
-    parser.add_argument("--configs", nargs="+", type=parse_config, default=[parse_config(c) for c in DEFAULT_CONFIGS], metavar="SIZE:L:U", help=f"image side : labelled : unlabelled images per step (default: {' '.join(DEFAULT_CONFIGS)})")
-    parser.add_argument("--variants", nargs="*", default=[], metavar="SPEC", help="extra fast paths beside the default one, '+'-joined from: fp32 bf16 cl nocl compile device-data cudnn-bench (e.g. bf16+cl)")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.perf.benchmark", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--methods", nargs="+", default=None,
+        help=(
+            f"registered methods, or 'all' (every one, {' and '.join(DEFAULT_METHODS)} first; "
+            f"default: {' '.join(DEFAULT_METHODS)} where registered)"
+        ),
+    )
+    parser.add_argument(
+        "--configs", nargs="+", type=parse_config, default=[parse_config(c) for c in DEFAULT_CONFIGS], metavar="SIZE:L:U",
+        help=f"image side : labelled : unlabelled images per step (default: {' '.join(DEFAULT_CONFIGS)})",
+    )
+    parser.add_argument(
+        "--variants", nargs="*", default=[], metavar="SPEC",
+        help="extra fast paths beside the default one, '+'-joined from: fp32 bf16 cl nocl compile device-data cudnn-bench (e.g. bf16+cl)",
+    )
     parser.add_argument("--steps", type=int, default=None, help="timed steps per path (default: 6 on CPU, 40 on CUDA)")
-    parser.add_argument("--block", type=int, default=None, help="steps timed as one block, synchronised only around it (default: 1 on CPU, 5 on CUDA)")
+    parser.add_argument(
+        "--block", type=int, default=None, help="steps timed as one block, synchronised only around it (default: 1 on CPU, 5 on CUDA)"
+    )
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps per path first (default: 6 on CPU, 5 on CUDA)")
     parser.add_argument("--eval-images", type=int, default=None, help="images per eval timing (default: 16 on CPU, 64 on CUDA)")
     parser.add_argument("--eval-repeats", type=int, default=None, help="timed eval rounds (default: 3 on CPU, 5 on CUDA)")
-    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="DataLoader workers of the reference path (default: min(4, cores))")
-    parser.add_argument("--matmul-size", type=int, default=None, help="side of the timed square matrix product (default: 2048 on CPU, 8192 on CUDA)")
+    parser.add_argument(
+        "--workers", type=int, default=min(4, os.cpu_count() or 1), help="DataLoader workers of the reference path (default: min(4, cores))"
+    )
+    parser.add_argument(
+        "--matmul-size", type=int, default=None, help="side of the timed square matrix product (default: 2048 on CPU, 8192 on CUDA)"
+    )
     parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip the peak-memory pass")
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda (default: auto)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
-    parser.add_argument("--data-root", type=Path, default=None, help="folder holding NEU_data/ (default: $DEFECTSEG_DATA_ROOT, else ../shared/data; synthetic stand-ins if absent)")
+    parser.add_argument(
+        "--data-root", type=Path, default=None,
+        help="folder holding NEU_data/ (default: $DEFECTSEG_DATA_ROOT, else ../shared/data; synthetic stand-ins if absent)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the initial weights, samplers and flips (default: 0)")
     parser.add_argument("--out", type=Path, default=Path("results/perf"), help="output folder (default: results/perf)")
-    parser.add_argument("--paper-run", type=float, default=None, metavar="SECONDS", help="instead: train UAPS on NEU-Seg at 256px, 16+16 per step, for SECONDS with the runner's fast path; report iterations/s")
-    parser.add_argument("--accuracy-check", type=int, default=None, metavar="ITERATIONS", help="instead: train each method ITERATIONS steps on synthetic data in fp32 and in bf16 + channels-last and compare test metrics")
-    parser.add_argument("--accuracy-seeds", nargs="+", type=int, default=[0, 1], help="seeds of the accuracy check (default: 0 1)")
+    parser.add_argument(
+        "--paper-run", type=float, default=None, metavar="SECONDS",
+        help="instead: train UAPS on NEU-Seg at 256px, 16+16 per step, for SECONDS with the runner's fast path; report iterations/s",
+    )
     return parser
 
 
@@ -456,10 +485,6 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks.perf.extras import paper_run
 
         paper_run(args.paper_run, device, args.data_root, args.out)
-    elif args.accuracy_check is not None:
-        from benchmarks.perf.extras import accuracy_check
-
-        accuracy_check(args.accuracy_check, resolve_methods(args.methods), device, args.out, tuple(args.accuracy_seeds))
     else:
         run_benchmark(args, device)
     print(f"took {time.perf_counter() - started:.0f} s")

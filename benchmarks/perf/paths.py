@@ -33,7 +33,7 @@ from methods import LabeledBatch, Method
 
 from benchmarks.engine.evaluate import autocast, prepare_images
 from benchmarks.perf.data import PerfImages, reference_loader
-from benchmarks.engine.runner import EpochSampler, optimizer_step, sample_batch, setup_training
+from benchmarks.engine.trainer import EpochSampler, optimizer_step, sample_batch, setup_training
 
 Batch = tuple[LabeledBatch, Tensor]
 

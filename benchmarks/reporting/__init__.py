@@ -1,4 +1,4 @@
 """Reporting: from completed runs to what a reader sees. `aggregate` collects runs,
-`statistics` computes intervals, paired tests and ranks, `tables`, `plots` and `report` write
-them, `pictures` draws per-image figures, `regenerate` derives the command that reproduces a
-run."""
+`statistics` computes intervals, paired tests and ranks, `paper` holds what comes from the UAPS
+paper (published numbers, ablation definitions), `tables`, `plots` and `report` write them,
+`pictures` draws per-image figures, `regenerate` derives the command that reproduces a run."""

@@ -24,8 +24,10 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from benchmarks.engine import layout
 from benchmarks.engine.config import config_differences
 from benchmarks.engine.io import ResultsError, read_json, read_yaml
+from benchmarks.reporting.paper import ABLATION_OPTIONS, option_value
 
 RUN_KEYS = ["profile", "dataset", "ratio", "method", "seed"]
 CELL_KEYS = ["profile", "dataset", "ratio", "method"]
@@ -33,16 +35,12 @@ RUN_COLUMNS = [
     *RUN_KEYS, "base_method", "miou", "mdice", "paper_miou", "miou_with_bg", "pixel_accuracy",
     "params_m", "gmacs", "eval_ms", "image_size", "iterations", "precision", "train_seconds", "path",
 ]
-# options read from config.yaml's method_options for the ablation studies (UAPS's names)
-ABLATION_OPTIONS = ("losses", "lambda1", "lambda2", "mixing", "aux_decoders")
-FLOAT_OPTIONS = ("lambda1", "lambda2")
-LOSS_ORDER = ("seg", "ps", "ups", "un")
 FAILURE_COLUMNS = [*RUN_KEYS, "status", "error", "reason", "path"]
 
 
 def find_profiles(results_dir: Path) -> list[str]:
     """Names of the profiles with a folder under ``results_dir/runs``."""
-    root = Path(results_dir) / "runs"
+    root = layout.runs_root(results_dir)
     return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
 
 
@@ -54,8 +52,7 @@ def _profiles(results_dir: Path, profile: str | Iterable[str] | None) -> list[st
 
 def run_directories(results_dir: Path, profile: str | Iterable[str] | None = None) -> list[Path]:
     """Every ``seed<k>`` run directory of the given profiles (default: all), sorted."""
-    root = Path(results_dir) / "runs"
-    return sorted(d for name in _profiles(results_dir, profile) for d in root.glob(f"{name}/*/*/*/seed*") if d.is_dir())
+    return sorted(d for name in _profiles(results_dir, profile) for d in layout.profile_run_dirs(results_dir, name))
 
 
 def _read_metrics(path: Path) -> dict[str, Any]:
@@ -71,12 +68,12 @@ def _read_metrics(path: Path) -> dict[str, Any]:
 
 def run_status(directory: Path) -> str:
     """``completed``, ``failed`` or ``incomplete`` (see the module docstring)."""
-    metrics_path, config_path = directory / "metrics.json", directory / "config.yaml"
+    metrics_path, config_path = directory / layout.METRICS, directory / layout.CONFIG
     if metrics_path.exists():
         expected = read_yaml(config_path).get("config_hash") if config_path.exists() else None
         if expected is None or read_json(metrics_path).get("config_hash") == expected:
             return "completed"
-    return "failed" if (directory / "failure.json").exists() else "incomplete"
+    return "failed" if (directory / layout.FAILURE).exists() else "incomplete"
 
 
 def _percent(value: float | None) -> float:
@@ -85,30 +82,6 @@ def _percent(value: float | None) -> float:
 
 def _number(value: float | None, scale: float = 1.0) -> float:
     return float("nan") if value is None else value * scale
-
-
-def canonical_losses(value: Any) -> str | None:
-    """``["ups", "un"]`` -> ``"seg+ups+un"``: the loss terms in a fixed order (ℓ_seg is always on)."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        names = value.replace(",", "+").replace(" ", "+").split("+")
-    elif isinstance(value, dict):
-        names = [name for name, on in value.items() if on]
-    else:
-        names = list(value)
-    found = {str(name).strip().lower() for name in names if str(name).strip()} | {"seg"}
-    known = [name for name in LOSS_ORDER if name in found]
-    return "+".join(known + sorted(found - set(LOSS_ORDER)))
-
-
-def _option_value(key: str, options: dict[str, Any]) -> Any:
-    value = options.get(key)
-    if key == "losses":
-        return canonical_losses(value)
-    if key in FLOAT_OPTIONS and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)  # lambda1: 0 and lambda1: 0.0 are one setting
-    return value
 
 
 def _run_row(directory: Path, metrics: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
@@ -139,7 +112,7 @@ def _run_row(directory: Path, metrics: dict[str, Any], config: dict[str, Any]) -
         "environment": metrics.get("environment") or {},
     }
     for key in ABLATION_OPTIONS:
-        row[f"opt_{key}"] = _option_value(key, options)
+        row[f"opt_{key}"] = option_value(key, options)
     for name, variant in (metrics.get("variants") or {}).items():
         row[f"{name}:miou"] = _percent(variant["standard"]["miou"])
         row[f"{name}:paper_miou"] = _percent(variant["paper"]["miou"])
@@ -161,9 +134,9 @@ def collect_runs(results_dir: Path, profile: str | Iterable[str] | None = None) 
     for directory in run_directories(results_dir, profile):
         if run_status(directory) != "completed":
             continue
-        config_path = directory / "config.yaml"
+        config_path = directory / layout.CONFIG
         config = read_yaml(config_path) if config_path.exists() else {}
-        row = _run_row(directory, _read_metrics(directory / "metrics.json"), config)
+        row = _run_row(directory, _read_metrics(directory / layout.METRICS), config)
         _check_same_config(first_of_cell.setdefault(tuple(row[key] for key in CELL_KEYS), (directory, config)), (directory, config))
         rows.append(row)
     frame = pd.DataFrame(rows)
@@ -189,19 +162,14 @@ def _check_same_config(first: tuple[Path, dict[str, Any]], other: tuple[Path, di
 
 def collect_failures(results_dir: Path, profile: str | Iterable[str] | None = None) -> pd.DataFrame:
     """One row per failed or incomplete run, with its error and reason (from ``failure.json``)."""
-    root = Path(results_dir) / "runs"
     rows = []
     for directory in run_directories(results_dir, profile):
         status = run_status(directory)
         if status == "completed":
             continue
-        profile_name, dataset, ratio, method, seed = directory.relative_to(root).parts
-        row = {
-            "profile": profile_name, "dataset": dataset, "ratio": float(ratio), "method": method,
-            "seed": int(seed.removeprefix("seed")), "status": status, "error": "", "reason": "", "path": str(directory),
-        }
+        row = {**layout.run_parts(results_dir, directory), "status": status, "error": "", "reason": "", "path": str(directory)}
         if status == "failed":
-            failure = read_json(directory / "failure.json")
+            failure = read_json(directory / layout.FAILURE)
             row.update(error=failure.get("error", ""), reason=failure.get("reason", ""))
         else:
             row["reason"] = "no metrics.json for the current config.yaml (still running, interrupted, or stale)"
@@ -305,7 +273,7 @@ def ablation_runs(runs: pd.DataFrame, option: str, base_method: str = "uaps", pe
             for options in family["options"]
         ]
         selected = family[keep]
-        selected = selected.assign(value=[_option_value(option, o) for o in selected["options"]])
+        selected = selected.assign(value=[option_value(option, o) for o in selected["options"]])
         selected = selected[selected["value"].notna()]
         # the plain run first, so that it wins over a variant repeating its options
         selected = selected.assign(_plain=selected["method"] != base_method).sort_values(["_plain", "method"])

@@ -8,6 +8,10 @@
   in blue, false positives (a defect predicted on background) in red. Uncertainty: mean over the
   members of KL(p̄ ‖ p_d) with every decoder in eval mode (clean features), as UAPS defines u_d.
   Images are chosen by index or as the ``worst`` by per-image IoU (``per_image_iou``).
+  Per-image IoU is the *paper* protocol's (``benchmarks.engine.per_image.paper_image_iou``, from
+  the same per-image pixel counts as the run's metrics): the mean IoU of the defect classes in the
+  image's ground truth. An image without defect pixels has none (shown as "IoU n/a", never among
+  the ``worst``).
 * ``predictions``: image / ground truth / prediction for a few test images.
 
 Class colours come from one palette indexed by class id (background black), the same for every
@@ -32,7 +36,10 @@ from methods.ensemble import mean_probabilities
 from methods.losses import hard_labels, kl_to_mean
 from methods.similarity import similarity_map
 
+from benchmarks.engine import layout
 from benchmarks.engine.evaluate import prepare_images
+from benchmarks.engine.metrics import SegmentationMeter
+from benchmarks.engine.per_image import paper_image_iou
 from benchmarks.engine.runner import TrainedRun, load_trained_run
 
 # class id -> RGB; 0 (background) is black. Distinct colours after Trubetskoy's 20-colour list.
@@ -65,16 +72,11 @@ def error_map(prediction: Tensor, target: Tensor) -> np.ndarray:
     return rgb
 
 
-def per_image_iou(prediction: Tensor, target: Tensor, num_classes: int) -> Tensor:
-    """(B,) mean IoU over the defect classes in an image's ground truth or prediction; 1 if none."""
-    classes = torch.arange(1, num_classes, device=target.device).view(1, -1, 1, 1)
-    predicted, actual = prediction.unsqueeze(1) == classes, target.unsqueeze(1) == classes
-    intersection = (predicted & actual).sum((2, 3)).double()
-    union = (predicted | actual).sum((2, 3)).double()
-    present = union > 0
-    iou_sum = torch.where(present, intersection / union.clamp_min(1), 0.0).sum(1)
-    count = present.sum(1)
-    return torch.where(count > 0, iou_sum / count.clamp_min(1), 1.0)
+def per_image_iou(prediction: Tensor, target: Tensor, num_classes: int) -> np.ndarray:
+    """(B,) paper-protocol IoU of each image, as the run's metrics count it; NaN for an image without defects."""
+    meter = SegmentationMeter(num_classes)
+    meter.update(prediction, target)
+    return paper_image_iou(meter.counts())
 
 
 def uncertainty_map(member_logits: dict[str, Tensor]) -> Tensor:
@@ -118,7 +120,10 @@ def uncertainty_figure(run: TrainedRun, images: Literal["worst"] | list[int] = "
     masks = run.data.test_masks.long()
     if images == "worst":
         iou = per_image_iou(predict_all(run), masks, len(run.data.class_names))
-        indices = torch.argsort(iou, stable=True)[:num_worst].tolist()
+        scored = np.flatnonzero(~np.isnan(iou))
+        if not scored.size:
+            raise ConfigError("no test image has defect pixels, so none has an IoU to rank by; choose images with --images")
+        indices = scored[np.argsort(iou[scored], kind="stable")][:num_worst].tolist()
     else:
         indices = _check_indices(images, len(masks))
     with torch.inference_mode():
@@ -140,7 +145,8 @@ def uncertainty_figure(run: TrainedRun, images: Literal["worst"] | list[int] = "
             _show(axes[row, col], panel)
         shown = axes[row, -1].imshow(uncertainty[row], cmap="magma")
         fig.colorbar(shown, ax=axes[row, -1], fraction=0.046)
-        axes[row, 0].set_ylabel(f"test #{index}\nIoU {float(iou[row]):.2f}")
+        score = "n/a" if np.isnan(iou[row]) else f"{iou[row]:.2f}"
+        axes[row, 0].set_ylabel(f"test #{index}\nIoU {score}")
         for col, title in enumerate(titles):
             axes[row, col].set(xticks=[], yticks=[], title=title if row == 0 else "")
     _class_legend(fig, run)
@@ -199,7 +205,7 @@ def draw_figure(
         fig = predictions_figure(run, num_images or 8)
     else:
         fig = uncertainty_figure(run, parse_image_selection(images or ["worst"]), num_images or 4)
-    return save_figure(fig, out or Path(run_dir) / "figures" / kind)
+    return save_figure(fig, out or layout.figures_dir(run_dir) / kind)
 
 
 def parse_image_selection(values: list[str]) -> Literal["worst"] | list[int]:

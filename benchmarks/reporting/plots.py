@@ -17,7 +17,7 @@ Under ``<out>/<profile>/``:
 
 Only results on disk are drawn. A cell without runs is a gap in a line, or a hatched "n/a" slot
 among bars, and is listed in the panel ("no runs: ..."); nothing is interpolated. A figure with
-no data at all is skipped with a note. The UAPS authors' published numbers (paper_reference.yaml)
+no data at all is skipped with a note. The UAPS authors' published numbers (``benchmarks.reporting.paper``)
 are overlaid as black markers labelled as the paper's where they exist. Ablation figures use the
 paper protocol (as the published ablations do).
 """
@@ -37,22 +37,17 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from benchmarks.engine import layout
 from benchmarks.reporting.aggregate import ResultsError, ablation_runs, aggregate, collect_runs, find_profiles, main_runs, variant_metric
 from benchmarks.reporting.statistics import (
     ALPHA, BETTER, WORSE, CellStatistics, cell_scores, cell_statistics, primary_baseline, rank_analysis,
 )
-from benchmarks.reporting.tables import (
-    PROTOCOLS, dataset_label, is_missing, load_paper_reference, ordered_datasets, ordered_methods, ordered_values,
-    ratio_label, value_label,
+from benchmarks.reporting.paper import (
+    DECODER_COUNTS, LAMBDA_VALUES, MIXING_RATIOS, MIXING_VALUES, PAPER_LABEL, PAPER_STYLE, load_paper_reference, losses_tick,
+    ordered_values, value_label,
 )
+from benchmarks.reporting.tables import PROTOCOLS, dataset_label, is_missing, ordered_datasets, ordered_methods, ratio_label
 
-LAMBDA_VALUES = (0.0, 0.1, 0.3, 0.5, 1.0)
-MIXING_RATIOS = (0.1, 0.3, 0.5)
-MIXING_VALUES = ("dynamic", "average")
-DECODER_COUNTS = (0, 1, 2, 3, 4)
-PAPER_STYLE = {"marker": "D", "color": "black", "markerfacecolor": "none", "markeredgewidth": 1.5, "markersize": 7,
-               "linestyle": "none", "zorder": 5}
-PAPER_LABEL = "paper (Sime et al. 2023)"
 MISSING_HATCH = {"hatch": "//", "fill": False, "edgecolor": "0.6", "linewidth": 0.8}
 
 
@@ -226,14 +221,6 @@ def plot_critical_difference(runs: pd.DataFrame, profile: str, protocol: str) ->
 # 2. loss combinations
 
 
-def _losses_tick(canonical: str) -> str:
-    """``"seg+ups+un"`` -> ``"+ℓ_ups+ℓ_un"`` in mathtext, as the paper labels its bars."""
-    names = canonical.split("+")
-    if names == ["seg"]:
-        return r"$\ell_{seg}$"
-    return "".join(rf"+$\ell_{{{name}}}$" for name in names if name != "seg")
-
-
 def plot_losses(runs: pd.DataFrame, profile: str, reference: dict[str, Any]) -> Figure | None:
     ablation = ablation_runs(runs, "losses")
     if ablation.empty:
@@ -262,7 +249,7 @@ def plot_losses(runs: pd.DataFrame, profile: str, reference: dict[str, Any]) -> 
                     **PAPER_STYLE, label=f"{PAPER_LABEL}, {ratio_label(spec['ratio'])}")
             shown += [row["miou"][dataset] for row in paper]
         _bar_limits(ax, shown)
-        ax.set_xticks(range(len(combos)), [_losses_tick(c) for c in combos], rotation=30, ha="right")
+        ax.set_xticks(range(len(combos)), [losses_tick(c) for c in combos], rotation=30, ha="right")
         _note_missing(ax, [value_label("losses", c) + (f" @ {ratio_label(r)}" if len(ratios) > 1 else "") for c, r in missing])
         ax.set_title(dataset_label(dataset))
         ax.legend(fontsize=7, loc="upper left")
@@ -407,7 +394,7 @@ def validation_curves(runs: pd.DataFrame) -> pd.DataFrame:
     """step, val_mdice (%) of every run's ``train_log.csv``, with the run's dataset, ratio, method, seed."""
     frames = []
     for row in runs.itertuples():
-        log_path = Path(row.path) / "train_log.csv"
+        log_path = Path(row.path) / layout.TRAIN_LOG
         try:
             log = pd.read_csv(log_path, usecols=["step", "val_mdice"]).dropna()
         except (OSError, ValueError) as error:

@@ -20,6 +20,7 @@ import pandas as pd
 
 from methods import ConfigError
 
+from benchmarks.engine import layout
 from benchmarks.engine.config import ABSENT, config_hash, differing_keys, load_profile, resolve_run
 from benchmarks.engine.io import ResultsError, read_yaml
 
@@ -36,7 +37,7 @@ def benchmark_commands(runs: pd.DataFrame, profile: str, results_dir: Path) -> t
     unmatched: dict[str, list[str]] = defaultdict(list)  # reason -> run directories
     for run in runs[runs["profile"] == profile].itertuples():
         try:
-            overrides = run_overrides(Path(run.path) / "config.yaml")
+            overrides = run_overrides(Path(run.path) / layout.CONFIG)
         except (ConfigError, ResultsError, KeyError) as error:
             unmatched[str(error)].append(run.path)
             continue

@@ -1,10 +1,11 @@
 """The benchmark report: ``<out>/index.md`` and ``<out>/index.html`` from the runs on disk.
 
-It (re)writes the tables and figures first (``benchmarks.reporting.tables``, ``benchmarks.reporting.plots``), then a
-page with: how to regenerate everything (``benchmarks.reporting.regenerate``: commands that retrain exactly
-the reported runs), the environment of the runs and of this checkout, per
-profile its setup, tables, the statistical tests read out per cell (``benchmarks.reporting.statistics``)
-and figures (relative links), and the failed or incomplete runs with their reasons. The HTML is rendered from the same blocks as the Markdown (no extra dependency).
+It (re)writes the tables and figures first (``benchmarks.reporting.tables``, ``benchmarks.reporting.plots``),
+then a page with: how to regenerate everything (``benchmarks.reporting.regenerate``: commands that retrain
+exactly the reported runs), the environment of the runs and of this checkout, per profile its setup, tables,
+the statistical tests read out per cell (``benchmarks.reporting.statistics``) and figures (relative links),
+and the failed or incomplete runs with their reasons. The HTML is rendered from the same blocks as the
+Markdown (no extra dependency).
 """
 from __future__ import annotations
 
@@ -22,13 +23,15 @@ import torch
 
 from datasets.base import DATA_ROOT_ENV
 
+from benchmarks.engine import layout
 from benchmarks.reporting.aggregate import collect_failures, collect_runs, find_profiles
 from benchmarks.engine.environment import REPO_ROOT, git_commit
+from benchmarks.reporting.paper import ABLATION_FIGURE_CAPTIONS, load_paper_reference
 from benchmarks.reporting.plots import write_figures
 from benchmarks.reporting.regenerate import benchmark_commands
 from benchmarks.reporting.statistics import BETTER, MIN_SEEDS, N_RESAMPLES, RULE, TOO_FEW_SEEDS, WORSE, baselines_for
 from benchmarks.reporting.tables import (
-    PROTOCOLS, Table, build_tables, dataset_label, interval, load_paper_reference, number, ordered_datasets, ordered_methods,
+    PROTOCOLS, Table, build_tables, dataset_label, interval, number, ordered_datasets, ordered_methods,
     ratio_label, signed, write_tables,
 )
 
@@ -43,10 +46,7 @@ FIGURE_CAPTIONS = {
                                     "every method ran; bars join methods the Nemenyi test does not separate.",
     "critical_difference_paper": "Critical-difference diagram (paper protocol): average ranks over the cells where every "
                                  "method ran; bars join methods the Nemenyi test does not separate.",
-    "ablation_losses": "UAPS loss combinations (paper protocol); diamonds: published; hatched: no runs.",
-    "ablation_lambdas": "UAPS loss coefficients λ1 and λ2 (paper protocol).",
-    "ablation_mixing": "UAPS dynamic mixing against averaging over labelled ratios (paper protocol).",
-    "ablation_aux_decoders": "UAPS auxiliary decoders D: mIoU, inference time, parameters, MACs; diamonds: published.",
+    **ABLATION_FIGURE_CAPTIONS,
 }
 
 
@@ -296,8 +296,8 @@ def write_report(results_dir: Path, out: Path, profiles: Sequence[str] | None = 
     ``baselines``: methods named with ``--baseline`` (``supervised`` is always one).
     """
     results_dir, out = Path(results_dir), Path(out)
-    tables_dir = Path(tables_dir or results_dir / "tables")
-    figures_dir = Path(figures_dir or results_dir / "figures")
+    tables_dir = Path(tables_dir or layout.tables_dir(results_dir))
+    figures_dir = Path(figures_dir or layout.figures_dir(results_dir))
     names = list(profiles) if profiles else find_profiles(results_dir)
     _, table_notes = write_tables(results_dir, tables_dir, names, baselines)
     figures, figure_notes = write_figures(results_dir, figures_dir, names, baselines)

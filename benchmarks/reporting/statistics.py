@@ -34,8 +34,8 @@ diagram.
 
 Libraries: ``scipy.stats`` for the Friedman test and the studentized range, and
 ``scikit-posthocs`` for the Nemenyi p-values (``posthoc_nemenyi_friedman``) and the diagram
-(``critical_difference_diagram``, drawn on an Axes we own, so no pyplot state). scikit-posthocs
-was chosen over autorank because it does exactly these two steps on a block matrix we build,
+(``critical_difference_diagram``, drawn on an Axes this module creates, so no pyplot state). scikit-posthocs
+was chosen over autorank because it does exactly these two steps on a block matrix built here,
 whereas autorank picks its own tests (normality checks, ANOVA or Friedman) and draws its own
 figure; the bootstrap is plain numpy (weights matrices times per-image features), so a
 9-method x 4-ratio x 2-dataset study aggregates in seconds.

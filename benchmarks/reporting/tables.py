@@ -14,10 +14,12 @@ Per profile, under ``<out>/<profile>/``:
   ran, the Friedman test and the Nemenyi critical difference.
 * ``per_class_iou_<dataset>``: per-class IoU (standard protocol) of each method and ratio.
 * ``paper_main``, ``paper_losses``, ``paper_aux_decoders``, ``paper_cost``: the UAPS authors'
-  published numbers (``paper_reference.yaml``) beside ours for the same cells.
+  published numbers beside ours for the same cells.
 * ``ablation_<option>``: the UAPS ablations found among the runs (losses, lambda1, lambda2,
   mixing, aux_decoders), told apart by their ``method_options``; each setting marked against the
   default of its column (paired test, paper protocol).
+
+The published numbers, the ablation options and their labels come from ``benchmarks.reporting.paper``.
 
 A cell without a completed run is shown as "—" (empty in CSV, with ``seeds`` 0), never filled.
 A table with none of our numbers at all is not written (a note says so).
@@ -26,7 +28,6 @@ from __future__ import annotations
 
 import html
 import math
-import numbers
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -34,27 +35,18 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
-from benchmarks.reporting.aggregate import (
-    ABLATION_OPTIONS, ablation_runs, aggregate, collect_runs, find_profiles, main_runs, variant_metric,
+from benchmarks.reporting.aggregate import ablation_runs, aggregate, collect_runs, find_profiles, main_runs, variant_metric
+from benchmarks.reporting.paper import (
+    ABLATION_OPTIONS, OPTION_LABELS, load_paper_reference, losses_label, ordered_values, paper_source, value_label,
 )
 from benchmarks.reporting.statistics import (
     ALPHA, N_RESAMPLES, RULE, TOO_FEW_SEEDS, Bootstrap, CellStatistics, baselines_for, cell_scores, cell_statistics, compare,
     primary_baseline, rank_analysis, run_set_records,
 )
 
-PAPER_REFERENCE = Path(__file__).resolve().parent / "paper_reference.yaml"
 MISSING = "—"
 DATASET_LABELS = {"neu": "NEU-Seg", "mtiles": "MTiles", "dagm": "DAGM", "synthetic": "Synthetic"}
-LOSS_LABELS = {"seg": "ℓ_seg", "ps": "ℓ_ps", "ups": "ℓ_ups", "un": "ℓ_un"}
-OPTION_LABELS = {
-    "losses": "Loss terms",
-    "lambda1": "λ1 (pseudo-label loss weight)",
-    "lambda2": "λ2 (uncertainty loss weight)",
-    "mixing": "Pseudo-label mixing",
-    "aux_decoders": "Auxiliary decoders D",
-}
 PROTOCOLS = {"standard": ("miou", "standard protocol (one confusion matrix over the test set)"),
              "paper": ("paper_miou", "paper protocol (per-image IoU over the defect classes present, averaged over images)")}
 
@@ -71,11 +63,6 @@ def ratio_label(ratio: float) -> str:
     return f"{100 * ratio:g}%"
 
 
-def losses_label(canonical: str) -> str:
-    """``"seg+ups+un"`` -> ``"ℓ_seg + ℓ_ups + ℓ_un"``."""
-    return " + ".join(LOSS_LABELS.get(name, name) for name in canonical.split("+"))
-
-
 def natural_key(text: str) -> list[Any]:
     """Sort key putting ``Class2`` before ``Class10`` (metrics.json stores classes in key order)."""
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text)]
@@ -89,25 +76,6 @@ def ordered_datasets(names: Iterable[str]) -> list[str]:
 def ordered_methods(names: Iterable[str]) -> list[str]:
     """Supervised baseline first, UAPS (the studied method) last, the rest alphabetically."""
     return sorted(set(names), key=lambda n: (0 if n == "supervised" else 2 if n == "uaps" else 1, n))
-
-
-def ordered_values(option: str, values: Iterable[Any]) -> list[Any]:
-    """Distinct option values: loss combinations in the paper's order, numbers ascending, else by name."""
-    values = list(dict.fromkeys(values))
-    if option == "losses":
-        paper = [row["losses"] for row in load_paper_reference()["loss_ablation"]["rows"]]
-        return sorted(values, key=lambda v: (paper.index(v) if v in paper else len(paper), str(v)))
-    if all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values):
-        return sorted(values)
-    return sorted(values, key=str)
-
-
-def value_label(option: str, value: Any) -> str:
-    if option == "losses":
-        return losses_label(value)
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
 
 
 def is_missing(value: Any) -> bool:
@@ -227,25 +195,6 @@ _LATEX_UNICODE = {"±": r"$\pm$", "—": "---", "–": "--", "ℓ": r"$\ell$", "
 def latex_escape(text: str) -> str:
     out = "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
     return "".join(_LATEX_UNICODE.get(ch, ch) for ch in out)
-
-
-# ---------------------------------------------------------------------------------------------
-# paper reference
-
-
-def load_paper_reference(path: Path = PAPER_REFERENCE) -> dict[str, Any]:
-    """The UAPS authors' published numbers (see ``paper_reference.yaml``), checked for its sections."""
-    data = yaml.safe_load(Path(path).read_text())
-    expected = ("source", "main", "loss_ablation", "aux_decoders", "inference_ms")
-    missing = [key for key in expected if not isinstance(data, dict) or key not in data]
-    if missing:
-        raise ValueError(f"{path} lacks section(s) {missing}; expected {list(expected)}")
-    return data
-
-
-def paper_source(reference: dict[str, Any]) -> str:
-    source = reference["source"]
-    return f"Paper: {' '.join(source['paper'].split())} Numbers from {source['repository']} (commit {source['commit'][:10]})."
 
 
 # ---------------------------------------------------------------------------------------------
@@ -401,7 +350,8 @@ def ranks_table(runs: pd.DataFrame, profile: str, protocol: str) -> Table | None
         f"Average rank (1 = best) of each method over the {len(analysis.blocks)} dataset × ratio cells where every method "
         f"ran ({cells}), by mean mIoU (%), {description}; {test}. Profile {profile} ({profile_setup(runs)})."
     )
-    notes = [f"left out (not every method ran): {', '.join(f'{dataset_label(d)} {ratio_label(r)}' for d, r in analysis.excluded)}"] if analysis.excluded else []
+    excluded = ", ".join(f"{dataset_label(d)} {ratio_label(r)}" for d, r in analysis.excluded)
+    notes = [f"left out (not every method ran): {excluded}"] if analysis.excluded else []
     header = ["Method", "Average rank", "Mean mIoU (%)", f"Differs from {best} (Nemenyi)"]
     return Table(f"ranks_{protocol}", caption, header, rows, pd.DataFrame(records), notes=notes)
 
@@ -444,6 +394,10 @@ def per_class_tables(runs: pd.DataFrame, profile: str) -> list[Table]:
         )
         tables.append(Table(f"per_class_iou_{dataset}", caption, header, rows, data, bold, label_columns=2))
     return tables
+
+
+# ---------------------------------------------------------------------------------------------
+# the published numbers beside ours, and the UAPS ablations (definitions: benchmarks.reporting.paper)
 
 
 def _ours(runs: pd.DataFrame, column: str) -> tuple[float, float, int]:

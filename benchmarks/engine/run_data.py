@@ -1,0 +1,60 @@
+"""The data of one run: its split of the dataset and the decoded uint8 tensors of each part."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from datasets import get_dataset
+from datasets.cache import load_arrays
+from datasets.splits import Split, make_split
+
+
+@dataclass
+class RunData:
+    class_names: tuple[str, ...]
+    in_channels: int
+    split: Split
+    labeled_images: Tensor  # uint8 (N, C, H, W)
+    labeled_masks: Tensor  # uint8 (N, H, W)
+    unlabeled_images: Tensor
+    val_images: Tensor
+    val_masks: Tensor
+    test_images: Tensor
+    test_masks: Tensor
+    test_ids: list[str]  # uids of the test images, in the order of test_images
+
+
+def load_run_data(run_config: dict[str, Any], data_root: Path | None, cache_dir: Path | None) -> RunData:
+    """Dataset -> split (``split_seed``, ``ratio``) -> decoded uint8 tensors of each subset."""
+    dataset = get_dataset(run_config["dataset"], data_root, **run_config["dataset_options"])
+    records = dataset.records()
+    split = make_split(dataset, records, run_config["split_seed"], run_config["ratio"])
+    bundle = load_arrays(dataset, records, run_config["train"]["image_size"], cache_dir)
+
+    def images(uids: list[str]) -> Tensor:
+        return torch.from_numpy(bundle.subset(uids).images.copy())
+
+    def masks(uids: list[str]) -> Tensor:
+        return torch.from_numpy(bundle.subset(uids).masks.copy())
+
+    max_val = run_config["train"]["val_max_images"]
+    val_uids = split.val[:max_val] if max_val else split.val
+    # with every training image labelled, the unlabelled stream reuses the labelled images
+    unlabeled_uids = split.unlabeled or split.labeled
+    return RunData(
+        class_names=tuple(dataset.class_names),
+        in_channels=dataset.in_channels,
+        split=split,
+        labeled_images=images(split.labeled),
+        labeled_masks=masks(split.labeled),
+        unlabeled_images=images(unlabeled_uids),
+        val_images=images(val_uids),
+        val_masks=masks(val_uids),
+        test_images=images(split.test),
+        test_masks=masks(split.test),
+        test_ids=list(split.test),
+    )
