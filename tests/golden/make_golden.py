@@ -1,0 +1,127 @@
+"""Golden values: what the code computes for fixed seeds, written to ``tests/golden/golden.json``.
+
+``tests/test_golden.py`` recomputes them with the current code and compares. Two parts:
+
+* ``method_values``: every registered method under both recipes (``Method.recipe_options``
+  "authors" on NEU-Seg, and ``{}``), built on a fixed seed for 1-channel 32x32 images and 3
+  classes, trained 3 Adam steps in float32 on fixed random batches: ``loss`` per step and the
+  sum and sum of squares of ``predict`` on a fixed batch afterwards;
+* ``run_values``: one run of the ``smoke`` profile on the synthetic set per method in
+  ``RUN_METHODS`` through the runner (fp32, one thread): its config hash, best step and test mIoU
+  (per class, with and without background) under both protocols, read from its ``metrics.json``.
+
+Regenerate from the repository root with ``python -m tests.golden.make_golden [OUTPUT]``. The
+committed file was made from the code before ``benchmarks/`` was split into packages (commit
+73396ab), so this script runs against both module layouts (the import fallback below).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from methods import LabeledBatch, available_methods, get_method_class
+
+try:  # benchmarks/engine/ (the current layout)
+    from benchmarks.engine.config import config_hash, load_profile, resolve_run
+    from benchmarks.engine.layout import run_dir
+    from benchmarks.engine.runner import train_run
+except ModuleNotFoundError:  # the flat benchmarks/ of commit 73396ab, which made the committed golden.json
+    from benchmarks.config import config_hash, load_profile, resolve_run, run_dir
+    from benchmarks.runner import train_run
+
+GOLDEN = Path(__file__).with_name("golden.json")
+RECIPES = {"authors": ("authors", "neu"), "unified": None}  # name -> recipe_options arguments; None: {}
+FAST_OPTIONS = {"ua_mt": {"mc_passes": 2}}  # fewer teacher passes, on top of the recipe
+IN_CHANNELS, NUM_CLASSES, SIZE, BATCH = 1, 3, 32, 2
+FIRST_STEP, TOTAL_STEPS, STEPS = 5, 10, 3  # mid-run, so that every ramped weight is > 0
+SEED = 0
+RUN_METHODS = ("supervised", "uaps")
+RUN_OVERRIDES = ("train.iterations=60", "train.val_every=20", "train.checkpoint_every=20", "train.precision=fp32", "train.num_threads=1")
+RUN_DATASET, RUN_RATIO = "synthetic", 0.2
+PROTOCOLS = ("standard", "paper")  # the test protocols in metrics.json; their IoU entries are recorded
+
+
+def method_options(name: str, recipe: str) -> dict[str, Any]:
+    """The options ``name`` is built with under ``recipe`` (a key of ``RECIPES``)."""
+    arguments = RECIPES[recipe]
+    options = get_method_class(name).recipe_options(*arguments) if arguments else {}
+    return {**options, **FAST_OPTIONS.get(name, {})}
+
+
+def fixed_batch(seed: int) -> tuple[LabeledBatch, torch.Tensor]:
+    """A labelled batch and an unlabelled batch of images, drawn from their own generator seeded with ``seed``."""
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randn(BATCH, IN_CHANNELS, SIZE, SIZE, generator=generator)
+    masks = torch.randint(0, NUM_CLASSES, (BATCH, SIZE, SIZE), generator=generator)
+    return LabeledBatch(images, masks), torch.randn(BATCH, IN_CHANNELS, SIZE, SIZE, generator=generator)
+
+
+def method_values(name: str, recipe: str) -> dict[str, Any]:
+    """``loss`` of each of ``STEPS`` Adam steps, then the sum and sum of squares of ``predict`` on a fixed batch."""
+    torch.manual_seed(SEED)
+    method = get_method_class(name)(method_options(name, recipe), IN_CHANNELS, NUM_CLASSES)
+    optimizer = torch.optim.Adam([p for p in method.parameters() if p.requires_grad], lr=1e-3)
+    losses = []
+    for index in range(STEPS):
+        step = FIRST_STEP + index
+        out = method.training_step(*fixed_batch(step), step, TOTAL_STEPS)
+        optimizer.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        optimizer.step()
+        method.on_step_end(step)
+        losses.append(out["loss"].item())
+    method.eval()
+    with torch.no_grad():
+        logits = method.predict(fixed_batch(STEPS + FIRST_STEP)[1]).double()
+    return {"loss": losses, "predict_sum": logits.sum().item(), "predict_sum_sq": logits.square().sum().item()}
+
+
+def run_values(method: str, results_dir: Path) -> dict[str, Any]:
+    """Config hash, best step and test mIoU (both protocols) of the smoke run of ``method``, trained in ``results_dir``."""
+    run_config = resolve_run(load_profile("smoke", list(RUN_OVERRIDES)), RUN_DATASET, RUN_RATIO, method, SEED)
+    train_run(run_config, results_dir, device="cpu", cache_dir=results_dir / "cache", progress=False)
+    metrics = json.loads((run_dir(results_dir, run_config) / "metrics.json").read_text())
+    return {
+        "config_hash": config_hash(run_config),
+        "best_step": metrics["best_step"],
+        "best_val_mdice": metrics["best_val_mdice"],
+        **{protocol: {key: value for key, value in metrics[protocol].items() if "iou" in key} for protocol in PROTOCOLS},
+    }
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Torch on one CPU thread (deterministic reductions, and fastest for tiny tensors); the thread count is restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def golden_values() -> dict[str, Any]:
+    """Every golden value: ``{"methods": {name: {recipe: method_values}}, "runs": {method: run_values}}``."""
+    with one_thread(), tempfile.TemporaryDirectory() as folder:
+        methods = {name: {recipe: method_values(name, recipe) for recipe in RECIPES} for name in available_methods()}
+        runs = {method: run_values(method, Path(folder)) for method in RUN_METHODS}
+    return {"methods": methods, "runs": runs}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("output", nargs="?", type=Path, default=GOLDEN, help=f"where to write them (default: {GOLDEN})")
+    output = parser.parse_args().output
+    output.write_text(json.dumps({"torch": torch.__version__, **golden_values()}, indent=1) + "\n")
+    print(f"wrote {output}")
+
+
+if __name__ == "__main__":
+    main()
