@@ -188,15 +188,23 @@ class Method(nn.Module, ABC):
 
     def __init__(self, options: Mapping[str, Any], in_channels: int, num_classes: int) -> None:
         super().__init__()
-        self.options = resolve_options(self.name, self.all_defaults(), options)
-        for key, spec in self.all_option_specs().items():
-            spec.check(self.name, key, self.options[key])
+        self.options = self.checked_options(options)
         self.in_channels = in_channels
         self.num_classes = num_classes
 
     @classmethod
     def all_option_specs(cls) -> dict[str, Option]:
         return {**COMMON_OPTIONS, **cls.option_specs}
+
+    @classmethod
+    def checked_options(cls, options: Mapping[str, Any], label: str = "") -> dict[str, Any]:
+        """Defaults <- ``options``, each value checked against its spec; ConfigError naming the method
+        (``label`` if given, e.g. a variant), the option, the value and what is expected."""
+        name = label or cls.name
+        resolved = resolve_options(name, cls.all_defaults(), options)
+        for key, spec in cls.all_option_specs().items():
+            spec.check(name, key, resolved[key])
+        return resolved
 
     @classmethod
     def all_defaults(cls) -> dict[str, Any]:

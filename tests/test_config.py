@@ -99,3 +99,13 @@ def test_ill_typed_profile_keys_fail_when_loaded_naming_key_value_and_expectatio
     with pytest.raises(ConfigError, match=message):
         load_profile("smoke", [override])
 
+
+
+def test_ill_typed_method_option_fails_before_any_run_starts():
+    from benchmarks.grid.execute import expand_grid
+
+    profile = load_profile("smoke", ["methods=[uaps]", "method_options.uaps.lambda1=-1"])
+    with pytest.raises(ConfigError, match="option 'lambda1' of method 'uaps' must be a number >= 0, got -1"):
+        resolve_run(profile, "synthetic", 0.2, "uaps", 0)
+    with pytest.raises(ConfigError, match="lambda1"):  # the grid resolves every run before it starts one
+        expand_grid(profile, datasets=["synthetic"])

@@ -7,7 +7,8 @@ from matplotlib.container import BarContainer, ErrorbarContainer
 
 from benchmarks.reporting.aggregate import collect_runs, main_runs
 from benchmarks.reporting.paper import load_paper_reference
-from benchmarks.reporting.plots import plot_critical_difference, plot_lambdas, plot_miou_vs_ratio, plot_mixing, write_figures
+from benchmarks.reporting.paper_figures import plot_lambdas, plot_mixing
+from benchmarks.reporting.plots import plot_critical_difference, plot_miou_vs_ratio, write_figures
 from benchmarks.reporting.statistics import cell_statistics
 from tests.fixtures_results import PROFILE, write_fixture_results
 

@@ -7,7 +7,8 @@ import run_all
 from benchmarks.reporting.aggregate import ablation_runs, collect_failures, collect_runs
 from benchmarks.reporting.paper import canonical_losses
 from benchmarks.reporting.statistics import cell_scores
-from benchmarks.reporting.tables import latex_escape, mean_std, write_tables
+from benchmarks.reporting.table_format import latex_escape, mean_std
+from benchmarks.reporting.tables import write_tables
 from tests.fixtures_results import FAILED, HAND_CHECKED, NO_RECORDS, PROFILE, write_fixture_results
 
 

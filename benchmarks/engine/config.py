@@ -35,7 +35,6 @@ import yaml
 from datasets import DATASETS
 from datasets.transforms import AUGMENTATIONS, NORMALIZATIONS
 from methods import ConfigError, available_methods, get_method_class
-from methods.base import resolve_options
 
 from benchmarks.engine.recipes import train_recipe
 
@@ -379,7 +378,7 @@ def resolve_run(profile: dict[str, Any], dataset: str, ratio: float, method: str
         "seed": int(seed),
         "split_seed": int(profile["split_seed"]),
         "train": _merge(profile["train"], profile["train_per_dataset"].get(dataset, {})),
-        "method_options": resolve_options(label, method_class.all_defaults(), options),
+        "method_options": method_class.checked_options(options, label),
         "dataset_options": copy.deepcopy(profile["dataset_options"].get(dataset, {})),
     }
 

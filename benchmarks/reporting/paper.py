@@ -9,8 +9,9 @@
   ablation figures always show (``LAMBDA_VALUES``, ``MIXING_RATIOS``, ``MIXING_VALUES``,
   ``DECODER_COUNTS``) and the captions of those figures (``ABLATION_FIGURE_CAPTIONS``).
 
-``aggregate``, ``tables``, ``plots`` and ``report`` build the paper-comparison and ablation
-tables and figures from these definitions; this module reads no runs.
+``paper_tables`` and ``paper_figures`` build the paper-comparison and ablation tables and figures
+from these definitions (``aggregate`` finds the ablation runs, ``report`` captions the figures);
+this module reads no runs.
 """
 from __future__ import annotations
 

@@ -30,10 +30,10 @@ from benchmarks.reporting.paper import ABLATION_FIGURE_CAPTIONS, load_paper_refe
 from benchmarks.reporting.plots import write_figures
 from benchmarks.reporting.regenerate import benchmark_commands
 from benchmarks.reporting.statistics import BETTER, MIN_SEEDS, N_RESAMPLES, RULE, TOO_FEW_SEEDS, WORSE, baselines_for
-from benchmarks.reporting.tables import (
-    PROTOCOLS, Table, build_tables, dataset_label, interval, number, ordered_datasets, ordered_methods,
-    ratio_label, signed, write_tables,
+from benchmarks.reporting.table_format import (
+    PROTOCOLS, Table, dataset_label, interval, number, ordered_datasets, ordered_methods, ratio_label, signed,
 )
+from benchmarks.reporting.tables import build_tables, write_tables
 
 ENVIRONMENT_KEYS = ("python", "torch", "segmentation_models_pytorch", "device", "platform", "git_commit")
 REASON_CHARS = 300

@@ -1,0 +1,94 @@
+"""How every figure looks and is saved, shared by ``plots`` and ``paper_figures``.
+
+seaborn's paper theme applied without global state (``theme``), a row of panels on a pyplot-free
+figure (``panels``), PNG + PDF output without time stamps so the bytes repeat (``save``), and the
+drawing conventions for missing data: a hatched "n/a" slot among grouped bars (``bar_group``), an
+"n/a" panel (``empty_panel``), the cells without runs listed under a panel (``note_missing``), error
+bars of zero where the std is missing (``zero_nan``), and the value axis zoomed onto the bars
+(``bar_limits``).
+"""
+from __future__ import annotations
+
+import contextlib
+import textwrap
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from benchmarks.reporting.table_format import is_missing
+
+MISSING_HATCH = {"hatch": "//", "fill": False, "edgecolor": "0.6", "linewidth": 0.8}
+
+
+def theme() -> contextlib.AbstractContextManager:
+    """seaborn's whitegrid/paper look for the figures drawn (and saved) inside, without global state."""
+    return matplotlib.rc_context({**sns.axes_style("whitegrid"), **sns.plotting_context("paper", font_scale=1.1)})
+
+
+def panels(count: int, width: float = 4.3, height: float = 3.5) -> tuple[Figure, list[Axes]]:
+    """A figure (no pyplot: rendered by Agg/PDF canvases when saved) with ``count`` panels in a row."""
+    fig = Figure(figsize=(width * count, height))
+    return fig, list(fig.subplots(1, count, squeeze=False)[0])
+
+
+def note_missing(ax: Axes, missing: Sequence[str]) -> None:
+    """List the cells without runs under the panel's x label (call after ``set_xlabel``)."""
+    if missing:
+        lines = textwrap.wrap("no runs: " + "; ".join(missing), 60)
+        ax.set_xlabel("\n".join([ax.get_xlabel(), *lines]).strip())
+
+
+def empty_panel(ax: Axes, title: str) -> None:
+    ax.set_title(title)
+    ax.text(0.5, 0.5, "n/a (no runs)", transform=ax.transAxes, ha="center", va="center", color="0.4")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def zero_nan(values: Sequence[float]) -> list[float]:
+    return [0.0 if is_missing(v) else v for v in values]
+
+
+def save(fig: Figure, directory: Path, name: str) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    png, pdf = directory / f"{name}.png", directory / f"{name}.pdf"
+    fig.tight_layout()
+    fig.savefig(png, dpi=150, bbox_inches="tight", metadata={"Software": None})
+    fig.savefig(pdf, bbox_inches="tight", metadata={"Creator": None, "Producer": None, "CreationDate": None})
+    return [png, pdf]
+
+
+def bar_group(ax: Axes, slots: Sequence[Any], groups: Sequence[Any], value: Callable[[Any, Any], tuple[float, float]],
+               colors: Sequence[Any], labels: Sequence[str]) -> list[tuple[Any, Any]]:
+    """Grouped bars (mean ± std) at x = slot index; a missing (slot, group) is a hatched "n/a" slot.
+
+    Returns the missing (slot, group) pairs.
+    """
+    width = 0.8 / max(len(groups), 1)
+    missing = []
+    for g, group in enumerate(groups):
+        labelled = False
+        for s, slot in enumerate(slots):
+            x = s - 0.4 + width * (g + 0.5)
+            mean, std = value(slot, group)
+            if is_missing(mean):
+                ax.axvspan(x - width / 2, x + width / 2, **MISSING_HATCH)
+                ax.text(x, 0.03, "n/a", transform=ax.get_xaxis_transform(), ha="center", fontsize=7, color="0.35")
+                missing.append((slot, group))
+                continue
+            ax.bar(x, mean, width * 0.95, yerr=None if is_missing(std) else std, color=colors[g], capsize=3,
+                   label=None if labelled else labels[g])
+            labelled = True
+    return missing
+
+
+def bar_limits(ax: Axes, values: Sequence[float]) -> None:
+    """Zoom the value axis onto the data (differences of a few points matter), within [0, 100]."""
+    present = [v for v in values if not is_missing(v)]
+    if present:
+        ax.set_ylim(max(0.0, min(present) - 5.0), min(100.0, max(present) + 3.0))
