@@ -50,9 +50,9 @@ def environment(device: torch.device) -> dict:
 
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` has bfloat16 matrix hardware: CUDA compute capability 8.0+ (Ampere and
-    later), or a CPU with AVX-512 BF16 or AMX, where oneDNN's bf16 convolutions beat float32:
-    measured 2.0-2.3x on a 2-core AMD EPYC (Zen 4, AVX-512 BF16 only) and up to 6x with AMX (2-core
-    Xeon). Elsewhere bf16 is emulated and slower than float32."""
+    later), or a CPU with AVX-512 BF16 or AMX, where oneDNN's bf16 convolutions beat float32
+    (speed-ups per machine in docs/performance.md). Elsewhere bf16 is emulated and slower than
+    float32."""
     if device.type == "cuda":
         return torch.cuda.get_device_capability(device) >= (8, 0)
     if device.type == "cpu":

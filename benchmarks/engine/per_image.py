@@ -87,7 +87,7 @@ def _as_list(values: np.ndarray) -> list[float | None]:
 
 
 def _nanmean(values: np.ndarray) -> float | None:
-    """Mean of the non-NaN values, reduced by torch as the metrics of earlier runs were (same last bit)."""
+    """Mean of the non-NaN values, reduced by torch in float64 (the reduction every metrics.json uses)."""
     finite = values[~np.isnan(values)]
     return float(torch.from_numpy(finite).mean()) if finite.size else None
 
@@ -140,7 +140,7 @@ def standard_metrics(counts: PixelCounts, class_names: Sequence[str]) -> dict[st
 
 
 def paper_metrics(counts: PixelCounts, class_names: Sequence[str]) -> dict[str, Any]:
-    # torch float64 reductions, image by image, as the metrics of earlier runs were (same last bit)
+    # torch float64 reductions, image by image (the order every metrics.json is computed in)
     tp, fp, fn = (torch.from_numpy(a).double() for a in (counts.tp, counts.fp, counts.fn))
     iou = tp / (tp + fp + fn).clamp_min(1)
     present = (tp + fn) > 0

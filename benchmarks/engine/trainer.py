@@ -112,8 +112,8 @@ def seed_everything(seed: int) -> None:
 def setup_training(method: Method, device: torch.device, train: dict[str, Any]) -> torch.optim.Optimizer:
     """Move ``method`` to ``device`` (channels-last if configured); its Adam over trainable parameters.
 
-    Adam is the fused implementation (one kernel over all parameters): the same update, measured
-    14 -> 4.5 ms per step on the CPU for UAPS's 208 parameter tensors (docs/performance.md).
+    Adam is the fused implementation (one kernel over all parameters): the same update, several
+    times faster on the CPU for a method with hundreds of parameter tensors (docs/performance.md).
     """
     method.to(device)
     if train["channels_last"]:

@@ -373,8 +373,7 @@ def _die_with_parent(parent: int) -> None:
 def warm_cache(runs: list[dict[str, Any]], data_root: Path, cache_dir: Path, threads: int) -> None:
     """Decode every (dataset, options, image size) the runs need into the cache, once, here.
 
-    Without it, parallel workers starting on the same dataset would each decode it (measured:
-    ~10 s of duplicated work per grid for NEU-Seg with ``--jobs 2``). A dataset that fails to
+    Without it, parallel workers starting on the same dataset would each decode it. A dataset that fails to
     load is left to its runs, which record the error in their ``failure.json``.
     """
     done: set[str] = set()
