@@ -1,5 +1,9 @@
 """Figures from a fixture results tree: PNG + PDF written, missing cells not invented, empty figures skipped."""
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from matplotlib.collections import PolyCollection
@@ -83,6 +87,32 @@ def test_critical_difference_diagram(tree):
     assert "uaps (1.00)" in texts and "(4.00) supervised" in texts and "CD = 2.71" in texts
     assert "Friedman χ² = 9.00" in fig._suptitle.get_text()
     assert plot_critical_difference(runs[runs["method"].isin(["supervised", "uaps"])], PROFILE, "standard") is None  # 2 methods
+
+
+# five methods ranked 1..5 in three cells: two 4-method crossbars, whose set order depends on the hash seed
+DRAW_CD = """
+import sys
+from pathlib import Path
+import pandas as pd
+from benchmarks.reporting.figure_style import save
+from benchmarks.reporting.plots import plot_critical_difference
+methods = ["alpha", "bravo", "charlie", "delta", "echo"]
+runs = pd.DataFrame([{"dataset": "neu", "ratio": ratio, "method": m, "base_method": m, "miou": 90.0 - 5 * i - ratio}
+                     for ratio in (0.1, 0.3, 0.5) for i, m in enumerate(methods)])
+save(plot_critical_difference(runs, "tiny", "standard"), Path(sys.argv[1]), "cd")
+"""
+
+
+def test_critical_difference_bytes_do_not_depend_on_the_hash_seed(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    outs = [tmp_path / f"seed{seed}" for seed in (0, 1)]
+    procs = [subprocess.Popen([sys.executable, "-c", DRAW_CD, str(out)], cwd=root, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONHASHSEED": str(seed), "PYTHONPATH": str(root)})
+             for seed, out in zip((0, 1), outs)]
+    for proc in procs:
+        assert proc.wait(timeout=120) == 0, proc.stderr.read()
+    for name in ("cd.png", "cd.pdf"):
+        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), name
 
 
 def test_validation_curves_read_every_runs_log(tree):

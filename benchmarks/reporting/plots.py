@@ -125,8 +125,13 @@ def plot_critical_difference(runs: pd.DataFrame, profile: str, protocol: str) ->
     ranks = analysis.average_ranks
     fig = Figure(figsize=(7.5, 1.6 + 0.35 * len(ranks)))
     ax = fig.subplots()
-    scikit_posthocs.critical_difference_diagram(ranks, analysis.nemenyi_p, alpha=ALPHA, ax=ax,
-                                                label_fmt_left="{label} ({rank:.2f})", label_fmt_right="({rank:.2f}) {label}")
+    artists = scikit_posthocs.critical_difference_diagram(ranks, analysis.nemenyi_p, alpha=ALPHA, ax=ax,
+                                                          label_fmt_left="{label} ({rank:.2f})",
+                                                          label_fmt_right="({rank:.2f}) {label}")
+    # the library draws each crossbar through its methods in set order (salted by PYTHONHASHSEED):
+    # redraw it left to right so the figure's bytes repeat across processes
+    for (crossbar,) in artists["crossbars"]:
+        crossbar.set_xdata(sorted(crossbar.get_xdata()))
     cd, start = analysis.critical_difference, ranks.iloc[0]
     ax.plot([start, start + cd], [1.6, 1.6], color="black", linewidth=2)  # above the rank tick labels
     ax.text(start + cd / 2, 1.8, f"CD = {cd:.2f}", ha="center", va="bottom")
