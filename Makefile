@@ -13,7 +13,7 @@ PROFILE_ARGS = $(if $(strip $(PROFILES)),--profile $(PROFILES))
 BASELINE ?=
 OUTPUT_ARGS = $(PROFILE_ARGS) $(if $(strip $(BASELINE)),--baseline $(BASELINE))
 
-.PHONY: setup test lint benchmark study study-ablations data clean-results tables plots report perf docs-figures
+.PHONY: setup test lint benchmark study status study-ablations data clean-results tables plots report perf docs-figures
 
 setup: $(STAMP)
 
@@ -38,6 +38,10 @@ benchmark: setup
 # the label-scarcity study (benchmarks/configs/label_scarcity.yaml): ~33 core-hours, resumable
 study: setup
 	$(PY) run_all.py benchmark --profile label_scarcity --results-dir $(RESULTS) --jobs $(JOBS)
+
+# how far $(PROFILE)'s grid is in $(RESULTS) (completed, running, interrupted, failed, pending); starts nothing
+status: setup
+	$(PY) run_all.py status --profile $(PROFILE) --results-dir $(RESULTS)
 
 # the UAPS ablations at CPU scale (benchmarks/configs/label_scarcity_ablations.yaml): ~11.5 core-hours
 study-ablations: setup

@@ -4,6 +4,7 @@
     run_all.py train --dataset neu --ratio 0.1 --method supervised --seed 0 --profile quick
     run_all.py eval --run-dir results/runs/quick/neu/0.1/supervised/seed0 --split test
     run_all.py benchmark --profile quick
+    run_all.py status --profile quick    (how far the grid is: completed, running, interrupted, failed, pending)
     run_all.py report --results-dir results    (tables, figures and results/report/index.md)
     run_all.py uncertainty --run-dir results/runs/quick/neu/0.1/uaps/seed0    (also: similarity, predictions)
 
@@ -135,6 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.choices["uncertainty"].add_argument("--num-images", type=int, default=4, help="how many worst images by per-image IoU (default: 4)")
 
+    status = sub.add_parser("status", help="how far a profile's grid is (reads only: trains and writes nothing)")
+    _common(status)
+    _profile_options(status, "quick")
+
     listing = sub.add_parser("list", help="list registered methods, datasets and profiles")
     _common(listing)
     return parser
@@ -195,6 +200,15 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         for run_config, reason in result.failed:
             print(f"  {layout.run_dir(args.results_dir, run_config)}: {reason}", file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from benchmarks.grid.status import format_status, grid_status
+
+    profile = load_profile(args.profile, args.overrides)
+    runs = expand_grid(profile, args.data_root)
+    print("\n".join(format_status(profile["profile"], grid_status(runs, args.results_dir))))
     return 0
 
 
@@ -262,7 +276,7 @@ def _cache_dir(args: argparse.Namespace) -> Path:
 
 
 COMMANDS = {
-    "train": cmd_train, "eval": cmd_eval, "benchmark": cmd_benchmark, "list": cmd_list,
+    "train": cmd_train, "eval": cmd_eval, "benchmark": cmd_benchmark, "status": cmd_status, "list": cmd_list,
     "tables": cmd_tables, "plots": cmd_plots, "report": cmd_report,
     "similarity": cmd_picture, "uncertainty": cmd_picture, "predictions": cmd_picture,
 }

@@ -124,6 +124,11 @@ class FileLock:
         found = _read(self.path)
         return None if found is None else _parse(found[0])
 
+    def is_live(self) -> bool:
+        """Whether the lock file exists and is not stale; only reads (breaks nothing)."""
+        found = _read(self.path)
+        return found is not None and not self._is_stale(*found)
+
     def acquire(self) -> bool:
         """Take the lock; False if a live owner holds it. Stale locks are broken on the way."""
         if self.held:

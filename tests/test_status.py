@@ -1,0 +1,58 @@
+"""``run_all.py status``: every run of a grid classified from its folder, without writing anything."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+
+from grid_helpers import TINY, keep_torch_threads  # noqa: F401 (autouse fixture)
+
+import run_all
+from benchmarks.engine import layout
+from benchmarks.engine.config import load_profile
+from benchmarks.engine.runner import train_run
+from benchmarks.grid.execute import expand_grid
+from benchmarks.grid.status import grid_status
+
+OVERRIDES = [*TINY, "seeds=[0, 1, 2, 3, 4]", "ratios=[0.2, 0.4]"]
+
+
+def _snapshot(root):
+    return {path: (path.stat().st_size, path.stat().st_mtime_ns) for path in root.rglob("*")}
+
+
+def test_status_counts_each_state_and_writes_nothing(tmp_path, capsys):
+    runs = expand_grid(load_profile("smoke", OVERRIDES))
+    by_key = {(r["ratio"], r["seed"]): r for r in runs}
+    train_run(by_key[0.2, 0], tmp_path, device="cpu", cache_dir=tmp_path / "cache", progress=False)
+    folders = {seed: layout.run_dir(tmp_path, by_key[0.2, seed]) for seed in range(5)}
+    for seed in (1, 2, 3, 4):
+        folders[seed].mkdir(parents=True)
+    (folders[1] / layout.FAILURE).write_text(json.dumps({"error": "NonFiniteLossError", "reason": "loss is nan at step 4"}))
+    (folders[2] / layout.LAST).write_bytes(b"checkpoint")
+    (folders[2] / layout.TRAIN_LOG).write_text("step,loss\n2,0.9\n4,0.7\n")
+    owner = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(), "token": "t"}
+    (folders[3] / layout.LOCK).write_text(json.dumps(owner))  # held by this live process
+    stale = layout.run_dir(tmp_path, by_key[0.4, 0]) / layout.LOCK
+    stale.parent.mkdir(parents=True)
+    stale.write_text(json.dumps(owner))
+    os.utime(stale, (time.time() - 3600,) * 2)  # not refreshed for an hour: stale, the run is pending
+    metrics = json.loads((folders[0] / layout.METRICS).read_text())
+    (folders[4] / layout.METRICS).write_text(json.dumps({**metrics, "config_hash": "another"}))  # another config: pending
+    before = _snapshot(tmp_path)
+
+    states = [s.state for s in grid_status(runs, tmp_path)]
+    assert states == ["completed", "failed", "interrupted", "running", "pending"] + ["pending"] * 5
+    args = ["status", "--profile", "smoke", "--results-dir", str(tmp_path), "--data-root", str(tmp_path / "data")]
+    assert run_all.main(args + [arg for item in OVERRIDES for arg in ("--set", item)]) == 0
+    out = capsys.readouterr().out.splitlines()
+
+    assert _snapshot(tmp_path) == before
+    assert "synthetic 0.2: 1 completed, 1 running, 1 interrupted, 1 failed, 1 pending" in out
+    assert "    supervised 1/5" in out
+    assert "synthetic 0.4: 5 pending" in out
+    assert "  interrupted: synthetic/0.2/supervised/seed2 (logged up to step 4 of 6)" in out
+    assert "  failed: synthetic/0.2/supervised/seed1 (NonFiniteLossError: loss is nan at step 4)" in out
+    assert any(line.startswith(f"  running: synthetic/0.2/supervised/seed3 (pid {os.getpid()} on ") for line in out)
+    assert out[-1] == "smoke: 1 of 10 runs completed, 1 running, 1 interrupted, 1 failed, 6 pending"
