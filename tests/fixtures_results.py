@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from benchmarks.engine.io import write_json, write_yaml
-from benchmarks.engine.per_image import FILE_NAME, PixelCounts, write_per_image
+from benchmarks.engine import layout
+from benchmarks.engine.per_image import PixelCounts, write_per_image
 
 PROFILE = "fix"
 CLASSES = {
@@ -139,7 +140,7 @@ def _write_run(root: Path, profile: str, dataset: str, ratio: float, method: str
     else:
         if records:
             image_ids = [f"{dataset}/test/{i:03d}" for i in range(len(OFFSETS) + 1)]
-            write_per_image(directory / FILE_NAME, image_ids, CLASSES[dataset], {"default": _records(dataset, miou)})
+            write_per_image(directory / layout.PER_IMAGE, image_ids, CLASSES[dataset], {"default": _records(dataset, miou)})
         # a validation curve rising to its best at step 40 of 50
         curve = [(step, miou * min(step, 40) / 40 - (0.01 if step > 40 else 0)) for step in (10, 20, 30, 40, 50)]
         (directory / "train_log.csv").write_text("step,loss,val_mdice\n" + "".join(f"{s},0.5,{v}\n" for s, v in curve))

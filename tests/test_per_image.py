@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks.engine import layout
 from benchmarks.engine.metrics import SegmentationMeter
 from benchmarks.engine.per_image import (
-    FILE_NAME,
     PerImageError,
     PixelCounts,
     paper_image_iou,
@@ -57,7 +57,7 @@ def uaps_run(tmp_path_factory):
 def test_a_real_run_writes_records_that_reproduce_metrics_json(uaps_run):
     directory, _ = uaps_run
     metrics = json.loads((directory / "metrics.json").read_text())
-    records = read_per_image(directory / FILE_NAME)
+    records = read_per_image(directory / layout.PER_IMAGE)
     assert records.image_ids == recorded_split(directory, directory.parents[5]).test
     assert set(records.predictions) == {"default", *metrics["variants"]}
     for name, counts in records.predictions.items():
@@ -105,7 +105,7 @@ def test_file_stays_small_for_neu_sized_records(tmp_path):
     for name in ("default", "main", "ensemble"):
         tp = rng.integers(0, 40000, (840, 4))
         predictions[name] = PixelCounts(tp, rng.integers(0, 3000, (840, 4)), rng.integers(0, 3000, (840, 4)))
-    path = tmp_path / FILE_NAME
+    path = tmp_path / layout.PER_IMAGE
     write_per_image(path, [f"neu/test/{i:06d}" for i in range(840)], ["bg", "in", "pa", "sc"], predictions)
     assert path.stat().st_size < 200_000
     loaded = read_per_image(path)
@@ -113,7 +113,7 @@ def test_file_stays_small_for_neu_sized_records(tmp_path):
 
 
 def test_corrupt_or_missing_file_names_it(tmp_path):
-    path = tmp_path / FILE_NAME
+    path = tmp_path / layout.PER_IMAGE
     with pytest.raises(PerImageError, match=str(path)):
         read_per_image(path)
     path.write_bytes(b"not a zip file")

@@ -7,7 +7,8 @@ import pytest
 import scipy.stats
 
 from benchmarks.reporting.aggregate import ResultsError, collect_runs, main_runs
-from benchmarks.engine.per_image import FILE_NAME, PixelCounts, paper_image_iou, standard_miou
+from benchmarks.engine import layout
+from benchmarks.engine.per_image import PixelCounts, paper_image_iou, standard_miou
 from benchmarks.reporting.statistics import (
     BETTER, NO_EVIDENCE, NO_RECORDS, PROTOCOLS, TOO_FEW_SEEDS, WORSE, Bootstrap, RunRecords, average_ranks, cell_statistics,
     compare, load_run_records, mark, nemenyi_critical_difference, percentile_interval, probability_of_improvement,
@@ -30,7 +31,7 @@ def _counts(iou: list[float], pixels: int = 100) -> PixelCounts:
 
 
 def _runs(per_seed_iou: list[list[float]], name: str = "m") -> list[RunRecords]:
-    return [RunRecords.from_counts(seed, f"{name}/seed{seed}/{FILE_NAME}", [f"img{i}" for i in range(len(iou))], _counts(iou))
+    return [RunRecords.from_counts(seed, f"{name}/seed{seed}/{layout.PER_IMAGE}", [f"img{i}" for i in range(len(iou))], _counts(iou))
             for seed, iou in enumerate(per_seed_iou)]
 
 
@@ -222,6 +223,6 @@ def test_cells_of_the_fixture_tree(tree):
 def test_unreadable_records_are_named(tmp_path):
     (tmp_path / "seed0").mkdir()
     assert load_run_records(tmp_path / "seed0") is None
-    (tmp_path / "seed0" / FILE_NAME).write_bytes(b"not a zip")
-    with pytest.raises(ResultsError, match=str(tmp_path / "seed0" / FILE_NAME)):
+    (tmp_path / "seed0" / layout.PER_IMAGE).write_bytes(b"not a zip")
+    with pytest.raises(ResultsError, match=str(tmp_path / "seed0" / layout.PER_IMAGE)):
         load_run_records(tmp_path / "seed0")

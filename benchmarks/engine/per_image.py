@@ -28,9 +28,6 @@ import torch
 
 from datasets.atomic import atomic_open
 
-from benchmarks.engine import layout
-
-FILE_NAME = layout.PER_IMAGE  # the file's name in a run folder
 DEFAULT_PREDICTION = "default"
 
 

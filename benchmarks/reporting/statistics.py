@@ -54,7 +54,8 @@ import scikit_posthocs
 import scipy.stats
 
 from benchmarks.reporting.aggregate import CELL_KEYS, ResultsError, aggregate
-from benchmarks.engine.per_image import DEFAULT_PREDICTION, FILE_NAME, PerImageError, PixelCounts, paper_image_iou, read_per_image
+from benchmarks.engine import layout
+from benchmarks.engine.per_image import DEFAULT_PREDICTION, PerImageError, PixelCounts, paper_image_iou, read_per_image
 
 BASELINE = "supervised"
 N_RESAMPLES = 2000
@@ -218,7 +219,7 @@ class RunRecords:
 
 def load_run_records(directory: Path) -> RunRecords | None:
     """A run's records, or None when it has no ``per_image.npz``; a corrupt file is a ResultsError."""
-    path = Path(directory) / FILE_NAME
+    path = Path(directory) / layout.PER_IMAGE
     if not path.is_file():
         return None
     try:
