@@ -6,7 +6,7 @@ import torch
 import yaml
 
 import run_all
-from benchmarks.engine import migrate_splits
+from benchmarks.grid import migrate_splits
 from benchmarks.engine.environment import resolve_precision
 from benchmarks.engine.runner import train_run
 from benchmarks.engine.trainer import NonFiniteLossError
