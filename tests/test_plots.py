@@ -12,11 +12,12 @@ from matplotlib.container import BarContainer, ErrorbarContainer
 from benchmarks.reporting.aggregate import collect_runs, main_runs
 from benchmarks.reporting.paper import load_paper_reference
 from benchmarks.reporting.paper_figures import plot_lambdas, plot_mixing
-from benchmarks.reporting.plots import plot_critical_difference, plot_miou_vs_ratio, write_figures
+from benchmarks.reporting.plots import MARK_COLORS, plot_critical_difference, plot_differences, plot_miou_vs_ratio, write_figures
 from benchmarks.reporting.statistics import cell_statistics
 from tests.fixtures_results import PROFILE, write_fixture_results
 
-FIGURES = ["miou_vs_ratio_standard", "miou_vs_ratio_paper", "critical_difference_standard", "critical_difference_paper", "validation_curves",
+FIGURES = ["miou_vs_ratio_standard", "miou_vs_ratio_paper", "critical_difference_standard", "critical_difference_paper", "difference_standard",
+           "difference_paper", "validation_curves",
            "ablation_losses", "ablation_lambdas", "ablation_mixing", "ablation_aux_decoders"]
 
 
@@ -78,6 +79,20 @@ def test_label_efficiency_bands_and_significance(tree):
     assert sorted(float(line.get_ydata()[0]) for line in triangles) == [75.0, 78.0]  # cps at 10% and 30%
     dagm = next(ax for ax in fig.axes if ax.get_title() == "DAGM")
     assert [float(line.get_ydata()[0]) for line in dagm.get_lines() if line.get_marker() == "^"] == [70.0]  # no records at 30%
+
+
+def test_difference_forest_plot(tree):
+    runs = collect_runs(tree, PROFILE)
+    statistics = cell_statistics(main_runs(runs))
+    fig = plot_differences(runs, PROFILE, "paper", statistics, "supervised")
+    neu = next(ax for ax in fig.axes if ax.get_title() == "NEU-Seg, 10% labels")
+    assert [t.get_text() for t in neu.get_yticklabels()] == ["cps", "mean_teacher", "uaps"]  # the baseline has no row
+    cps = [line for line in neu.get_lines() if list(line.get_ydata()) in ([0, 0], [0])]  # its CI bar and its estimate
+    assert len(cps) == 2 and all(line.get_color() == MARK_COLORS["▲"] for line in cps)
+    assert [float(x) for line in cps for x in line.get_xdata()] == pytest.approx([3.0, 3.0, 3.0])
+    assert "no test: mean_teacher (too few seeds); uaps (too few seeds)" in " ".join(neu.get_xlabel().split())
+    no_records = runs[runs["profile"] == PROFILE].iloc[0:0]
+    assert plot_differences(no_records, PROFILE, "paper", statistics, "supervised") is None
 
 
 def test_critical_difference_diagram(tree):

@@ -8,7 +8,7 @@ from benchmarks.reporting.aggregate import ablation_runs, collect_failures, coll
 from benchmarks.reporting.paper import canonical_losses
 from benchmarks.reporting.statistics import cell_scores
 from benchmarks.reporting.table_format import latex_escape, mean_std
-from benchmarks.reporting.tables import write_tables
+from benchmarks.reporting.tables import best_steps_table, write_tables
 from tests.fixtures_results import FAILED, HAND_CHECKED, NO_RECORDS, PROFILE, write_fixture_results
 
 
@@ -30,7 +30,8 @@ def _row(markdown: str, first_cell: str) -> str:
 def test_every_table_in_three_formats(tree):
     root, written, _ = tree
     names = {p.stem for p in written[PROFILE]}
-    assert {"main_standard", "main_paper", "significance_standard", "significance_paper", "ranks_standard", "ranks_paper",
+    assert {"main_standard", "main_paper", "difference_standard", "difference_paper", "best_steps",
+            "significance_standard", "significance_paper", "ranks_standard", "ranks_paper",
             "per_class_iou_neu", "per_class_iou_dagm", "paper_main", "paper_losses",
             "paper_aux_decoders", "paper_cost", "ablation_losses", "ablation_lambda1", "ablation_lambda2",
             "ablation_mixing", "ablation_aux_decoders"} <= names
@@ -110,6 +111,29 @@ def test_significance_table(tree):
     assert data.loc[("neu", 0.1, "cps"), "vs_supervised_paired_seeds"] == 3
     other = (root / "tables" / "other" / "significance_paper.md").read_text()  # runs from before per-image records
     assert "| NEU-Seg | 10% | supervised | 60.00 (n=1) | no per-image records |" in other
+
+
+def test_difference_table_is_the_headline_view(tree):
+    root, _, _ = tree
+    markdown = (root / "tables" / PROFILE / "difference_paper.md").read_text()
+    assert "Difference from supervised" in markdown.splitlines()[0]
+    assert not any(line.startswith("| supervised |") for line in markdown.splitlines())  # the baseline has no row
+    assert _row(markdown, "cps").split(" | ")[1] == "+3.00 [+3.00, +3.00] ▲"  # NEU-Seg 10 %, the first column
+    assert "too few seeds (n=2)" in _row(markdown, "uaps")
+    assert _row(markdown, "mean_teacher").rstrip(" |").endswith("—")  # no run at DAGM 30 %
+    data = _csv(root, "difference_paper").set_index(["dataset", "ratio", "method"])
+    assert data.loc[("neu", 0.1, "cps"), "diff"] == pytest.approx(3.0) and data.loc[("neu", 0.1, "cps"), "mark"] == "▲"
+    assert set(data["baseline"]) == {"supervised"}
+
+
+def test_best_steps_count_late_peaks():
+    runs = pd.DataFrame([{"profile": "p", "dataset": "neu", "ratio": 0.02, "method": m, "base_method": m, "seed": seed,
+                          "best_step": step, "iterations": 5000, "image_size": 64, "precision": "bf16"}
+                         for m, steps in (("supervised", (3800, 4200, 4500)), ("uaps", (4000, 4600, 5000)))
+                         for seed, step in enumerate(steps)])
+    table = best_steps_table(runs, "p")
+    assert table.rows == [["supervised", "3,800–4,500 (0 of 3 late)"], ["uaps", "4,000–5,000 (2 of 3 late)"]]
+    assert table.data["late"].tolist() == [False, False, False, False, True, True]
 
 
 def test_ranks_table(tree):

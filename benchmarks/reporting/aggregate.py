@@ -33,7 +33,7 @@ RUN_KEYS = ["profile", "dataset", "ratio", "method", "seed"]
 CELL_KEYS = ["profile", "dataset", "ratio", "method"]
 RUN_COLUMNS = [
     *RUN_KEYS, "base_method", "miou", "mdice", "paper_miou", "miou_with_bg", "pixel_accuracy",
-    "params_m", "gmacs", "eval_ms", "image_size", "iterations", "precision", "train_seconds", "path",
+    "params_m", "gmacs", "eval_ms", "image_size", "iterations", "best_step", "precision", "train_seconds", "path",
 ]
 FAILURE_COLUMNS = [*RUN_KEYS, "status", "error", "reason", "path"]
 
@@ -103,6 +103,7 @@ def _run_row(directory: Path, metrics: dict[str, Any], config: dict[str, Any]) -
         "eval_ms": _number(metrics.get("eval_ms_per_image")),
         "image_size": train.get("image_size", float("nan")),
         "iterations": train.get("iterations", float("nan")),
+        "best_step": _number(metrics.get("best_step")),
         "precision": metrics.get("precision") or train.get("precision"),  # what the run used (config: may be "auto")
         "train_seconds": _number(metrics.get("train_seconds")),
         "path": str(directory),

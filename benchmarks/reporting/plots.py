@@ -10,8 +10,12 @@ Under ``<out>/<profile>/``:
 2. ``critical_difference_standard`` / ``critical_difference_paper``: average ranks over the cells
    where every method ran, methods not told apart by the Nemenyi test joined by a bar, the
    critical difference drawn above (needs 3 methods and 2 such cells).
-3. ``validation_curves``: validation mean Dice against the step, a panel per (dataset, ratio).
-4. ``ablation_losses``, ``ablation_lambdas``, ``ablation_mixing``, ``ablation_aux_decoders``: the
+3. ``difference_standard`` / ``difference_paper``: each method's paired difference from the
+   baseline with its 95 % CI as a horizontal bar, a panel per (dataset, ratio), coloured by the mark
+   (better / worse / no evidence); cells without a test are listed, not drawn.
+4. ``validation_curves``: validation mean Dice against the step, a panel per (dataset, ratio); the
+   last 10 % of the run is shaded (a best step there means the run had not levelled off).
+5. ``ablation_losses``, ``ablation_lambdas``, ``ablation_mixing``, ``ablation_aux_decoders``: the
    UAPS ablations, drawn by ``benchmarks.reporting.paper_figures``.
 
 Only results on disk are drawn. A cell without runs is a gap in a line, or a hatched "n/a" slot
@@ -22,6 +26,7 @@ how they are saved: ``benchmarks.reporting.figure_style``.
 """
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,9 +43,9 @@ from benchmarks.reporting.figure_style import note_missing, panels, save, theme,
 from benchmarks.reporting.paper import PAPER_LABEL, PAPER_STYLE, load_paper_reference
 from benchmarks.reporting.paper_figures import build_paper_figures
 from benchmarks.reporting.statistics import (
-    ALPHA, BETTER, WORSE, CellStatistics, cell_scores, cell_statistics, primary_baseline, rank_analysis,
+    ALPHA, BETTER, NO_EVIDENCE, WORSE, CellStatistics, cell_scores, cell_statistics, primary_baseline, rank_analysis,
 )
-from benchmarks.reporting.table_format import PROTOCOLS, dataset_label, is_missing, ordered_datasets, ordered_methods, ratio_label
+from benchmarks.reporting.table_format import LATE_FRACTION, PROTOCOLS, dataset_label, is_missing, ordered_datasets, ordered_methods, ratio_label
 
 
 # ---------------------------------------------------------------------------------------------
@@ -146,6 +151,54 @@ def plot_critical_difference(runs: pd.DataFrame, profile: str, protocol: str) ->
 
 
 # ---------------------------------------------------------------------------------------------
+# paired differences
+
+
+MARK_COLORS = {BETTER: "tab:green", WORSE: "tab:red", NO_EVIDENCE: "0.45"}
+
+
+def plot_differences(runs: pd.DataFrame, profile: str, protocol: str, statistics: CellStatistics, baseline: str) -> Figure | None:
+    """Forest plot: each method's paired difference from ``baseline`` with its 95 % CI, a panel per cell.
+
+    None when no method has a test against ``baseline`` (fewer than 3 paired seeds everywhere, or no records).
+    """
+    runs = main_runs(runs)
+    tests = statistics.comparisons[(statistics.comparisons["protocol"] == protocol) & (statistics.comparisons["baseline"] == baseline)]
+    tested = tests[tests["note"] == ""]
+    if runs.empty or tested.empty:
+        return None
+    cells = [(d, r) for d in ordered_datasets(runs["dataset"]) for r in sorted(runs.loc[runs["dataset"] == d, "ratio"].unique())]
+    methods = [m for m in ordered_methods(runs["method"]) if m != baseline]
+    fig, axes = panels(len(cells), width=3.6, height=0.9 + 0.4 * len(methods))
+    tests = tests.set_index(["dataset", "ratio", "method"])
+    for ax, (dataset, ratio) in zip(axes, cells):
+        untested = []
+        for y, method in enumerate(methods):
+            test = tests.loc[(dataset, ratio, method)] if (dataset, ratio, method) in tests.index else None
+            if test is None or test["note"]:
+                untested.append(f"{method} ({'no run' if test is None else test['note']})")
+                continue
+            color = MARK_COLORS[test["mark"]]
+            ax.plot([test["diff_ci_low"], test["diff_ci_high"]], [y, y], color=color, linewidth=2.5, solid_capstyle="butt")
+            ax.plot(test["diff"], y, "o", color=color, markersize=6)
+        ax.axvline(0.0, color="black", linewidth=0.8)
+        ax.set_yticks(range(len(methods)))
+        ax.set_yticklabels(methods if ax is axes[0] else [])
+        ax.set_ylim(len(methods) - 0.5, -0.5)
+        ax.set_title(f"{dataset_label(dataset)}, {ratio_label(ratio)} labels")
+        ax.set_xlabel(f"Δ mIoU vs {baseline} (points)")
+        if untested:
+            ax.set_xlabel("\n".join([ax.get_xlabel(), *textwrap.wrap("no test: " + "; ".join(untested), 45)]))
+    handles = [Line2D([], [], color=MARK_COLORS[symbol], marker="o", linewidth=2.5, label=words)
+               for symbol, words in ((BETTER, f"better than {baseline}"), (WORSE, f"worse than {baseline}"),
+                                     (NO_EVIDENCE, "no evidence either way"))]
+    fig.legend(handles=handles, loc="upper center", ncol=3, bbox_to_anchor=(0.5, 1.0), frameon=False)
+    fig.suptitle(f"Paired difference from {baseline}, mIoU {protocol} protocol (profile {profile})\n"
+                 "dot: estimate, bar: 95 % bootstrap CI over seeds and test images", y=1.12, fontsize="medium")
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
 # validation curves
 
 
@@ -165,8 +218,8 @@ def validation_curves(runs: pd.DataFrame) -> pd.DataFrame:
 def plot_validation_curves(runs: pd.DataFrame, profile: str) -> Figure | None:
     """Validation mean Dice against the step, a panel per (dataset, ratio), a line per method (mean over seeds).
 
-    A dot marks each seed's best step (the tested checkpoint): whether a method reached its plateau
-    within the run can be read off (best steps in the last 10 % of the run mean it had not).
+    A dot marks each seed's best step (the tested checkpoint); the last ``LATE_FRACTION`` of the run
+    is shaded: a best step there means the run may not have reached its plateau.
     """
     runs = main_runs(runs)
     if runs.empty:
@@ -188,12 +241,15 @@ def plot_validation_curves(runs: pd.DataFrame, profile: str) -> Figure | None:
             for seed, seed_log in lines.groupby("seed"):
                 best = seed_log.loc[seed_log["val_mdice"].idxmax()]
                 ax.plot(best["step"], best["val_mdice"], "o", color=colors[method], markersize=3)
+        last = cell["step"].max()
+        ax.axvspan((1 - LATE_FRACTION) * last, last, color="0.9", zorder=0, linewidth=0)
         ax.set_title(f"{dataset_label(dataset)}, {ratio_label(ratio)} labels")
         ax.set_xlabel("iteration")
     axes[0].set_ylabel("validation mean Dice (%)")
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 5), bbox_to_anchor=(0.5, 1.0), frameon=False)
-    fig.suptitle(f"Validation curves (profile {profile}; line: mean over seeds, dot: each seed's best step)", y=1.1, fontsize="medium")
+    fig.suptitle(f"Validation curves (profile {profile}; line: mean over seeds, dot: each seed's best step; "
+                 f"shaded: last {LATE_FRACTION:.0%} of the run)", y=1.1, fontsize="medium")
     return fig
 
 
@@ -214,6 +270,7 @@ def build_figures(runs: pd.DataFrame, profile: str, reference: dict[str, Any] | 
     statistics = cell_statistics(main_runs(runs), [baseline])
     return {
         **{f"miou_vs_ratio_{p}": plot_miou_vs_ratio(runs, profile, p, reference, statistics, baseline) for p in PROTOCOLS},
+        **{f"difference_{p}": plot_differences(runs, profile, p, statistics, baseline) for p in PROTOCOLS},
         **{f"critical_difference_{p}": plot_critical_difference(runs, profile, p) for p in PROTOCOLS},
         "validation_curves": plot_validation_curves(runs, profile),
         **build_paper_figures(runs, profile, reference),

@@ -46,6 +46,12 @@ FIGURE_CAPTIONS = {
                                     "every method ran; bars join methods the Nemenyi test does not separate.",
     "critical_difference_paper": "Critical-difference diagram (paper protocol): average ranks over the cells where every "
                                  "method ran; bars join methods the Nemenyi test does not separate.",
+    "difference_standard": "Paired difference from the baseline (standard protocol), per dataset and ratio: dot: estimate, "
+                           "bar: 95 % bootstrap CI; green / red: significantly better / worse, grey: no evidence.",
+    "difference_paper": "Paired difference from the baseline (paper protocol), per dataset and ratio: dot: estimate, "
+                        "bar: 95 % bootstrap CI; green / red: significantly better / worse, grey: no evidence.",
+    "validation_curves": "Validation mean Dice against the iteration (mean over seeds); dots: each seed's best step; "
+                         "shaded: the last 10 % of the run, where a best step means the run may not have levelled off.",
     **ABLATION_FIGURE_CAPTIONS,
 }
 
@@ -264,7 +270,8 @@ def profile_section(runs: pd.DataFrame, failures: pd.DataFrame, profile: str, ou
     blocks = [heading(f"Profile {profile}"), *setup_blocks(runs, failures, profile)]
     groups = [
         ("Main results", lambda n: n.startswith("main_")),
-        ("Is a difference real?", lambda n: n.startswith(("significance_", "ranks_"))),
+        ("Is a difference real?", lambda n: n.startswith(("difference_", "significance_", "ranks_"))),
+        ("Did training level off?", lambda n: n == "best_steps"),
         ("Comparison with the published numbers", lambda n: n.startswith("paper_")),
         ("Ablations", lambda n: n.startswith("ablation_")),
         ("Per-class IoU", lambda n: n.startswith("per_class_")),

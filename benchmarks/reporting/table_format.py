@@ -22,6 +22,8 @@ DATASET_LABELS = {"neu": "NEU-Seg", "mtiles": "MTiles", "dagm": "DAGM", "synthet
 PROTOCOLS = {"standard": ("miou", "standard protocol (one confusion matrix over the test set)"),
              "paper": ("paper_miou", "paper protocol (per-image IoU over the defect classes present, averaged over images)")}
 
+LATE_FRACTION = 0.1  # a best validation step in this last part of a run: it may not have levelled off
+
 
 def dataset_label(name: str) -> str:
     return DATASET_LABELS.get(name, name)

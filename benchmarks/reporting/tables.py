@@ -10,8 +10,14 @@ Per profile, under ``<out>/<profile>/``:
   paired difference with its 95 % CI, P(improvement) and the mark (▲ / ▼ / ·, see
   ``benchmarks.reporting.statistics``); "too few seeds" or "no per-image records" where there is no test.
   The main tables carry the mark against the first ``--baseline`` (default ``supervised``).
+* ``difference_standard`` / ``difference_paper``: the headline view, method x (dataset, labelled
+  ratio), each cell the paired difference from the first ``--baseline`` (default ``supervised``)
+  in points with its 95 % CI and mark; "too few seeds" or "—" where there is no test.
 * ``ranks_standard`` / ``ranks_paper``: average rank of each method over the cells where all
   ran, the Friedman test and the Nemenyi critical difference.
+* ``best_steps``: per method and (dataset, ratio), the range of the seeds' best validation steps (the
+  tested checkpoints) and how many fall in the last 10 % of the run, where a run may not have
+  levelled off.
 * ``per_class_iou_<dataset>``: per-class IoU (standard protocol) of each method and ratio.
 * ``paper_main``, ``paper_losses``, ``paper_aux_decoders``, ``paper_cost`` and ``ablation_<option>``:
   the UAPS authors' published numbers beside ours and the UAPS ablations, built by
@@ -39,7 +45,7 @@ from benchmarks.reporting.statistics import (
     rank_analysis,
 )
 from benchmarks.reporting.table_format import (
-    MISSING, PROTOCOLS, Table, best_flags, column_best, dataset_label, interval, mean_std, number, ordered_datasets, ordered_methods,
+    LATE_FRACTION, MISSING, PROTOCOLS, Table, best_flags, column_best, dataset_label, interval, mean_std, number, ordered_datasets, ordered_methods,
     profile_setup, ratio_label, signed,
 )
 
@@ -102,6 +108,37 @@ def _difference_cell(test: pd.Series | None) -> tuple[str, str]:
     return f"{signed(test['diff'])} {interval(test['diff_ci_low'], test['diff_ci_high'], sign=True)} {test['mark']}", number(test["p_improvement"])
 
 
+def difference_table(runs: pd.DataFrame, profile: str, protocol: str, statistics: CellStatistics, baseline: str) -> Table | None:
+    """Method x (dataset, ratio): the paired difference from ``baseline`` with its CI and mark; None without comparisons."""
+    _, description = PROTOCOLS[protocol]
+    runs = main_runs(runs)
+    _, comparisons = _protocol_statistics(statistics, protocol)
+    tests = comparisons[comparisons.index.get_level_values("baseline") == baseline].droplevel("baseline")
+    if runs.empty or tests.empty:
+        return None
+    columns = [(d, r) for d in ordered_datasets(runs["dataset"]) for r in sorted(runs.loc[runs["dataset"] == d, "ratio"].unique())]
+    methods = [m for m in ordered_methods(runs["method"]) if m != baseline]
+    header = ["Method", *(f"{dataset_label(d)} {ratio_label(r)}" for d, r in columns)]
+    rows, records = [], []
+    for m in methods:
+        row = [m]
+        for d, r in columns:
+            test = tests.loc[(d, r, m)] if (d, r, m) in tests.index else None
+            row.append(_difference_cell(test)[0])
+            fields = ("diff", "diff_ci_low", "diff_ci_high", "p_improvement", "paired_seeds", "mark", "note")
+            records.append({"profile": profile, "protocol": protocol, "dataset": d, "ratio": r, "method": m, "baseline": baseline,
+                            **{f: None if test is None else test[f] for f in fields}})
+        rows.append(row)
+    data = pd.DataFrame(records)
+    data["paired_seeds"] = data["paired_seeds"].astype("Int64")
+    caption = (
+        f"Difference from {baseline} in mIoU points, {description}: paired over the same seeds and test images, with its "
+        f"95 % bootstrap CI; {RULE}; — where {baseline} or the method has no run. Means, CIs of the means and "
+        f"P(improvement): table significance_{protocol}. Profile {profile} ({profile_setup(runs)})."
+    )
+    return Table(f"difference_{protocol}", caption, header, rows, data)
+
+
 def significance_table(runs: pd.DataFrame, profile: str, protocol: str, statistics: CellStatistics, baselines: Sequence[str]) -> Table | None:
     metric, description = PROTOCOLS[protocol]
     runs = main_runs(runs)
@@ -138,6 +175,36 @@ def significance_table(runs: pd.DataFrame, profile: str, protocol: str, statisti
     for b in baselines:
         data[f"vs_{b}_paired_seeds"] = data[f"vs_{b}_paired_seeds"].astype("Int64")
     return Table(f"significance_{protocol}", caption, header, rows, data, label_columns=3)
+
+
+def best_steps_table(runs: pd.DataFrame, profile: str) -> Table | None:
+    """Method x (dataset, ratio): the seeds' best validation steps and how many are late in the run."""
+    runs = main_runs(runs).dropna(subset=["best_step"])
+    if runs.empty:
+        return None
+    columns = [(d, r) for d in ordered_datasets(runs["dataset"]) for r in sorted(runs.loc[runs["dataset"] == d, "ratio"].unique())]
+    rows, records = [], []
+    for m in ordered_methods(runs["method"]):
+        row = [m]
+        for d, r in columns:
+            cell = runs[(runs["dataset"] == d) & (runs["ratio"] == r) & (runs["method"] == m)]
+            if cell.empty:
+                row.append(MISSING)
+                continue
+            late = int((cell["best_step"] > (1 - LATE_FRACTION) * cell["iterations"]).sum())
+            low, high = int(cell["best_step"].min()), int(cell["best_step"].max())
+            row.append(f"{low:,}{'' if low == high else f'–{high:,}'} ({late} of {len(cell)} late)")
+            records += [{"profile": profile, "dataset": d, "ratio": r, "method": m, "seed": run.seed, "best_step": int(run.best_step),
+                         "iterations": int(run.iterations), "late": bool(run.best_step > (1 - LATE_FRACTION) * run.iterations)}
+                        for run in cell.itertuples()]
+        rows.append(row)
+    header = ["Method", *(f"{dataset_label(d)} {ratio_label(r)}" for d, r in columns)]
+    caption = (
+        f"Best validation step (the tested checkpoint) of each method's seeds: range over seeds, and how many seeds "
+        f"peaked in the last {LATE_FRACTION:.0%} of the run (late: the run may not have levelled off; the validation "
+        f"curves figure shows the curves). Profile {profile} ({profile_setup(runs)})."
+    )
+    return Table("best_steps", caption, header, rows, pd.DataFrame(records))
 
 
 def ranks_table(runs: pd.DataFrame, profile: str, protocol: str) -> Table | None:
@@ -228,8 +295,10 @@ def build_tables(runs: pd.DataFrame, profile: str, reference: dict[str, Any] | N
     statistics = cell_statistics(main_runs(runs), baselines_for(baselines))
     candidates: list[tuple[str, Table | None]] = [
         *((f"main_{p}", main_table(runs, profile, p, statistics, primary_baseline(baselines))) for p in PROTOCOLS),
+        *((f"difference_{p}", difference_table(runs, profile, p, statistics, primary_baseline(baselines))) for p in PROTOCOLS),
         *((f"significance_{p}", significance_table(runs, profile, p, statistics, baselines_for(baselines))) for p in PROTOCOLS),
         *((f"ranks_{p}", ranks_table(runs, profile, p)) for p in PROTOCOLS),
+        ("best_steps", best_steps_table(runs, profile)),
         *((t.name, t) for t in per_class_tables(runs, profile)),
         *build_paper_tables(runs, profile, reference),
     ]
