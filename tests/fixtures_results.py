@@ -40,7 +40,8 @@ UAPS_DEFAULTS = {
 TRAIN = {"iterations": 300, "batch_size": 8, "image_size": 64, "precision": "fp32"}
 ENVIRONMENT = {
     "python": "3.12.3", "torch": "2.14.1", "segmentation_models_pytorch": "0.6.0",
-    "platform": "Linux-test", "device": "x86_64 CPU (2 threads)", "git_commit": "0123456789abcdef",
+    "platform": "Linux-test", "device": "x86_64 CPU (2 threads)", "cpu": "Test CPU (family 1, model 2)",
+    "git_commit": "0123456789abcdef",
 }
 HAND_CHECKED = {"method": "supervised", "dataset": "neu", "ratio": 0.1, "miou": 62.0, "paper_miou": 72.0, "std": 2.0, "seeds": 3}
 FAILED = {"method": "uaps", "dataset": "dagm", "ratio": 0.3, "seed": 1, "reason": "CUDA out of memory (fake)"}

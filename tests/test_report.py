@@ -30,7 +30,7 @@ def test_lists_failure_environment_and_commands(report):
     root, text = report
     failure = next(line for line in text.splitlines() if FAILED["reason"] in line)
     assert FAILED["method"] in failure and "30%" in failure and "failed" in failure
-    assert ENVIRONMENT["git_commit"] in text and ENVIRONMENT["torch"] in text
+    assert ENVIRONMENT["git_commit"] in text and ENVIRONMENT["torch"] in text and ENVIRONMENT["cpu"] in text
     # the fixture's profile is not a real one: no command can retrain its runs, and the report says so
     assert f"no command reruns 45 run(s) exactly (e.g. {root}/runs/{PROFILE}/" in text and f"profile {PROFILE!r} not found" in text
     assert f"run_all.py report --results-dir {root}" in text

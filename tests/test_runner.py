@@ -7,7 +7,7 @@ import yaml
 
 import run_all
 from benchmarks.grid import migrate_splits
-from benchmarks.engine.environment import resolve_precision
+from benchmarks.engine.environment import cpu_model, resolve_precision
 from benchmarks.engine.runner import train_run
 from benchmarks.engine.trainer import NonFiniteLossError
 from datasets.splits import Split
@@ -85,6 +85,7 @@ def test_metrics_report_both_protocols_and_costs(supervised_run):
     assert metrics["macs"] > 0 and metrics["eval_ms_per_image"] > 0
     assert metrics["iterations_per_second"] > 0 and metrics["train_seconds"] > 0
     assert metrics["environment"]["torch"] == torch.__version__
+    assert metrics["environment"]["cpu"] == cpu_model() and metrics["environment"]["cpu"]  # which machine ran it
     assert metrics["precision"] == resolve_precision("auto", torch.device("cpu")) and metrics["channels_last"] is True
 
 

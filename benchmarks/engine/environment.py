@@ -1,4 +1,4 @@
-"""What a reader needs to trust and rerun a result: versions, device, git commit."""
+"""What a reader needs to trust and rerun a result: versions, device, CPU model, git commit."""
 from __future__ import annotations
 
 import platform
@@ -30,6 +30,25 @@ def device_name(device: torch.device) -> str:
     return f"{platform.processor() or platform.machine()} CPU ({torch.get_num_threads()} threads)"
 
 
+def cpu_model() -> str:
+    """The CPU's name with its family and model (``AMD EPYC (family 26, model 2)``): virtual machines often
+    report a bare "AMD EPYC", and the family tells CPU generations apart (e.g. 25: Zen 3/4, 26: Zen 5)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor() or platform.machine()
+    fields: dict[str, str] = {}
+    for line in lines:
+        key, _, value = line.partition(":")
+        if not line.strip():
+            break  # the first processor is enough
+        fields.setdefault(key.strip(), value.strip())
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    if "cpu family" in fields and "model" in fields:
+        return f"{name} (family {fields['cpu family']}, model {fields['model']})"
+    return name
+
+
 def _package_version(name: str) -> str | None:
     try:
         return version(name)
@@ -44,6 +63,7 @@ def environment(device: torch.device) -> dict:
         "segmentation_models_pytorch": _package_version("segmentation-models-pytorch"),
         "platform": platform.platform(),
         "device": device_name(device),
+        "cpu": cpu_model(),
         "git_commit": git_commit(),
     }
 

@@ -103,22 +103,13 @@ def resolve_methods(names: list[str] | None) -> list[str]:
 
 
 def machine_info(device: torch.device) -> dict[str, Any]:
-    cpu = next((line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")), platform.processor())
     return {
         **environment(device),
         "host": platform.node(),
-        "cpu": cpu,
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
     }
-
-
-def _cpuinfo() -> list[str]:
-    try:
-        return Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return []
 
 
 def fast_arrays(images: PerfImages, size: int) -> tuple[Tensor, Tensor, Tensor]:

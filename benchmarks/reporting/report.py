@@ -35,7 +35,7 @@ from benchmarks.reporting.table_format import (
 )
 from benchmarks.reporting.tables import build_tables, write_tables
 
-ENVIRONMENT_KEYS = ("python", "torch", "segmentation_models_pytorch", "device", "platform", "git_commit")
+ENVIRONMENT_KEYS = ("python", "torch", "segmentation_models_pytorch", "device", "cpu", "platform", "git_commit")
 REASON_CHARS = 300
 FIGURE_CAPTIONS = {
     "miou_vs_ratio_standard": "Label efficiency: mIoU (standard protocol) against the labelled ratio; error bars: std over "
@@ -186,7 +186,7 @@ def environment_section(runs: pd.DataFrame) -> list[Block]:
     envs = pd.DataFrame([{k: str(env.get(k, "?")) for k in ENVIRONMENT_KEYS} for env in runs["environment"]])
     envs.insert(0, "profile", runs["profile"].values)
     counts = envs.groupby(["profile", *ENVIRONMENT_KEYS], sort=True).size().reset_index(name="runs")
-    header = ["Profile", "Python", "torch", "smp", "Device", "Platform", "Git commit", "Runs"]
+    header = ["Profile", "Python", "torch", "smp", "Device", "CPU", "Platform", "Git commit", "Runs"]
     rows = [[str(v) for v in row] for row in counts.itertuples(index=False)]
     table = simple_table("environment", header, rows, counts, label_columns=len(header) - 1)
     blocks += [Block("text", "The runs (from each run's `metrics.json`):"), Block("table", table=table)]
