@@ -48,28 +48,32 @@ OptionKind = Literal["number", "integer", "flag", "choice", "subset", "text"]
 
 @dataclass(frozen=True)
 class Option:
-    """One method option: its default value and the values it accepts.
+    """One setting: its default value and the values it accepts (method options and config settings alike).
 
-    ``kind``: "number" (an int or float in [``minimum``, ``maximum``]), "integer" (an int in those
-    bounds), "flag" (true or false), "choice" (one of ``choices``), "subset" (a list drawn from
-    ``choices``, not empty if ``non_empty``) or "text" (a string the method interprets itself).
-    ``note`` says why, in the error message. Build them with ``number``, ``integer``, ``flag``,
-    ``choice``, ``subset`` and ``text``.
+    ``kind``: "number" (an int or float in [``minimum``, ``maximum``]; ``None``: unbounded), "integer"
+    (an int in those bounds), "flag" (true or false), "choice" (one of ``choices``), "subset" (a list
+    drawn from ``choices``, not empty if ``non_empty``) or "text" (a string the method interprets
+    itself); ``nullable``: null is accepted too. ``note`` says why, in the error message. Build
+    them with ``number``, ``integer``, ``flag``, ``choice``, ``subset`` and ``text``.
     """
 
     default: Any
     kind: OptionKind
-    minimum: float = 0
+    minimum: float | None = 0
     maximum: float | None = None
     choices: tuple[Any, ...] = ()
     non_empty: bool = False
+    nullable: bool = False
     note: str = ""
 
     def accepts(self, value: Any) -> bool:
+        if value is None and self.nullable:
+            return True
         if self.kind in ("number", "integer"):
             kind = int if self.kind == "integer" else (int, float)
-            in_range = isinstance(value, kind) and value >= self.minimum and (self.maximum is None or value <= self.maximum)
-            return not isinstance(value, bool) and in_range
+            if isinstance(value, bool) or not isinstance(value, kind) or value != value:
+                return False
+            return (self.minimum is None or value >= self.minimum) and (self.maximum is None or value <= self.maximum)
         if self.kind == "flag":
             return isinstance(value, bool)
         if self.kind == "choice":
@@ -81,29 +85,45 @@ class Option:
     def expected(self) -> str:
         """What the option accepts, in words."""
         if self.kind in ("number", "integer"):
-            bounds = f">= {self.minimum:g}" if self.maximum is None else f"in [{self.minimum:g}, {self.maximum:g}]"
-            return f"{'an integer' if self.kind == 'integer' else 'a number'} {bounds}"
-        if self.kind == "flag":
-            return "true or false"
-        if self.kind == "choice":
-            return f"one of {list(self.choices)}"
-        if self.kind == "subset":
-            return f"{'a non-empty list' if self.non_empty else 'a list'} drawn from {list(self.choices)}"
-        return "a string"
+            if self.minimum is None:
+                bounds = "" if self.maximum is None else f" <= {_bound_text(self.maximum)}"
+            elif self.maximum is None:
+                bounds = f" >= {_bound_text(self.minimum)}"
+            else:
+                bounds = f" in [{_bound_text(self.minimum)}, {_bound_text(self.maximum)}]"
+            words = f"{'an integer' if self.kind == 'integer' else 'a number'}{bounds}"
+        elif self.kind == "flag":
+            words = "true or false"
+        elif self.kind == "choice":
+            words = f"one of {list(self.choices)}"
+        elif self.kind == "subset":
+            words = f"{'a non-empty list' if self.non_empty else 'a list'} drawn from {list(self.choices)}"
+        else:
+            words = "a string"
+        return f"{words} or null" if self.nullable else words
 
-    def check(self, method: str, key: str, value: Any) -> None:
-        """ConfigError naming the method, the option, the value and what is expected, unless accepted."""
+    def check_at(self, where: str, value: Any) -> None:
+        """ConfigError naming ``where`` (a key or an option), the value and what is expected, unless accepted."""
         if not self.accepts(value):
             note = f" ({self.note})" if self.note else ""
-            raise ConfigError(f"option {key!r} of method {method!r} must be {self.expected()}{note}, got {value!r}")
+            raise ConfigError(f"{where} must be {self.expected()}{note}, got {value!r}")
+
+    def check(self, method: str, key: str, value: Any) -> None:
+        """``check_at`` for option ``key`` of ``method``."""
+        self.check_at(f"option {key!r} of method {method!r}", value)
 
 
-def number(default: float, minimum: float = 0, maximum: float | None = None) -> Option:
-    return Option(default, "number", minimum, maximum)
+def _bound_text(bound: float) -> str:
+    """A bound as written: 4294967295 stays whole (``:g`` would print 4.29497e+09), 0.5 stays 0.5."""
+    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
 
 
-def integer(default: int, minimum: int = 0, maximum: int | None = None) -> Option:
-    return Option(default, "integer", minimum, maximum)
+def number(default: float | None, minimum: float | None = 0, maximum: float | None = None, nullable: bool = False) -> Option:
+    return Option(default, "number", minimum, maximum, nullable=nullable)
+
+
+def integer(default: int | None, minimum: int | None = 0, maximum: int | None = None, nullable: bool = False) -> Option:
+    return Option(default, "integer", minimum, maximum, nullable=nullable)
 
 
 def flag(default: bool) -> Option:

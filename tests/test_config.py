@@ -84,8 +84,8 @@ def test_auto_precision_is_bf16_only_where_the_hardware_has_bf16_units(monkeypat
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("split_seed=abc", "split_seed must be an integer, got 'abc'"),
-        ("seeds=[0, x]", r"seeds\[1\] must be an integer, got 'x'"),
+        ("split_seed=abc", r"split_seed must be an integer in \[0, 4294967295\], got 'abc'"),
+        ("seeds=[0, x]", r"seeds\[1\] must be an integer in \[0, 4294967295\], got 'x'"),
         ("seeds=3", "seeds must be a non-empty list of integers"),
         ("ratios=[1.5]", r"ratios must be a non-empty list of labelled fractions in \(0, 1\].*got \[1.5\]"),
         ("skip_missing_datasets=maybe", "skip_missing_datasets must be true or false, got 'maybe'"),

@@ -51,13 +51,13 @@ def test_recipe_changes_the_hash_and_unknown_recipes_are_errors():
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("train.iterations=abc", r"train.iterations must be an integer, got 'abc'"),
-        ("train.iterations=0", r"train.iterations must be >= 1, got 0"),
-        ("train.lr=-1", r"train.lr must be >= 0, got -1"),
+        ("train.iterations=abc", r"train.iterations must be an integer >= 1, got 'abc'"),
+        ("train.iterations=0", r"train.iterations must be an integer >= 1, got 0"),
+        ("train.lr=-1", r"train.lr must be a number >= 0, got -1"),
         ("train.augment=maybe", r"train.augment must be true or false, got 'maybe'"),
         ("train.lr_schedule=cosine", r"train.lr_schedule must be one of \['constant', 'plateau'\], got 'cosine'"),
-        ("train.val_max_images=1.5", r"train.val_max_images must be an integer or null, got 1.5"),
-        ("train_per_dataset.neu.lr=fast", r"train_per_dataset.neu.lr must be a number, got 'fast'"),
+        ("train.val_max_images=1.5", r"train.val_max_images must be an integer >= 1 or null, got 1.5"),
+        ("train_per_dataset.neu.lr=fast", r"train_per_dataset.neu.lr must be a number >= 0, got 'fast'"),
         ("train_per_dataset.neu.epochs=3", r"unknown config key 'train_per_dataset.neu.epochs'"),
     ],
 )

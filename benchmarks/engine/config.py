@@ -34,47 +34,60 @@ import yaml
 
 from datasets import DATASETS
 from datasets.transforms import AUGMENTATIONS, NORMALIZATIONS
-from methods import ConfigError, available_methods, get_method_class
+from methods import ConfigError, Option, available_methods, choice, flag, get_method_class, integer, number, text
 
 from benchmarks.engine.recipes import train_recipe
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
+PRECISIONS = ("auto", "fp32", "bf16")
+LR_SCHEDULES = ("constant", "plateau")
+MAX_SEED = 2**32 - 1  # numpy's global seed is a 32-bit unsigned integer
+SEED = integer(0, 0, MAX_SEED)
+# every train setting: its default and the values it accepts
+TRAIN_OPTIONS: dict[str, Option] = {
+    "iterations": integer(1000, 1),
+    "batch_size": integer(8, 1),  # labelled images per step
+    "unlabeled_batch_size": integer(8, 1),
+    "lr": number(1e-3),  # Adam, as in the UAPS and simEps papers
+    "weight_decay": number(0.0),
+    "image_size": integer(128, 8),  # images are resized to image_size x image_size
+    "augment": flag(True),  # augment training batches (labelled and unlabelled) with ``augmentation``
+    "augmentation": choice("flips_rot90", AUGMENTATIONS),  # flips_rot90 | authors (datasets.transforms)
+    "normalization": choice("half", NORMALIZATIONS),  # half ([-1, 1]) | imagenet (datasets.transforms)
+    "lr_schedule": choice("constant", LR_SCHEDULES),  # constant | plateau (ReduceLROnPlateau on validation mean Dice)
+    "lr_patience": integer(2950, 1),  # plateau: iterations without a better validation score before the cut
+    "lr_factor": number(0.1, 0, 1),  # plateau: the learning rate is multiplied by this at each cut
+    "min_lr": number(1e-8),  # plateau: the learning rate never goes below this
+    "val_every": integer(100, 1),
+    "val_max_images": integer(None, 1, nullable=True),  # cap on validation images (first N of the fixed val split)
+    "checkpoint_every": integer(200, 1),  # periodic checkpoint for resuming
+    "log_every": integer(10, 1),
+    "eval_batch_size": integer(32, 1),
+    # auto | fp32 | bf16. bf16 = autocast (float32 master weights, losses and uncertainty);
+    # auto = bf16 on hardware with bf16 matrix units (benchmarks.engine.environment.native_bf16), else
+    # fp32. Accuracy of bf16 against fp32: docs/performance.md. metrics.json records the choice.
+    "precision": choice("auto", PRECISIONS),
+    "channels_last": flag(True),  # channels-last memory format for weights and images (faster in fp32 and bf16 on the CPU)
+    "num_threads": integer(None, 1, nullable=True),  # torch CPU threads; None keeps torch's default
+}
+# the scalar profile-level keys (the lists are checked by check_run_level)
+RUN_OPTIONS: dict[str, Option] = {
+    "description": text(""),
+    "split_seed": SEED,
+    "skip_missing_datasets": flag(False),  # drop listed datasets not found under the data root (else an error)
+}
+
 PROFILE_DEFAULTS: dict[str, Any] = {
-    "description": "",
+    "description": RUN_OPTIONS["description"].default,
     "recipe": "unified",  # unified | authors (benchmarks.engine.recipes, docs/fidelity.md)
     "methods": ["supervised"],  # names, or "all" for every registered method
     "datasets": ["synthetic"],  # names, or "available" for every dataset found under the data root
     "ratios": [0.1],
     "seeds": [0],
-    "split_seed": 0,
-    "train": {
-        "iterations": 1000,
-        "batch_size": 8,  # labelled images per step
-        "unlabeled_batch_size": 8,
-        "lr": 1e-3,  # Adam, as in the UAPS and simEps papers
-        "weight_decay": 0.0,
-        "image_size": 128,  # images are resized to image_size x image_size
-        "augment": True,  # augment training batches (labelled and unlabelled) with ``augmentation``
-        "augmentation": "flips_rot90",  # flips_rot90 | authors (datasets.transforms)
-        "normalization": "half",  # half ([-1, 1]) | imagenet (datasets.transforms)
-        "lr_schedule": "constant",  # constant | plateau (ReduceLROnPlateau on validation mean Dice)
-        "lr_patience": 2950,  # plateau: iterations without a better validation score before the cut
-        "lr_factor": 0.1,  # plateau: the learning rate is multiplied by this at each cut
-        "min_lr": 1e-8,  # plateau: the learning rate never goes below this
-        "val_every": 100,
-        "val_max_images": None,  # cap on validation images (first N of the fixed val split)
-        "checkpoint_every": 200,  # periodic checkpoint for resuming
-        "log_every": 10,
-        "eval_batch_size": 32,
-        # auto | fp32 | bf16. bf16 = autocast (float32 master weights, losses and uncertainty);
-        # auto = bf16 on hardware with bf16 matrix units (benchmarks.engine.environment.native_bf16), else
-        # fp32. Accuracy of bf16 against fp32: docs/performance.md. metrics.json records the choice.
-        "precision": "auto",
-        "channels_last": True,  # channels-last memory format for weights and images (faster in fp32 and bf16 on the CPU)
-        "num_threads": None,  # torch CPU threads; None keeps torch's default
-    },
-    "skip_missing_datasets": False,  # drop listed datasets not found under the data root (else an error)
+    "split_seed": RUN_OPTIONS["split_seed"].default,
+    "train": {key: option.default for key, option in TRAIN_OPTIONS.items()},
+    "skip_missing_datasets": RUN_OPTIONS["skip_missing_datasets"].default,
     "common_method_options": {},  # options given to every method (e.g. backbone)
     "method_options": {},  # {method name: {option: value}}
     "method_variants": {},  # {variant name: {method: registered name, options: {...}, ratios: [...]}}
@@ -84,8 +97,6 @@ PROFILE_DEFAULTS: dict[str, Any] = {
 }
 # checked where used
 FREE_FORM = ("common_method_options", "method_options", "method_variants", "dataset_options", "train_per_dataset", "ratios_per_dataset")
-PRECISIONS = ("auto", "fp32", "bf16")
-LR_SCHEDULES = ("constant", "plateau")
 VARIANT_KEYS = ("method", "options", "ratios")
 SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 # Keys added after the first committed results, with the value that reproduces the behaviour from
@@ -114,77 +125,23 @@ METHOD_OPTION_NEUTRAL: dict[str, Any] = {  # the options recipe "authors" switch
     "detach_target": True,
     "aux_upsampling": "bilinear",
 }
-# type and bounds of every train setting: (types, minimum, maximum or None, choices or None)
-TRAIN_SPEC: dict[str, tuple[tuple[type, ...], float | None, float | None, tuple | None]] = {
-    "iterations": ((int,), 1, None, None),
-    "batch_size": ((int,), 1, None, None),
-    "unlabeled_batch_size": ((int,), 1, None, None),
-    "lr": ((int, float), 0, None, None),
-    "weight_decay": ((int, float), 0, None, None),
-    "image_size": ((int,), 8, None, None),
-    "augment": ((bool,), None, None, None),
-    "augmentation": ((str,), None, None, AUGMENTATIONS),
-    "normalization": ((str,), None, None, NORMALIZATIONS),
-    "lr_schedule": ((str,), None, None, LR_SCHEDULES),
-    "lr_patience": ((int,), 1, None, None),
-    "lr_factor": ((int, float), 0, 1, None),
-    "min_lr": ((int, float), 0, None, None),
-    "val_every": ((int,), 1, None, None),
-    "val_max_images": ((int, type(None)), 1, None, None),
-    "checkpoint_every": ((int,), 1, None, None),
-    "log_every": ((int,), 1, None, None),
-    "eval_batch_size": ((int,), 1, None, None),
-    "precision": ((str,), None, None, PRECISIONS),
-    "channels_last": ((bool,), None, None, None),
-    "num_threads": ((int, type(None)), 1, None, None),
-}
-assert set(TRAIN_SPEC) == set(PROFILE_DEFAULTS["train"]), "every train setting has a type"
-MAX_SEED = 2**32 - 1  # numpy's global seed is a 32-bit unsigned integer
-SEED_SPEC = ((int,), 0, MAX_SEED, None)
-# type and bounds of the scalar profile-level keys (the lists are checked by check_run_level)
-RUN_SPEC: dict[str, tuple[tuple[type, ...], float | None, float | None, tuple | None]] = {
-    "description": ((str,), None, None, None),
-    "split_seed": SEED_SPEC,
-    "skip_missing_datasets": ((bool,), None, None, None),
-}
 ABSENT = "(absent)"  # the value differing_keys reports for a key a config lacks
-TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
-
-
-def check_value(where: str, value: Any, spec: tuple[tuple[type, ...], float | None, float | None, tuple | None]) -> None:
-    """ConfigError naming the key ``where``, the value and what is expected unless ``value`` meets ``spec``.
-
-    ``spec`` is (types, minimum, maximum, choices), as in ``TRAIN_SPEC``; bools are not numbers.
-    """
-    types, low, high, choices = spec
-    if choices is not None:
-        if value not in choices:
-            raise ConfigError(f"{where} must be one of {list(choices)}, got {value!r}")
-        return
-    if isinstance(value, bool) and bool not in types or not isinstance(value, types):
-        names = " or ".join(TYPE_NAMES[t] for t in types if not (t is int and float in types))
-        raise ConfigError(f"{where} must be {names}, got {value!r}")
-    if value is None or isinstance(value, (bool, str)):
-        return
-    if (low is not None and value < low) or (high is not None and value > high) or value != value:
-        bounds = f">= {low}" + ("" if high is None else f" and <= {high}")
-        raise ConfigError(f"{where} must be {bounds}, got {value!r}")
 
 
 def check_train(train: dict[str, Any], where: str = "train") -> None:
     """ConfigError naming the key, the value and what is expected, for any ill-typed train setting."""
     for key, value in train.items():
-        if key not in TRAIN_SPEC:
-            raise ConfigError(f"unknown config key '{where}.{key}'; valid keys: {sorted(TRAIN_SPEC)}")
-        check_value(f"{where}.{key}", value, TRAIN_SPEC[key])
+        if key not in TRAIN_OPTIONS:
+            raise ConfigError(f"unknown config key '{where}.{key}'; valid keys: {sorted(TRAIN_OPTIONS)}")
+        TRAIN_OPTIONS[key].check_at(f"{where}.{key}", value)
 
 
 def check_run_level(config: dict[str, Any]) -> None:
     """ConfigError naming the key, the value and what is expected, for an ill-typed profile-level key
-    (``RUN_SPEC``, and ``methods``, ``datasets``, ``ratios``, ``seeds``: a name or list of names,
+    (``RUN_OPTIONS``, and ``methods``, ``datasets``, ``ratios``, ``seeds``: a name or list of names,
     fractions in (0, 1], seeds)."""
-    for key, spec in RUN_SPEC.items():
-        check_value(key, config[key], spec)
+    for key, option in RUN_OPTIONS.items():
+        option.check_at(key, config[key])
     for key in ("methods", "datasets"):
         names = config[key]
         if not isinstance(names, str) and not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
@@ -194,7 +151,7 @@ def check_run_level(config: dict[str, Any]) -> None:
     if not isinstance(seeds, list) or not seeds:
         raise ConfigError(f"seeds must be a non-empty list of integers from 0 to {MAX_SEED}, got {seeds!r}")
     for index, seed in enumerate(seeds):
-        check_value(f"seeds[{index}]", seed, SEED_SPEC)
+        SEED.check_at(f"seeds[{index}]", seed)
 
 
 def check_dataset_options(options: Any) -> None:
@@ -214,10 +171,20 @@ def check_dataset_options(options: Any) -> None:
             where = f"dataset_options.{dataset}.{key}"
             if key not in defaults:
                 raise ConfigError(f"unknown config key '{where}'; valid options of {dataset}: {sorted(defaults)}")
-            default = defaults[key]
-            if default is not None:
-                types = (int, float) if isinstance(default, float) else (type(default),)
-                check_value(where, value, (types, None, None, None))
+            _option_like(defaults[key], where).check_at(where, value)
+
+
+def _option_like(default: Any, where: str) -> Option:
+    """The option a constructor default stands for: its type, unbounded (the dataset checks ranges)."""
+    if isinstance(default, bool):
+        return flag(default)
+    if isinstance(default, int):
+        return integer(default, None)
+    if isinstance(default, float):
+        return number(default, None)
+    if isinstance(default, str):
+        return text(default)
+    raise ConfigError(f"{where} cannot be set from a profile: its default {default!r} is not true/false, a number or a string")
 
 
 def _check_keys(data: dict, reference: dict, where: str) -> None:
