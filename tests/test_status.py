@@ -6,6 +6,8 @@ import os
 import socket
 import time
 
+import pytest
+
 from grid_helpers import TINY, keep_torch_threads  # noqa: F401 (autouse fixture)
 
 import run_all
@@ -13,7 +15,7 @@ from benchmarks.engine import layout
 from benchmarks.engine.config import load_profile
 from benchmarks.engine.runner import train_run
 from benchmarks.grid.execute import expand_grid
-from benchmarks.grid.status import grid_status
+from benchmarks.grid.status import RunStatus, grid_status, remaining_work
 
 OVERRIDES = [*TINY, "seeds=[0, 1, 2, 3, 4]", "ratios=[0.2, 0.4]"]
 
@@ -55,4 +57,23 @@ def test_status_counts_each_state_and_writes_nothing(tmp_path, capsys):
     assert "  interrupted: synthetic/0.2/supervised/seed2 (logged up to step 4 of 6)" in out
     assert "  failed: synthetic/0.2/supervised/seed1 (NonFiniteLossError: loss is nan at step 4)" in out
     assert any(line.startswith(f"  running: synthetic/0.2/supervised/seed3 (pid {os.getpid()} on ") for line in out)
-    assert out[-1] == "smoke: 1 of 10 runs completed, 1 running, 1 interrupted, 1 failed, 6 pending"
+    assert out[-2] == "smoke: 1 of 10 runs completed, 1 running, 1 interrupted, 1 failed, 6 pending"
+    # the work left: 9 unfinished runs of 6 iterations, 4 of them done by the interrupted run, at the completed run's pace
+    pace = metrics["train_seconds"] / 6
+    hours = (9 * 6 - 4) * pace / 3600
+    assert out[-1] == f"left: ~{hours:.1f} core-hours of training for 9 run(s) at the pace of this grid's completed runs " \
+                      "(wall time: divide by the grid's --jobs)"
+
+
+def test_remaining_work_names_methods_without_a_pace():
+    def config(method, iterations=100):
+        return {"method": method, "base_method": method, "train": {"iterations": iterations, "image_size": 64}}
+
+    statuses = [RunStatus(config("supervised"), "completed", seconds_per_step=0.1),
+                RunStatus(config("supervised"), "completed", seconds_per_step=0.3),
+                RunStatus(config("supervised"), "interrupted", steps_done=40),
+                RunStatus(config("supervised"), "pending"),
+                RunStatus(config("uaps"), "pending")]
+    work = remaining_work(statuses)
+    assert work.seconds == pytest.approx((60 + 100) * 0.2) and work.runs == 2  # median pace 0.2 s
+    assert work.unknown == ["uaps @ 64 px"]

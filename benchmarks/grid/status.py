@@ -10,10 +10,16 @@ A run is, in this order of precedence,
 
 Nothing is trained, locked, broken or written; ``run_all.py benchmark`` would skip the completed
 runs, leave the running ones alone and train the rest.
+
+The work left is estimated from the grid's own completed runs: each method's pace (median training
+seconds per iteration, validation included, over its completed runs at that image size) times the
+iterations its unfinished runs still have to do. A method with no completed run yet is named, not
+guessed.
 """
 from __future__ import annotations
 
 import csv
+import statistics
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,24 +40,31 @@ class RunStatus:
     run_config: dict[str, Any]
     state: str
     detail: str = ""
+    seconds_per_step: float | None = None  # completed runs: training seconds / iterations
+    steps_done: int = 0  # running and interrupted runs: the last logged step
 
 
 def run_status(run_config: dict[str, Any], results_dir: Path) -> RunStatus:
     """The state of one run (see the module docstring)."""
     directory = layout.run_dir(results_dir, run_config)
     try:
-        if completed_metrics(run_config, results_dir) is not None:
-            return RunStatus(run_config, "completed")
+        metrics = completed_metrics(run_config, results_dir)
+        if metrics is not None:
+            seconds = metrics.get("train_seconds")
+            pace = seconds / run_config["train"]["iterations"] if isinstance(seconds, (int, float)) and seconds > 0 else None
+            return RunStatus(run_config, "completed", seconds_per_step=pace)
     except ResultsError as error:
         return RunStatus(run_config, "failed", str(error))
     lock = FileLock(directory / layout.LOCK)
+    step = _last_logged_step(directory / layout.TRAIN_LOG)
     if lock.is_live():
-        return RunStatus(run_config, "running", describe_owner(lock.owner()))
+        return RunStatus(run_config, "running", describe_owner(lock.owner()), steps_done=step or 0)
     if (directory / layout.FAILURE).exists():
         return RunStatus(run_config, "failed", _failure_reason(directory / layout.FAILURE))
     if (directory / layout.LAST).exists():
-        step = _last_logged_step(directory / layout.TRAIN_LOG)
-        return RunStatus(run_config, "interrupted", f"logged up to step {step} of {run_config['train']['iterations']}")
+        logged = "?" if step is None else step
+        return RunStatus(run_config, "interrupted", f"logged up to step {logged} of {run_config['train']['iterations']}",
+                         steps_done=step or 0)
     return RunStatus(run_config, "pending")
 
 
@@ -76,7 +89,50 @@ def format_status(profile: str, statuses: list[RunStatus]) -> list[str]:
     counts = Counter(s.state for s in statuses)
     rest = ", ".join(f"{counts[state]} {state}" for state in STATES[1:])
     lines.append(f"{profile}: {counts['completed']} of {len(statuses)} runs completed, {rest}")
+    estimate = remaining_work(statuses)
+    if estimate.runs:
+        line = (f"left: ~{estimate.seconds / 3600:.1f} core-hours of training for {estimate.runs} run(s) at the pace of "
+                f"this grid's completed runs (wall time: divide by the grid's --jobs)")
+        if estimate.unknown:
+            line += f"; not estimated (no completed run yet): {', '.join(estimate.unknown)}"
+        lines.append(line)
+    elif estimate.unknown:
+        lines.append(f"left: not estimated (no completed run yet of {', '.join(estimate.unknown)})")
     return lines
+
+
+@dataclass(frozen=True)
+class RemainingWork:
+    """Training seconds left for ``runs`` unfinished runs; ``unknown``: methods (at an image size) without a pace."""
+
+    seconds: float
+    runs: int
+    unknown: list[str]
+
+
+def _pace_key(run_config: dict[str, Any]) -> tuple[str, int]:
+    return run_config.get("base_method") or run_config["method"], run_config["train"]["image_size"]
+
+
+def remaining_work(statuses: list[RunStatus]) -> RemainingWork:
+    """The unfinished runs' iterations left times their method's median pace among the completed runs."""
+    paces: dict[tuple[str, int], list[float]] = {}
+    for s in statuses:
+        if s.state == "completed" and s.seconds_per_step is not None:
+            paces.setdefault(_pace_key(s.run_config), []).append(s.seconds_per_step)
+    seconds, runs, unknown = 0.0, 0, []
+    for s in statuses:
+        if s.state == "completed":
+            continue
+        key = _pace_key(s.run_config)
+        if key not in paces:
+            label = f"{key[0]} @ {key[1]} px"
+            unknown += [label] if label not in unknown else []
+            continue
+        left = max(s.run_config["train"]["iterations"] - s.steps_done, 0)
+        seconds += left * statistics.median(paces[key])
+        runs += 1
+    return RemainingWork(seconds, runs, unknown)
 
 
 def _counts(statuses: list[RunStatus]) -> str:
@@ -92,11 +148,11 @@ def _failure_reason(path: Path) -> str:
     return f"{failure.get('error')}: {(str(failure.get('reason')).splitlines() or [''])[0][:120]}"
 
 
-def _last_logged_step(path: Path) -> str:
-    """The step of the last row of ``train_log.csv``, or ``?`` without a readable one."""
+def _last_logged_step(path: Path) -> int | None:
+    """The step of the last row of ``train_log.csv``, or None without a readable one."""
     try:
         with open(path, newline="") as handle:
             rows = list(csv.DictReader(handle))
-    except (OSError, csv.Error, UnicodeDecodeError):
-        return "?"
-    return (rows[-1].get("step") or "?") if rows else "?"
+        return int(rows[-1]["step"]) if rows else None
+    except (OSError, csv.Error, UnicodeDecodeError, KeyError, TypeError, ValueError):
+        return None
