@@ -18,7 +18,8 @@ from benchmarks.reporting.aggregate import ablation_runs, aggregate, main_runs, 
 from benchmarks.reporting.paper import ABLATION_OPTIONS, OPTION_LABELS, losses_label, ordered_values, paper_source, value_label
 from benchmarks.reporting.statistics import RULE, Bootstrap, compare, run_set_records
 from benchmarks.reporting.table_format import (
-    MISSING, Table, best_flags, column_best, dataset_label, is_missing, mean_std, number, ordered_datasets, profile_setup, ratio_label,
+    MISSING, Table, best_flags, cell_label, column_best, dataset_label, is_missing, mean_std, number, ordered_cells, ordered_datasets,
+    profile_setup, ratio_label,
 )
 
 
@@ -178,7 +179,7 @@ def ablation_table(runs: pd.DataFrame, profile: str, option: str, base_method: s
         return None
     ablation = ablation.assign(value_key=ablation["value"].astype(str))
     cells = aggregate(ablation, ["dataset", "ratio", "value_key"], ["paper_miou", "miou"]).set_index(["dataset", "ratio", "value_key"])
-    columns = [(d, r) for d in ordered_datasets(ablation["dataset"]) for r in sorted(ablation.loc[ablation["dataset"] == d, "ratio"].unique())]
+    columns = ordered_cells(ablation)
     values = ordered_values(option, ablation["value"])
     defaults = set(ablation.loc[ablation["method"] == base_method, "value"].astype(str))
     grid = cells.reindex(pd.MultiIndex.from_tuples([(d, r, str(v)) for d, r in columns for v in values], names=cells.index.names))
@@ -188,7 +189,7 @@ def ablation_table(runs: pd.DataFrame, profile: str, option: str, base_method: s
     untested = {"diff": math.nan, "diff_ci_low": math.nan, "diff_ci_high": math.nan, "p_improvement": math.nan, "mark": "", "note": ""}
     for column, empty in untested.items():
         grid["test_note" if column == "note" else column] = [tests[key][column] if key in tests else empty for key in grid.index]
-    header = [OPTION_LABELS.get(option, option), *(f"{dataset_label(d)} {ratio_label(r)}" for d, r in columns)]
+    header = [OPTION_LABELS.get(option, option), *(cell_label(d, r) for d, r in columns)]
     rows, bold = [], []
     for v in values:
         label = value_label(option, v) + (" (default)" if str(v) in defaults else "")

@@ -45,7 +45,9 @@ from benchmarks.reporting.paper_figures import build_paper_figures
 from benchmarks.reporting.statistics import (
     ALPHA, BETTER, NO_EVIDENCE, WORSE, CellStatistics, cell_scores, cell_statistics, primary_baseline, rank_analysis,
 )
-from benchmarks.reporting.table_format import LATE_FRACTION, PROTOCOLS, dataset_label, is_missing, ordered_datasets, ordered_methods, ratio_label
+from benchmarks.reporting.table_format import (
+    LATE_FRACTION, PROTOCOLS, dataset_label, is_missing, ordered_cells, ordered_datasets, ordered_methods, ratio_label,
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -167,7 +169,7 @@ def plot_differences(runs: pd.DataFrame, profile: str, protocol: str, statistics
     tested = tests[tests["note"] == ""]
     if runs.empty or tested.empty:
         return None
-    cells = [(d, r) for d in ordered_datasets(runs["dataset"]) for r in sorted(runs.loc[runs["dataset"] == d, "ratio"].unique())]
+    cells = ordered_cells(runs)
     methods = [m for m in ordered_methods(runs["method"]) if m != baseline]
     fig, axes = panels(len(cells), width=3.6, height=0.9 + 0.4 * len(methods))
     tests = tests.set_index(["dataset", "ratio", "method"])

@@ -38,6 +38,16 @@ def ordered_datasets(names: Iterable[str]) -> list[str]:
     return sorted(set(names), key=lambda n: (known.index(n) if n in known else len(known), n))
 
 
+def ordered_cells(runs: pd.DataFrame) -> list[tuple[str, float]]:
+    """The (dataset, ratio) cells of ``runs``: datasets in ``ordered_datasets`` order, ratios ascending."""
+    return [(d, r) for d in ordered_datasets(runs["dataset"]) for r in sorted(runs.loc[runs["dataset"] == d, "ratio"].unique())]
+
+
+def cell_label(dataset: str, ratio: float) -> str:
+    """``"NEU-Seg 2%"``: a (dataset, ratio) cell as a column header or in a list."""
+    return f"{dataset_label(dataset)} {ratio_label(ratio)}"
+
+
 def ordered_methods(names: Iterable[str]) -> list[str]:
     """Supervised baseline first, UAPS (the studied method) last, the rest alphabetically."""
     return sorted(set(names), key=lambda n: (0 if n == "supervised" else 2 if n == "uaps" else 1, n))

@@ -45,9 +45,12 @@ from benchmarks.reporting.statistics import (
     rank_analysis,
 )
 from benchmarks.reporting.table_format import (
-    LATE_FRACTION, MISSING, PROTOCOLS, Table, best_flags, column_best, dataset_label, interval, mean_std, number, ordered_datasets, ordered_methods,
-    profile_setup, ratio_label, signed,
+    LATE_FRACTION, MISSING, PROTOCOLS, Table, best_flags, cell_label, column_best, dataset_label, interval, mean_std, number, ordered_cells,
+    ordered_datasets, ordered_methods, profile_setup, ratio_label, signed,
 )
+
+
+COMPARISON_FIELDS = ("diff", "diff_ci_low", "diff_ci_high", "p_improvement", "paired_seeds", "mark", "note")  # per test, in the CSVs
 
 
 def natural_key(text: str) -> list[Any]:
@@ -68,7 +71,7 @@ def main_table(runs: pd.DataFrame, profile: str, protocol: str, statistics: Cell
     if runs.empty:
         return None
     cells = aggregate(runs, ["dataset", "ratio", "method"], [metric]).set_index(["dataset", "ratio", "method"])
-    columns = [(d, r) for d in ordered_datasets(runs["dataset"]) for r in sorted(runs.loc[runs["dataset"] == d, "ratio"].unique())]
+    columns = ordered_cells(runs)
     methods = ordered_methods(runs["method"])
     grid = cells.reindex(pd.MultiIndex.from_tuples([(d, r, m) for d, r in columns for m in methods], names=cells.index.names))
     grid["seeds"] = grid["seeds"].fillna(0).astype(int)
@@ -79,7 +82,7 @@ def main_table(runs: pd.DataFrame, profile: str, protocol: str, statistics: Cell
     grid = grid.join(tests[["diff", "diff_ci_low", "diff_ci_high", "p_improvement", "mark", "note"]].rename(columns={"note": "test_note"}))
     for column in ("mark", "ci_note", "test_note"):
         grid[column] = grid[column].astype(object).fillna("")
-    header = ["Method", *(f"{dataset_label(d)} {ratio_label(r)}" for d, r in columns)]
+    header = ["Method", *(cell_label(d, r) for d, r in columns)]
     rows, bold = [], []
     for m in methods:
         entries = [grid.loc[(d, r, m)] for d, r in columns]
@@ -116,18 +119,17 @@ def difference_table(runs: pd.DataFrame, profile: str, protocol: str, statistics
     tests = comparisons[comparisons.index.get_level_values("baseline") == baseline].droplevel("baseline")
     if runs.empty or tests.empty:
         return None
-    columns = [(d, r) for d in ordered_datasets(runs["dataset"]) for r in sorted(runs.loc[runs["dataset"] == d, "ratio"].unique())]
+    columns = ordered_cells(runs)
     methods = [m for m in ordered_methods(runs["method"]) if m != baseline]
-    header = ["Method", *(f"{dataset_label(d)} {ratio_label(r)}" for d, r in columns)]
+    header = ["Method", *(cell_label(d, r) for d, r in columns)]
     rows, records = [], []
     for m in methods:
         row = [m]
         for d, r in columns:
             test = tests.loc[(d, r, m)] if (d, r, m) in tests.index else None
             row.append(_difference_cell(test)[0])
-            fields = ("diff", "diff_ci_low", "diff_ci_high", "p_improvement", "paired_seeds", "mark", "note")
             records.append({"profile": profile, "protocol": protocol, "dataset": d, "ratio": r, "method": m, "baseline": baseline,
-                            **{f: None if test is None else test[f] for f in fields}})
+                            **{f: None if test is None else test[f] for f in COMPARISON_FIELDS}})
         rows.append(row)
     data = pd.DataFrame(records)
     data["paired_seeds"] = data["paired_seeds"].astype("Int64")
@@ -146,8 +148,7 @@ def significance_table(runs: pd.DataFrame, profile: str, protocol: str, statisti
         return None
     cells = aggregate(runs, ["dataset", "ratio", "method"], [metric]).set_index(["dataset", "ratio", "method"])
     intervals, comparisons = _protocol_statistics(statistics, protocol)
-    order = [(d, r, m) for d in ordered_datasets(runs["dataset"]) for r in sorted(runs.loc[runs["dataset"] == d, "ratio"].unique())
-             for m in ordered_methods(runs.loc[(runs["dataset"] == d) & (runs["ratio"] == r), "method"])]
+    order = [(d, r, m) for d, r in ordered_cells(runs) for m in ordered_methods(runs.loc[(runs["dataset"] == d) & (runs["ratio"] == r), "method"])]
     header = ["Dataset", "Labels", "Method", "mIoU (%)", "95 % CI", *(h for b in baselines for h in (f"Δ vs {b} [95 % CI]", f"P(> {b})"))]
     rows, records = [], []
     for key in order:
@@ -160,8 +161,7 @@ def significance_table(runs: pd.DataFrame, profile: str, protocol: str, statisti
         for b in baselines:
             test = comparisons.loc[(*key, b)] if (*key, b) in comparisons.index else None
             row += ["(baseline)", MISSING] if b == key[2] else _difference_cell(test)
-            fields = ("diff", "diff_ci_low", "diff_ci_high", "p_improvement", "paired_seeds", "mark", "note")
-            record.update({f"vs_{b}_{f}": None if test is None else test[f] for f in fields})
+            record.update({f"vs_{b}_{f}": None if test is None else test[f] for f in COMPARISON_FIELDS})
         rows.append(row)
         records.append(record)
     caption = (
@@ -182,7 +182,7 @@ def best_steps_table(runs: pd.DataFrame, profile: str) -> Table | None:
     runs = main_runs(runs).dropna(subset=["best_step"])
     if runs.empty:
         return None
-    columns = [(d, r) for d in ordered_datasets(runs["dataset"]) for r in sorted(runs.loc[runs["dataset"] == d, "ratio"].unique())]
+    columns = ordered_cells(runs)
     rows, records = [], []
     for m in ordered_methods(runs["method"]):
         row = [m]
@@ -191,14 +191,14 @@ def best_steps_table(runs: pd.DataFrame, profile: str) -> Table | None:
             if cell.empty:
                 row.append(MISSING)
                 continue
-            late = int((cell["best_step"] > (1 - LATE_FRACTION) * cell["iterations"]).sum())
+            late = cell["best_step"] > (1 - LATE_FRACTION) * cell["iterations"]
             low, high = int(cell["best_step"].min()), int(cell["best_step"].max())
-            row.append(f"{low:,}{'' if low == high else f'–{high:,}'} ({late} of {len(cell)} late)")
+            row.append(f"{low:,}{'' if low == high else f'–{high:,}'} ({int(late.sum())} of {len(cell)} late)")
             records += [{"profile": profile, "dataset": d, "ratio": r, "method": m, "seed": run.seed, "best_step": int(run.best_step),
-                         "iterations": int(run.iterations), "late": bool(run.best_step > (1 - LATE_FRACTION) * run.iterations)}
-                        for run in cell.itertuples()]
+                         "iterations": int(run.iterations), "late": bool(is_late)}
+                        for run, is_late in zip(cell.itertuples(), late)]
         rows.append(row)
-    header = ["Method", *(f"{dataset_label(d)} {ratio_label(r)}" for d, r in columns)]
+    header = ["Method", *(cell_label(d, r) for d, r in columns)]
     caption = (
         f"Best validation step (the tested checkpoint) of each method's seeds: range over seeds, and how many seeds "
         f"peaked in the last {LATE_FRACTION:.0%} of the run (late: the run may not have levelled off; the validation "
@@ -227,7 +227,7 @@ def ranks_table(runs: pd.DataFrame, profile: str, protocol: str) -> Table | None
                         "differs_from_best": differs, "cells": len(analysis.blocks), "friedman_statistic": analysis.friedman_statistic,
                         "friedman_p": analysis.friedman_p, "critical_difference": analysis.critical_difference,
                         **({f"nemenyi_p_{m}": analysis.nemenyi_p.loc[method, m] for m in analysis.nemenyi_p} if analysis.testable else {})})
-    cells = ", ".join(f"{dataset_label(d)} {ratio_label(r)}" for d, r in analysis.blocks)
+    cells = ", ".join(cell_label(d, r) for d, r in analysis.blocks)
     if analysis.testable:
         test = (f"Friedman χ² = {analysis.friedman_statistic:.2f} (df {len(rows) - 1}), p = {analysis.friedman_p:.3g}; Nemenyi "
                 f"critical difference CD = {analysis.critical_difference:.2f} at α = {ALPHA:g}: methods whose average ranks "
@@ -238,7 +238,7 @@ def ranks_table(runs: pd.DataFrame, profile: str, protocol: str) -> Table | None
         f"Average rank (1 = best) of each method over the {len(analysis.blocks)} dataset × ratio cells where every method "
         f"ran ({cells}), by mean mIoU (%), {description}; {test}. Profile {profile} ({profile_setup(runs)})."
     )
-    excluded = ", ".join(f"{dataset_label(d)} {ratio_label(r)}" for d, r in analysis.excluded)
+    excluded = ", ".join(cell_label(d, r) for d, r in analysis.excluded)
     notes = [f"left out (not every method ran): {excluded}"] if analysis.excluded else []
     header = ["Method", "Average rank", "Mean mIoU (%)", f"Differs from {best} (Nemenyi)"]
     return Table(f"ranks_{protocol}", caption, header, rows, pd.DataFrame(records), notes=notes)
