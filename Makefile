@@ -13,7 +13,7 @@ PROFILE_ARGS = $(if $(strip $(PROFILES)),--profile $(PROFILES))
 BASELINE ?=
 OUTPUT_ARGS = $(PROFILE_ARGS) $(if $(strip $(BASELINE)),--baseline $(BASELINE))
 
-.PHONY: setup test lint benchmark study status study-ablations data clean-results tables plots report perf docs-figures
+.PHONY: setup test lint benchmark study status publish study-ablations data clean-results tables plots report perf docs-figures
 
 setup: $(STAMP)
 
@@ -42,6 +42,11 @@ study: setup
 # how far $(PROFILE)'s grid is in $(RESULTS) (completed, running, interrupted, failed, pending); starts nothing
 status: setup
 	$(PY) run_all.py status --profile $(PROFILE) --results-dir $(RESULTS)
+
+# copy $(RESULTS)'s completed runs (no checkpoints) into $(TO), e.g. TO=results/reference/label_scarcity
+publish: setup
+	$(if $(TO),,$(error publish needs TO=<results folder to copy into>))
+	$(PY) run_all.py publish --results-dir $(RESULTS) --to $(TO)
 
 # the UAPS ablations at CPU scale (benchmarks/configs/label_scarcity_ablations.yaml): ~11.5 core-hours
 study-ablations: setup

@@ -6,6 +6,7 @@
     run_all.py benchmark --profile quick
     run_all.py status --profile quick    (how far the grid is: completed, running, interrupted, failed, pending)
     run_all.py report --results-dir results    (tables, figures and results/report/index.md)
+    run_all.py publish --results-dir scratch --to results/reference/study    (completed runs, no checkpoints)
     run_all.py uncertainty --run-dir results/runs/quick/neu/0.1/uaps/seed0    (also: similarity, predictions)
 
 A user error (bad option, missing or corrupt data or results, a run folder of another
@@ -140,6 +141,18 @@ def build_parser() -> argparse.ArgumentParser:
     _common(status)
     _profile_options(status, "quick")
 
+    publish = sub.add_parser(
+        "publish", help="copy completed runs (no checkpoints) into another results folder, e.g. one committed to git"
+    )
+    publish.add_argument("--results-dir", type=Path, default=Path("results"), help="folder holding runs/ (default: results)")
+    publish.add_argument("--to", type=Path, required=True, help="the results folder to copy into, e.g. results/reference/<study>")
+    publish.add_argument(
+        "--profile", dest="profiles", action="extend", nargs="+", default=None, metavar="P",
+        help="only these profiles (default: every profile under <results-dir>/runs)",
+    )
+    publish.set_defaults(plugin=[])
+    _debug_option(publish)
+
     listing = sub.add_parser("list", help="list registered methods, datasets and profiles")
     _common(listing)
     return parser
@@ -212,6 +225,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_publish(args: argparse.Namespace) -> int:
+    from benchmarks.grid.publish import publish
+
+    outcome = publish(args.results_dir, args.to, args.profiles)
+    for label in outcome.copied:
+        print(f"published {label}")
+    print(f"{len(outcome.copied)} run(s) copied into {layout.runs_root(args.to)}, {len(outcome.already_there)} already there")
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from benchmarks.engine.config import CONFIG_DIR
     from datasets import available_datasets
@@ -276,7 +299,7 @@ def _cache_dir(args: argparse.Namespace) -> Path:
 
 
 COMMANDS = {
-    "train": cmd_train, "eval": cmd_eval, "benchmark": cmd_benchmark, "status": cmd_status, "list": cmd_list,
+    "train": cmd_train, "eval": cmd_eval, "benchmark": cmd_benchmark, "status": cmd_status, "publish": cmd_publish, "list": cmd_list,
     "tables": cmd_tables, "plots": cmd_plots, "report": cmd_report,
     "similarity": cmd_picture, "uncertainty": cmd_picture, "predictions": cmd_picture,
 }
