@@ -117,7 +117,8 @@ def test_difference_table_is_the_headline_view(tree):
     root, _, _ = tree
     markdown = (root / "tables" / PROFILE / "difference_paper.md").read_text()
     assert "Difference from supervised" in markdown.splitlines()[0]
-    assert not any(line.startswith("| supervised |") for line in markdown.splitlines())  # the baseline has no row
+    assert not any(line.startswith("| supervised |") for line in markdown.splitlines())  # no difference row for the baseline
+    assert _row(markdown, "supervised (mIoU)").split(" | ")[1] == "72.00 ± 2.00 (n=3)"  # its own mIoU instead, hand-checked
     assert _row(markdown, "cps").split(" | ")[1] == "+3.00 [+3.00, +3.00] ▲"  # NEU-Seg 10 %, the first column
     assert "too few seeds (n=2)" in _row(markdown, "uaps")
     assert _row(markdown, "mean_teacher").rstrip(" |").endswith("—")  # no run at DAGM 30 %

@@ -112,8 +112,11 @@ def _difference_cell(test: pd.Series | None) -> tuple[str, str]:
 
 
 def difference_table(runs: pd.DataFrame, profile: str, protocol: str, statistics: CellStatistics, baseline: str) -> Table | None:
-    """Method x (dataset, ratio): the paired difference from ``baseline`` with its CI and mark; None without comparisons."""
-    _, description = PROTOCOLS[protocol]
+    """Method x (dataset, ratio): the paired difference from ``baseline`` with its CI and mark; None without comparisons.
+
+    The first row gives the baseline's own mIoU (mean ± std over seeds), so the table reads alone.
+    """
+    metric, description = PROTOCOLS[protocol]
     runs = main_runs(runs)
     _, comparisons = _protocol_statistics(statistics, protocol)
     tests = comparisons[comparisons.index.get_level_values("baseline") == baseline].droplevel("baseline")
@@ -122,7 +125,12 @@ def difference_table(runs: pd.DataFrame, profile: str, protocol: str, statistics
     columns = ordered_cells(runs)
     methods = [m for m in ordered_methods(runs["method"]) if m != baseline]
     header = ["Method", *(cell_label(d, r) for d, r in columns)]
-    rows, records = [], []
+    own = aggregate(runs[runs["method"] == baseline], ["dataset", "ratio"], [metric]).set_index(["dataset", "ratio"])
+    rows = [[f"{baseline} (mIoU)", *(
+        mean_std(own.loc[c, f"{metric}_mean"], own.loc[c, f"{metric}_std"], own.loc[c, "seeds"]) if c in own.index else MISSING
+        for c in columns
+    )]]
+    records = []
     for m in methods:
         row = [m]
         for d, r in columns:
@@ -134,7 +142,8 @@ def difference_table(runs: pd.DataFrame, profile: str, protocol: str, statistics
     data = pd.DataFrame(records)
     data["paired_seeds"] = data["paired_seeds"].astype("Int64")
     caption = (
-        f"Difference from {baseline} in mIoU points, {description}: paired over the same seeds and test images, with its "
+        f"Difference from {baseline} in mIoU points, {description} (first row: {baseline}'s own mIoU, mean ± std over seeds): "
+        f"paired over the same seeds and test images, with its "
         f"95 % bootstrap CI; {RULE}; — where {baseline} or the method has no run. Means, CIs of the means and "
         f"P(improvement): table significance_{protocol}. Profile {profile} ({profile_setup(runs)})."
     )
