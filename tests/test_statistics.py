@@ -12,7 +12,7 @@ from benchmarks.engine.per_image import PixelCounts, paper_image_iou, standard_m
 from benchmarks.reporting.statistics import (
     BETTER, NO_EVIDENCE, NO_RECORDS, PROTOCOLS, TOO_FEW_SEEDS, WORSE, Bootstrap, RunRecords, average_ranks, cell_statistics,
     compare, load_run_records, mark, nemenyi_critical_difference, percentile_interval, probability_of_improvement,
-    rank_analysis, replicates, resampling_plan, run_metric,
+    cell_scores, rank_analysis, replicates, resampling_plan, run_metric,
 )
 from tests.fixtures_results import PROFILE, write_fixture_results
 
@@ -191,6 +191,17 @@ def test_incomplete_cells_are_left_out_and_small_studies_are_not_tested():
     two_methods = rank_analysis(scores[["a", "c"]])
     assert not two_methods.testable and "at least 3 methods" in two_methods.note
     assert two_methods.average_ranks.to_dict() == {"a": 1.0, "c": 2.0}
+
+
+def test_cell_scores_hold_only_cells_that_were_run():
+    """Datasets run at different ratios (NEU-Seg 2 %, MTiles 10 %) make two cells, not four."""
+    runs = pd.DataFrame([{"dataset": d, "ratio": r, "method": m, "seed": seed, "miou": 50.0 + seed}
+                         for d, r in (("neu", 0.02), ("mtiles", 0.1)) for m in ("a", "b") for seed in (0, 1)
+                         if not (d == "mtiles" and m == "b")])
+    scores = cell_scores(runs, "miou")
+    assert sorted(scores.index) == [("mtiles", 0.1), ("neu", 0.02)] and list(scores.columns) == ["a", "b"]
+    assert scores.loc[("neu", 0.02), "b"] == 50.5 and np.isnan(scores.loc[("mtiles", 0.1), "b"])
+    assert rank_analysis(scores).excluded == [("mtiles", 0.1)]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -381,9 +381,9 @@ def average_ranks(scores: pd.DataFrame) -> pd.Series:
 
 
 def cell_scores(runs: pd.DataFrame, column: str) -> pd.DataFrame:
-    """Mean of ``column`` over seeds, rows (dataset, ratio) cells, columns methods (NaN: no run)."""
+    """Mean of ``column`` over seeds, rows the (dataset, ratio) cells that have runs, columns methods (NaN: no run)."""
     means = aggregate(runs, ["dataset", "ratio", "method"], [column])
-    return means.pivot_table(index=["dataset", "ratio"], columns="method", values=f"{column}_mean", dropna=False)
+    return means.set_index(["dataset", "ratio", "method"])[f"{column}_mean"].unstack("method")
 
 
 def rank_analysis(scores: pd.DataFrame, alpha: float = ALPHA) -> RankAnalysis:
