@@ -227,8 +227,7 @@ def plot_validation_curves(runs: pd.DataFrame, profile: str) -> Figure | None:
     if runs.empty:
         return None
     curves = validation_curves(runs)
-    cells = runs[["dataset", "ratio"]].drop_duplicates().sort_values(["dataset", "ratio"]).itertuples(index=False)
-    cells = list(cells)
+    cells = ordered_cells(runs)
     methods = ordered_methods(runs["method"])
     colors = dict(zip(methods, sns.color_palette("tab10", len(methods))))
     fig, axes = panels(len(cells), width=4.8)
