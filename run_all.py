@@ -58,10 +58,7 @@ def _profile_options(parser: argparse.ArgumentParser, default_profile: str) -> N
 
 def _output_options(parser: argparse.ArgumentParser, default_subdir: str) -> None:
     parser.add_argument("--results-dir", type=Path, default=Path("results"), help="folder holding runs/<profile>/... (default: results)")
-    parser.add_argument(
-        "--profile", dest="profiles", action="extend", nargs="+", default=None, metavar="P",
-        help="only these profiles (repeatable; default: every profile under <results-dir>/runs)",
-    )
+    _profiles_filter(parser)
     parser.add_argument("--out", type=Path, default=None, help=f"output folder (default: <results-dir>/{default_subdir})")
     parser.add_argument(
         "--baseline", dest="baselines", action="extend", nargs="+", default=[], metavar="METHOD",
@@ -72,6 +69,13 @@ def _output_options(parser: argparse.ArgumentParser, default_subdir: str) -> Non
     )
     parser.set_defaults(plugin=[])
     _debug_option(parser)
+
+
+def _profiles_filter(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--profile", dest="profiles", action="extend", nargs="+", default=None, metavar="P",
+        help="only these profiles (repeatable; default: every profile under <results-dir>/runs)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -146,10 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     publish.add_argument("--results-dir", type=Path, default=Path("results"), help="folder holding runs/ (default: results)")
     publish.add_argument("--to", type=Path, required=True, help="the results folder to copy into, e.g. results/reference/<study>")
-    publish.add_argument(
-        "--profile", dest="profiles", action="extend", nargs="+", default=None, metavar="P",
-        help="only these profiles (default: every profile under <results-dir>/runs)",
-    )
+    _profiles_filter(publish)
     publish.set_defaults(plugin=[])
     _debug_option(publish)
 

@@ -46,6 +46,15 @@ def test_completed_runs_are_copied_without_checkpoints(scratch, tmp_path):
     assert len(published) == 1 and published["miou"].tolist() == original["miou"].tolist()
 
 
+def test_a_metrics_file_of_another_config_is_not_a_completed_run(scratch, tmp_path):
+    stale = tmp_path / "stale"
+    shutil.copytree(scratch / "runs", stale / "runs")
+    shutil.copytree(scratch / "splits", stale / "splits")
+    metrics_path = layout.runs_root(stale) / LABEL / layout.METRICS
+    write_json(metrics_path, {**read_json(metrics_path), "config_hash": "f" * 64})
+    assert publish(stale, tmp_path / "to").copied == []
+
+
 def test_publishing_again_changes_nothing_and_completes_an_interrupted_copy(scratch, tmp_path):
     publish(scratch, tmp_path)
     metrics = layout.runs_root(tmp_path) / LABEL / layout.METRICS

@@ -3,9 +3,9 @@
     run_all.py publish --results-dir SCRATCH --to results/reference/<study> [--profile P ...]
 
 A long grid trains in a scratch folder (its checkpoints are large); what tables, figures and the
-report read is small, and is what a study commits: for each completed run (``metrics.json``
-present) its config, training log, per-image records and metrics, and the split it was made on
-(stored once in the target's ``splits/``, the run folder referring to it). Checkpoints, locks
+report read is small, and is what a study commits: for each completed run (a ``metrics.json`` of
+the folder's config) its config, training log, per-image records and metrics, and the split it
+was made on (stored once in the target's ``splits/``, the run folder referring to it). Checkpoints, locks
 and failed or unfinished runs are not copied. ``metrics.json`` is copied last, so an interrupted
 publish leaves no run that looks completed; running it again completes it.
 
@@ -23,6 +23,7 @@ from datasets.atomic import atomic_open
 from benchmarks.engine import layout
 from benchmarks.engine.io import ResultsError, read_json
 from benchmarks.engine.split_store import record_split, recorded_split
+from benchmarks.reporting.aggregate import run_status
 
 RESULT_FILES = (layout.CONFIG, layout.TRAIN_LOG, layout.PER_IMAGE)  # copied when present, before METRICS
 
@@ -36,12 +37,13 @@ class Published:
 
 
 def completed_run_dirs(results_dir: Path, profiles: list[str] | None = None) -> list[Path]:
-    """The run folders under ``results_dir`` holding a ``metrics.json`` (of ``profiles``, if given), sorted."""
+    """The completed run folders under ``results_dir`` (of ``profiles``, if given), sorted: ``run_status``'s test,
+    a ``metrics.json`` whose config hash matches the folder's ``config.yaml``."""
     names = profiles or sorted(p.name for p in layout.runs_root(results_dir).iterdir() if p.is_dir())
     for name in names:
         if not layout.profile_dir(results_dir, name).is_dir():
             raise ResultsError(f"{layout.profile_dir(results_dir, name)} not found: no runs of profile {name!r} there")
-    return [d for name in names for d in layout.profile_run_dirs(results_dir, name) if (d / layout.METRICS).exists()]
+    return [d for name in names for d in layout.profile_run_dirs(results_dir, name) if run_status(d) == "completed"]
 
 
 def publish(source: Path, target: Path, profiles: list[str] | None = None) -> Published:
