@@ -35,7 +35,7 @@ lint: setup
 benchmark: setup
 	$(PY) run_all.py benchmark --profile $(PROFILE) --results-dir $(RESULTS) --jobs $(JOBS)
 
-# the label-scarcity study (benchmarks/configs/label_scarcity.yaml): ~33 core-hours, resumable
+# the label-scarcity study (benchmarks/configs/label_scarcity.yaml): ~32 core-hours, resumable
 study: setup
 	$(PY) run_all.py benchmark --profile label_scarcity --results-dir $(RESULTS) --jobs $(JOBS)
 

@@ -14,6 +14,7 @@ from benchmarks.reporting.paper import load_paper_reference
 from benchmarks.reporting.paper_figures import plot_lambdas, plot_mixing
 from benchmarks.reporting.plots import MARK_COLORS, plot_critical_difference, plot_differences, plot_miou_vs_ratio, write_figures
 from benchmarks.reporting.statistics import cell_statistics
+from benchmarks.reporting.table_format import ordered_cells
 from tests.fixtures_results import PROFILE, write_fixture_results
 
 FIGURES = ["miou_vs_ratio_standard", "miou_vs_ratio_paper", "critical_difference_standard", "critical_difference_paper", "difference_standard",
@@ -139,3 +140,24 @@ def test_validation_curves_read_every_runs_log(tree):
     assert len(curves) == 5 * len(runs)
     best = curves.loc[curves.groupby(["dataset", "ratio", "method", "seed"])["val_mdice"].idxmax(), "step"]
     assert set(best) == {40}
+
+
+def test_validation_curves_legend_names_every_method_not_only_the_first_panels(tree):
+    from benchmarks.reporting.plots import plot_validation_curves
+
+    runs = main_runs(collect_runs(tree, PROFILE))
+    dataset, ratio = ordered_cells(runs)[0]
+    in_first = (runs["dataset"] == dataset) & (runs["ratio"] == ratio)
+    runs = runs[~in_first | (runs["method"] == "supervised")]  # the first panel holds one method, others all
+    fig = plot_validation_curves(runs, PROFILE)
+    legend_labels = [text.get_text() for legend in fig.legends for text in legend.get_texts()]
+    assert sorted(legend_labels) == sorted(runs["method"].unique()) and len(legend_labels) > 1
+
+
+def test_an_earlier_builds_figure_is_removed_when_it_is_no_longer_drawn(tree, tmp_path):
+    stale = tmp_path / "other" / "ablation_losses.png"  # profile "other" has no ablation runs
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"an earlier build")
+    written, notes = write_figures(tree, tmp_path, ["other"])
+    assert not stale.exists() and written["other"]
+    assert any("removed" in note and "ablation_losses.png" in note for note in notes)

@@ -220,3 +220,17 @@ def test_unreadable_metrics_named_in_the_error(tmp_path, capsys):
     (run / "metrics.json").write_text("{not json")
     assert run_all.main(["tables", "--results-dir", str(tmp_path)]) == 2
     assert str(run / "metrics.json") in capsys.readouterr().err
+
+
+def test_an_earlier_builds_table_is_removed_not_left_beside_the_new_ones(tree, tmp_path):
+    out = tmp_path / "tables"
+    (out / PROFILE).mkdir(parents=True)
+    stale = [out / PROFILE / "per_class_iou_gone.md", out / PROFILE / "per_class_iou_gone.csv"]
+    for path in stale:
+        path.write_text("from runs that are no longer there\n")
+    keep = out / PROFILE / "notes.txt"  # not a table format: not ours to remove
+    keep.write_text("mine\n")
+    written, notes = write_tables(tree[0], out, [PROFILE])
+    assert written[PROFILE] and all(path.exists() for path in written[PROFILE])
+    assert not any(path.exists() for path in stale) and keep.exists()
+    assert any("removed" in note and "per_class_iou_gone.md" in note for note in notes)

@@ -6,6 +6,7 @@ truncated copy, the wrong type), never a bare decoder error.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,3 +63,14 @@ def read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ResultsError(f"{path} must hold a mapping (a resolved run config)")
     return data
+
+
+def remove_stale(directory: Path, written: Sequence[Path], suffixes: Sequence[str]) -> list[Path]:
+    """Delete the files in ``directory`` with one of ``suffixes`` that are not in ``written``: outputs of
+    an earlier build that this build no longer makes (a figure now without data, a dataset's table
+    whose runs moved away). Returns the deleted paths, for a note."""
+    keep = {Path(path).resolve() for path in written}
+    stale = sorted(path for path in Path(directory).glob("*") if path.is_file() and path.suffix in suffixes and path.resolve() not in keep)
+    for path in stale:
+        path.unlink()
+    return stale

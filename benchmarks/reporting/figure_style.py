@@ -17,6 +17,7 @@ from typing import Any
 
 import matplotlib
 import seaborn as sns
+from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
@@ -31,15 +32,25 @@ def theme() -> contextlib.AbstractContextManager:
 
 
 def panels(count: int, width: float = 4.3, height: float = 3.5) -> tuple[Figure, list[Axes]]:
-    """A figure (no pyplot: rendered by Agg/PDF canvases when saved) with ``count`` panels in a row."""
-    fig = Figure(figsize=(width * count, height))
+    """A figure (no pyplot: rendered by Agg/PDF canvases when saved) with ``count`` panels in a row.
+
+    Constrained layout: a ``titled_legend`` gets its own space above the panels.
+    """
+    fig = Figure(figsize=(width * count, height), layout="constrained")
     return fig, list(fig.subplots(1, count, squeeze=False)[0])
+
+
+def titled_legend(fig: Figure, handles: Sequence[Artist], title: str, columns: int) -> None:
+    """The figure's legend above its ``panels``, headed by the figure's title (one block, so the
+    constrained layout keeps title, legend and panels apart however many rows the legend has)."""
+    fig.legend(handles=list(handles), loc="outside upper center", ncol=columns, frameon=False, title=title,
+               title_fontsize="medium")
 
 
 def note_missing(ax: Axes, missing: Sequence[str]) -> None:
     """List the cells without runs under the panel's x label (call after ``set_xlabel``)."""
     if missing:
-        lines = textwrap.wrap("no runs: " + "; ".join(missing), 60)
+        lines = textwrap.wrap("no runs: " + "; ".join(missing), 45)
         ax.set_xlabel("\n".join([ax.get_xlabel(), *lines]).strip())
 
 
@@ -57,7 +68,8 @@ def zero_nan(values: Sequence[float]) -> list[float]:
 def save(fig: Figure, directory: Path, name: str) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     png, pdf = directory / f"{name}.png", directory / f"{name}.pdf"
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:  # ``panels`` figures lay themselves out (constrained)
+        fig.tight_layout()
     fig.savefig(png, dpi=150, bbox_inches="tight", metadata={"Software": None})
     fig.savefig(pdf, bbox_inches="tight", metadata={"Creator": None, "Producer": None, "CreationDate": None})
     return [png, pdf]

@@ -38,8 +38,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from benchmarks.engine import layout
+from benchmarks.engine.io import remove_stale
 from benchmarks.reporting.aggregate import ResultsError, aggregate, collect_runs, find_profiles, main_runs
-from benchmarks.reporting.figure_style import note_missing, panels, save, theme, zero_nan
+from benchmarks.reporting.figure_style import note_missing, panels, save, theme, titled_legend, zero_nan
 from benchmarks.reporting.paper import PAPER_LABEL, PAPER_STYLE, load_paper_reference
 from benchmarks.reporting.paper_figures import build_paper_figures
 from benchmarks.reporting.statistics import (
@@ -96,27 +97,25 @@ def plot_miou_vs_ratio(runs: pd.DataFrame, profile: str, protocol: str, referenc
                 if symbol in SIGNIFICANCE_MARKERS:
                     ax.plot(x, mean, marker=SIGNIFICANCE_MARKERS[symbol], color=colors[method], markersize=9, linestyle="none", zorder=4)
                     significance_shown = True
+        ticks = set(xs)
         if protocol == "paper":
             for ref in reference["main"]:
                 if ref["dataset"] == dataset and ref["method"] in colors:
                     ax.plot(100 * ref["ratio"], ref["miou"], **{**PAPER_STYLE, "markerfacecolor": colors[ref["method"]]})
+                    ticks.add(100 * ref["ratio"])
                     paper_shown = True
         ax.set_title(dataset_label(dataset))
         ax.set_xlabel("labelled training images (%)")
         note_missing(ax, missing)
-        ax.set_xticks(xs)
+        ax.set_xticks(sorted(ticks))
     axes[0].set_ylabel(f"mIoU (%), {protocol} protocol")
-    handles, labels = axes[0].get_legend_handles_labels()
+    handles, _ = axes[0].get_legend_handles_labels()
     if paper_shown:
-        handles.append(Line2D([], [], **{**PAPER_STYLE, "markerfacecolor": "white"}))
-        labels.append(f"{PAPER_LABEL}, method colour")
+        handles.append(Line2D([], [], **{**PAPER_STYLE, "markerfacecolor": "white"}, label=f"{PAPER_LABEL}, method colour"))
     if significance_shown:
-        extra = _significance_handles(baseline)
-        handles += extra
-        labels += [h.get_label() for h in extra]
-    fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 5), bbox_to_anchor=(0.5, 1.0), frameon=False)
-    fig.suptitle(f"mIoU against labelled ratio (profile {profile}; mean ± std over seeds, band: 95 % bootstrap CI)",
-                 y=1.1, fontsize="medium")
+        handles += _significance_handles(baseline)
+    titled_legend(fig, handles, f"mIoU against labelled ratio (profile {profile}; mean ± std over seeds, band: 95 % bootstrap CI)",
+                  min(len(handles), 5))
     return fig
 
 
@@ -194,9 +193,8 @@ def plot_differences(runs: pd.DataFrame, profile: str, protocol: str, statistics
     handles = [Line2D([], [], color=MARK_COLORS[symbol], marker="o", linewidth=2.5, label=words)
                for symbol, words in ((BETTER, f"better than {baseline}"), (WORSE, f"worse than {baseline}"),
                                      (NO_EVIDENCE, "no evidence either way"))]
-    fig.legend(handles=handles, loc="upper center", ncol=3, bbox_to_anchor=(0.5, 1.0), frameon=False)
-    fig.suptitle(f"Paired difference from {baseline}, mIoU {protocol} protocol (profile {profile})\n"
-                 "dot: estimate, bar: 95 % bootstrap CI over seeds and test images", y=1.12, fontsize="medium")
+    titled_legend(fig, handles, f"Paired difference from {baseline}, mIoU {protocol} protocol (profile {profile})\n"
+                  "dot: estimate, bar: 95 % bootstrap CI over seeds and test images", 3)
     return fig
 
 
@@ -247,10 +245,9 @@ def plot_validation_curves(runs: pd.DataFrame, profile: str) -> Figure | None:
         ax.set_title(f"{dataset_label(dataset)}, {ratio_label(ratio)} labels")
         ax.set_xlabel("iteration")
     axes[0].set_ylabel("validation mean Dice (%)")
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 5), bbox_to_anchor=(0.5, 1.0), frameon=False)
-    fig.suptitle(f"Validation curves (profile {profile}; line: mean over seeds, dot: each seed's best step; "
-                 f"shaded: last {LATE_FRACTION:.0%} of the run)", y=1.1, fontsize="medium")
+    handles = [Line2D([], [], color=colors[method], linewidth=1.2, label=method) for method in methods]  # every panel's
+    titled_legend(fig, handles, f"Validation curves (profile {profile}; line: mean over seeds, dot: each seed's best step; "
+                  f"shaded: last {LATE_FRACTION:.0%} of the run)", min(len(handles), 5))
     return fig
 
 
@@ -296,4 +293,6 @@ def write_figures(results_dir: Path, out: Path, profiles: Sequence[str] | None =
                     notes.append(f"profile {profile}: figure {name} skipped: no matching runs")
                 else:
                     written[profile] += save(fig, Path(out) / profile, name)
+        stale = remove_stale(Path(out) / profile, written[profile], (".png", ".pdf"))
+        notes += [f"profile {profile}: removed {path}, an earlier build's figure not drawn from these runs" for path in stale]
     return written, notes

@@ -37,6 +37,7 @@ from typing import Any
 
 import pandas as pd
 
+from benchmarks.engine.io import remove_stale
 from benchmarks.reporting.aggregate import aggregate, collect_runs, find_profiles, main_runs
 from benchmarks.reporting.paper import load_paper_reference
 from benchmarks.reporting.paper_tables import build_paper_tables
@@ -330,4 +331,6 @@ def write_tables(results_dir: Path, out: Path, profiles: Sequence[str] | None = 
         tables, skipped = build_tables(runs, profile, reference, baselines)
         written[profile] = [path for table in tables for path in table.write(Path(out) / profile)]
         notes += [f"profile {profile}: table {name} skipped: no matching runs" for name in skipped]
+        stale = remove_stale(Path(out) / profile, written[profile], (".csv", ".md", ".tex"))
+        notes += [f"profile {profile}: removed {path}, an earlier build's table not made from these runs" for path in stale]
     return written, notes
