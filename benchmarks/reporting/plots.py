@@ -245,7 +245,7 @@ def plot_validation_curves(runs: pd.DataFrame, profile: str) -> Figure | None:
         ax.set_title(f"{dataset_label(dataset)}, {ratio_label(ratio)} labels")
         ax.set_xlabel("iteration")
     axes[0].set_ylabel("validation mean Dice (%)")
-    handles = [Line2D([], [], color=colors[method], linewidth=1.2, label=method) for method in methods]  # every panel's
+    handles = [Line2D([], [], color=colors[method], linewidth=1.2, label=method) for method in methods]  # all panels
     titled_legend(fig, handles, f"Validation curves (profile {profile}; line: mean over seeds, dot: each seed's best step; "
                   f"shaded: last {LATE_FRACTION:.0%} of the run)", min(len(handles), 5))
     return fig
