@@ -30,29 +30,34 @@ def table_rows(tables_dir: Path, protocol: str) -> str:
     return "".join(line + "\n" for line in path.read_text().splitlines() if line.startswith("|"))
 
 
-def _blocks(readme: str, protocol: str) -> re.Match[str]:
+def _block(readme: str, protocol: str) -> re.Match[str]:
     match = _pattern(protocol).search(readme)
     if match is None:
         raise ValueError(f"README has no <!-- headline:{protocol} --> ... <!-- /headline:{protocol} --> block")
     return match
 
 
+def _stale(readme: str, tables_dir: Path) -> dict[str, str]:
+    """Protocol -> the generated rows, for each README block that differs from them."""
+    generated = {protocol: table_rows(tables_dir, protocol) for protocol in PROTOCOLS}
+    return {protocol: rows for protocol, rows in generated.items() if _block(readme, protocol).group(2) != rows}
+
+
 def stale_blocks(readme_path: Path = README, tables_dir: Path = STUDY_TABLES) -> list[str]:
     """The protocols whose README block differs from the generated table."""
-    readme = Path(readme_path).read_text()
-    return [protocol for protocol in PROTOCOLS if _blocks(readme, protocol).group(2) != table_rows(tables_dir, protocol)]
+    return list(_stale(Path(readme_path).read_text(), tables_dir))
 
 
 def update_readme(readme_path: Path = README, tables_dir: Path = STUDY_TABLES) -> list[str]:
     """Rewrite the stale blocks; returns their protocols."""
     readme = Path(readme_path).read_text()
-    stale = stale_blocks(readme_path, tables_dir)
-    for protocol in stale:
-        rows = table_rows(tables_dir, protocol)
-        readme = _pattern(protocol).sub(lambda match: match.group(1) + rows + match.group(3), readme)
+    stale = _stale(readme, tables_dir)
+    for protocol, rows in stale.items():
+        block = _block(readme, protocol)
+        readme = readme[: block.start(2)] + rows + readme[block.end(2):]
     if stale:
         Path(readme_path).write_text(readme)
-    return stale
+    return list(stale)
 
 
 def main(argv: list[str] | None = None) -> int:

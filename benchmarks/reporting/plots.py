@@ -236,7 +236,7 @@ def plot_validation_curves(runs: pd.DataFrame, profile: str) -> Figure | None:
             if lines.empty:
                 continue
             mean = lines.groupby("step")["val_mdice"].mean()
-            ax.plot(mean.index, mean.values, color=colors[method], label=method, linewidth=1.2)
+            ax.plot(mean.index, mean.values, color=colors[method], linewidth=1.2)
             for seed, seed_log in lines.groupby("seed"):
                 best = seed_log.loc[seed_log["val_mdice"].idxmax()]
                 ax.plot(best["step"], best["val_mdice"], "o", color=colors[method], markersize=3)
