@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 from matplotlib.collections import PolyCollection
 from matplotlib.container import BarContainer, ErrorbarContainer
+from matplotlib.figure import Figure
 
 from benchmarks.reporting.aggregate import collect_runs, main_runs
+from benchmarks.reporting.figure_style import bar_group, bar_limits
 from benchmarks.reporting.paper import load_paper_reference
 from benchmarks.reporting.paper_figures import plot_lambdas, plot_mixing
 from benchmarks.reporting.plots import MARK_COLORS, plot_critical_difference, plot_differences, plot_miou_vs_ratio, write_figures
@@ -52,6 +54,23 @@ def test_missing_cells_are_gaps_not_values(tree):
     bars = [bar for container in ax.containers if isinstance(container, BarContainer) for bar in container]
     assert sorted(round(bar.get_height(), 2) for bar in bars) == [75.0, 76.0, 77.0, 80.0]  # 10% and 30% only
     assert sum(text.get_text() == "n/a" for text in ax.texts) == 2  # both mixings at 50%
+
+
+def test_mixing_shows_the_papers_ratios_only_for_a_study_that_runs_them(tree):
+    runs = collect_runs(tree, PROFILE)
+    scarce = runs.assign(ratio=runs["ratio"].replace({0.1: 0.01, 0.3: 0.02, 0.5: 0.05}))
+    ax = plot_mixing(scarce, PROFILE).axes[0]
+    assert [tick.get_text() for tick in ax.get_xticklabels()] == ["1%", "2%"]
+    assert not any(text.get_text() == "n/a" for text in ax.texts)  # no slots for 10/30/50 % it never planned
+
+
+def test_bars_and_their_error_bars_fit_the_value_axis():
+    ax = Figure().add_subplot()
+    cells = {"a": (66.0, 0.5), "b": (60.0, 12.0)}
+    bar_group(ax, list(cells), ["ours"], lambda slot, group: cells[slot], ["C0"], ["ours"])
+    bar_limits(ax, list(cells.values()))
+    low, high = ax.get_ylim()
+    assert low <= 60.0 - 12.0 and high >= 66.0 + 0.5  # the long error bar is not cut off
 
 
 def test_figure_without_data_is_skipped(tree):

@@ -99,8 +99,11 @@ def bar_group(ax: Axes, slots: Sequence[Any], groups: Sequence[Any], value: Call
     return missing
 
 
-def bar_limits(ax: Axes, values: Sequence[float]) -> None:
-    """Zoom the value axis onto the data (differences of a few points matter), within [0, 100]."""
-    present = [v for v in values if not is_missing(v)]
+def bar_limits(ax: Axes, cells: Sequence[tuple[float, float]]) -> None:
+    """Zoom the value axis onto the (mean, std) cells, error bars included (differences of a few points
+    matter), within [0, 100]; a missing std counts as 0."""
+    present = [(mean, 0.0 if is_missing(std) else std) for mean, std in cells if not is_missing(mean)]
     if present:
-        ax.set_ylim(max(0.0, min(present) - 5.0), min(100.0, max(present) + 3.0))
+        low = min(mean - std for mean, std in present)
+        high = max(mean + std for mean, std in present)
+        ax.set_ylim(max(0.0, low - 5.0), min(100.0, high + 3.0))

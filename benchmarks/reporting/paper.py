@@ -41,7 +41,7 @@ OPTION_LABELS = {
 }
 # settings the ablation figures show even without runs (a gap or an "n/a" slot), as the paper's figures do
 LAMBDA_VALUES = (0.0, 0.1, 0.3, 0.5, 1.0)
-MIXING_RATIOS = (0.1, 0.3, 0.5)
+MIXING_RATIOS = (0.1, 0.3, 0.5)  # shown once the runs hold any of them (a study at other ratios shows its own)
 MIXING_VALUES = ("dynamic", "average")
 DECODER_COUNTS = (0, 1, 2, 3, 4)
 ABLATION_FIGURE_CAPTIONS = {

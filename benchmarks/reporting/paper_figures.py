@@ -43,14 +43,14 @@ def plot_losses(runs: pd.DataFrame, profile: str, reference: dict[str, Any]) -> 
 
         labels = [f"ours, {ratio_label(r)} labels" for r in ratios]
         missing = bar_group(ax, combos, ratios, value, colors, labels)
-        shown = [value(c, r)[0] for c in combos for r in ratios]
+        shown = [value(c, r) for c in combos for r in ratios]
         paper = [row for row in spec["rows"] if dataset in row["miou"]] if spec["ratio"] in ratios else []
         if paper:
             width = 0.8 / len(ratios)
             offset = -0.4 + width * (ratios.index(spec["ratio"]) + 0.5)
             ax.plot([combos.index(row["losses"]) + offset for row in paper], [row["miou"][dataset] for row in paper],
                     **PAPER_STYLE, label=f"{PAPER_LABEL}, {ratio_label(spec['ratio'])}")
-            shown += [row["miou"][dataset] for row in paper]
+            shown += [(row["miou"][dataset], 0.0) for row in paper]
         bar_limits(ax, shown)
         ax.set_xticks(range(len(combos)), [losses_tick(c) for c in combos], rotation=30, ha="right")
         note_missing(ax, [value_label("losses", c) + (f" @ {ratio_label(r)}" if len(ratios) > 1 else "") for c, r in missing])
@@ -112,14 +112,15 @@ def plot_mixing(runs: pd.DataFrame, profile: str) -> Figure | None:
     fig, axes = panels(len(datasets))
     colors = sns.color_palette("Set2", len(modes))
     for ax, dataset in zip(axes, datasets):
-        ratios = sorted(set(MIXING_RATIOS) | set(ablation.loc[ablation["dataset"] == dataset, "ratio"]))
+        ratios = set(ablation.loc[ablation["dataset"] == dataset, "ratio"])
+        ratios = sorted(ratios | set(MIXING_RATIOS) if ratios & set(MIXING_RATIOS) else ratios)
 
         def value(ratio: float, mode: str) -> tuple[float, float]:
             key = (dataset, ratio, mode)
             return cells["paper_miou_mean"].get(key, float("nan")), cells["paper_miou_std"].get(key, float("nan"))
 
         missing = bar_group(ax, ratios, modes, value, colors, modes)
-        bar_limits(ax, [value(r, m)[0] for r in ratios for m in modes])
+        bar_limits(ax, [value(r, m) for r in ratios for m in modes])
         ax.set_xticks(range(len(ratios)), [ratio_label(r) for r in ratios])
         ax.set_xlabel("labelled training images")
         note_missing(ax, [f"{mode} @ {ratio_label(r)}" for r, mode in missing])
