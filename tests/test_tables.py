@@ -135,6 +135,9 @@ def test_best_steps_count_late_peaks():
     table = best_steps_table(runs, "p")
     assert table.rows == [["supervised", "3,800–4,500 (0 of 3 late)"], ["uaps", "4,000–5,000 (2 of 3 late)"]]
     assert table.data["late"].tolist() == [False, False, False, False, True, True]
+    # an ablation profile holds only variants: their best steps are reported too (was training long enough?)
+    variants = runs.assign(method=runs["method"].map({"supervised": "uaps_d0", "uaps": "uaps_full"}), base_method="uaps")
+    assert best_steps_table(variants, "p").rows == [["uaps_d0", "3,800–4,500 (0 of 3 late)"], ["uaps_full", "4,000–5,000 (2 of 3 late)"]]
 
 
 def test_ranks_table(tree):

@@ -15,7 +15,7 @@ Per profile, under ``<out>/<profile>/``:
   in points with its 95 % CI and mark; "too few seeds" or "—" where there is no test.
 * ``ranks_standard`` / ``ranks_paper``: average rank of each method over the cells where all
   ran, the Friedman test and the Nemenyi critical difference.
-* ``best_steps``: per method and (dataset, ratio), the range of the seeds' best validation steps (the
+* ``best_steps``: per method (ablation variants included) and (dataset, ratio), the range of the seeds' best validation steps (the
   tested checkpoints) and how many fall in the last 10 % of the run, where a run may not have
   levelled off.
 * ``per_class_iou_<dataset>``: per-class IoU (standard protocol) of each method and ratio.
@@ -188,8 +188,9 @@ def significance_table(runs: pd.DataFrame, profile: str, protocol: str, statisti
 
 
 def best_steps_table(runs: pd.DataFrame, profile: str) -> Table | None:
-    """Method x (dataset, ratio): the seeds' best validation steps and how many are late in the run."""
-    runs = main_runs(runs).dropna(subset=["best_step"])
+    """Method (ablation variants included) x (dataset, ratio): the seeds' best validation steps and how many
+    are late in the run."""
+    runs = runs.dropna(subset=["best_step"])
     if runs.empty:
         return None
     columns = ordered_cells(runs)
