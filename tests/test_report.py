@@ -1,9 +1,11 @@
 """The report: index.md/html link the figures that exist, list the failure, the environment and the commands."""
 import re
 
+import pandas as pd
 import pytest
 
 import run_all
+from benchmarks.reporting.report import _test_sentence
 from tests.fixtures_results import ENVIRONMENT, FAILED, PROFILE, write_fixture_results
 
 
@@ -35,6 +37,14 @@ def test_lists_failure_environment_and_commands(report):
     assert f"no command reruns 45 run(s) exactly (e.g. {root}/runs/{PROFILE}/" in text and f"profile {PROFILE!r} not found" in text
     assert f"run_all.py report --results-dir {root}" in text
     assert "72.93" in text and "62.00 ± 2.00 (n=3)" in text  # paper comparison and main table
+
+
+def test_a_cell_without_evidence_reads_as_such():
+    record = pd.Series({"dataset": "neu", "ratio": 0.02, "method": "uaps", "vs_supervised_note": "", "vs_supervised_mark": "·",
+                        "vs_supervised_diff": 0.26, "vs_supervised_diff_ci_low": -0.07, "vs_supervised_diff_ci_high": 0.59,
+                        "vs_supervised_p_improvement": 0.78})
+    assert _test_sentence(record, "supervised") == ("On NEU-Seg at 2% labels, uaps shows no evidence of a difference from supervised: "
+                                                    "+0.26 mIoU [95 % CI -0.07, +0.59], P(improvement) 0.78 ·")
 
 
 def test_reads_out_the_tests_per_cell(report):

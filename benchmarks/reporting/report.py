@@ -242,9 +242,10 @@ def _test_sentence(record: pd.Series, baseline: str) -> str | None:
     if note:
         return f"{where}, {method} against {baseline}: {note}"
     symbol = record[f"vs_{baseline}_mark"]
-    verb = {BETTER: "beats", WORSE: "is worse than"}.get(symbol, "shows no evidence of a difference from")
+    verb = {BETTER: "beats", WORSE: "is worse than"}.get(symbol)
+    claim = f"{verb} {baseline} by" if verb else f"shows no evidence of a difference from {baseline}:"
     ci = interval(record[f"vs_{baseline}_diff_ci_low"], record[f"vs_{baseline}_diff_ci_high"], sign=True)
-    return (f"{where}, {method} {verb} {baseline} by {signed(record[f'vs_{baseline}_diff'])} mIoU [95 % CI {ci[1:-1]}], "
+    return (f"{where}, {method} {claim} {signed(record[f'vs_{baseline}_diff'])} mIoU [95 % CI {ci[1:-1]}], "
             f"P(improvement) {number(record[f'vs_{baseline}_p_improvement'])} {symbol}")
 
 
