@@ -218,11 +218,12 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from benchmarks.grid.status import format_status, grid_status
+    from benchmarks.grid.status import format_status, grid_status, other_profiles_paces
 
     profile = load_profile(args.profile, args.overrides)
     runs = expand_grid(profile, args.data_root)
-    print("\n".join(format_status(profile["profile"], grid_status(runs, args.results_dir))))
+    other_paces = other_profiles_paces(args.results_dir, profile["profile"])
+    print("\n".join(format_status(profile["profile"], grid_status(runs, args.results_dir), other_paces)))
     return 0
 
 

@@ -15,7 +15,7 @@ from benchmarks.engine import layout
 from benchmarks.engine.config import load_profile
 from benchmarks.engine.runner import train_run
 from benchmarks.grid.execute import expand_grid
-from benchmarks.grid.status import RunStatus, grid_status, remaining_work
+from benchmarks.grid.status import RunStatus, grid_status, other_profiles_paces, remaining_work
 
 OVERRIDES = [*TINY, "seeds=[0, 1, 2, 3, 4]", "ratios=[0.2, 0.4]"]
 
@@ -77,3 +77,26 @@ def test_remaining_work_names_methods_without_a_pace():
     work = remaining_work(statuses)
     assert work.seconds == pytest.approx((60 + 100) * 0.2) and work.runs == 2  # median pace 0.2 s
     assert work.unknown == ["uaps @ 64 px"]
+    work = remaining_work(statuses, {("uaps", 64): [0.4, 0.6], ("supervised", 64): [9.0]})  # the grid's own pace first
+    assert work.seconds == pytest.approx((60 + 100) * 0.2 + 100 * 0.5) and work.runs == 3
+    assert work.unknown == [] and work.borrowed == ["uaps @ 64 px"]
+
+
+def test_a_new_grid_takes_its_pace_from_other_profiles_runs(tmp_path, capsys):
+    """A grid with no completed run of a method (a study's ablations beside its main grid) is estimated from the
+    completed runs of that method at that size in other profiles of the same results folder, and says so."""
+    done = expand_grid(load_profile("smoke", [*TINY, "seeds=[0]"]))[0]
+    train_run(done, tmp_path, device="cpu", cache_dir=tmp_path / "cache", progress=False)
+    metrics = json.loads((layout.run_dir(tmp_path, done) / layout.METRICS).read_text())
+    renamed = layout.profile_dir(tmp_path, "main_grid")  # the same run, as another profile's
+    layout.profile_dir(tmp_path, "smoke").rename(renamed)
+    (renamed / layout.run_dir(tmp_path, done).relative_to(layout.profile_dir(tmp_path, "smoke")).parent / "seed9").mkdir()
+    # (a run folder of another profile still training gives no pace)
+    assert other_profiles_paces(tmp_path, "smoke") == {("supervised", 32): [metrics["train_seconds"] / 6]}
+
+    args = ["status", "--profile", "smoke", "--results-dir", str(tmp_path), "--data-root", str(tmp_path / "data")]
+    assert run_all.main(args + [arg for item in OVERRIDES for arg in ("--set", item)]) == 0
+    hours = 10 * 6 * metrics["train_seconds"] / 6 / 3600
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"left: ~{hours:.1f} core-hours of training for 10 run(s) at the pace of completed runs (this grid's; for supervised "
+        f"@ {32} px: other profiles' in this results folder) (wall time: divide by the grid's --jobs)")

@@ -13,20 +13,23 @@ runs, leave the running ones alone and train the rest.
 
 The work left is estimated from the grid's own completed runs: each method's pace (median training
 seconds per iteration, validation included, over its completed runs at that image size) times the
-iterations its unfinished runs still have to do. A method with no completed run yet is named, not
-guessed.
+iterations its unfinished runs still have to do. A method with no completed run in the grid takes
+the pace of its completed runs of other profiles in the same results folder (a new grid beside a
+finished one, such as a study's ablations), and the estimate says so; a method with none anywhere
+is named, not guessed.
 """
 from __future__ import annotations
 
 import csv
 import statistics
+from collections.abc import Mapping
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from benchmarks.engine import layout
-from benchmarks.engine.io import ResultsError, read_json
+from benchmarks.engine.io import ResultsError, read_json, read_yaml
 from benchmarks.engine.run_folder import completed_metrics
 from benchmarks.grid.locks import FileLock, describe_owner
 
@@ -50,9 +53,7 @@ def run_status(run_config: dict[str, Any], results_dir: Path) -> RunStatus:
     try:
         metrics = completed_metrics(run_config, results_dir)
         if metrics is not None:
-            seconds = metrics.get("train_seconds")
-            pace = seconds / run_config["train"]["iterations"] if isinstance(seconds, (int, float)) and seconds > 0 else None
-            return RunStatus(run_config, "completed", seconds_per_step=pace)
+            return RunStatus(run_config, "completed", seconds_per_step=_seconds_per_step(run_config, metrics))
     except ResultsError as error:
         return RunStatus(run_config, "failed", str(error))
     lock = FileLock(directory / layout.LOCK)
@@ -73,9 +74,9 @@ def grid_status(runs: list[dict[str, Any]], results_dir: Path) -> list[RunStatus
     return [run_status(run_config, results_dir) for run_config in runs]
 
 
-def format_status(profile: str, statuses: list[RunStatus]) -> list[str]:
+def format_status(profile: str, statuses: list[RunStatus], other_paces: Mapping[tuple[str, int], list[float]] | None = None) -> list[str]:
     """Lines: one per (dataset, ratio) cell with its counts and per-method completed/total, one per
-    running, interrupted or failed run, and the total."""
+    running, interrupted or failed run, and the total; ``other_paces``: see ``remaining_work``."""
     cells: dict[tuple[str, float], list[RunStatus]] = {}
     for status in statuses:
         cells.setdefault((status.run_config["dataset"], status.run_config["ratio"]), []).append(status)
@@ -89,10 +90,13 @@ def format_status(profile: str, statuses: list[RunStatus]) -> list[str]:
     counts = Counter(s.state for s in statuses)
     rest = ", ".join(f"{counts[state]} {state}" for state in STATES[1:])
     lines.append(f"{profile}: {counts['completed']} of {len(statuses)} runs completed, {rest}")
-    estimate = remaining_work(statuses)
+    estimate = remaining_work(statuses, other_paces)
     if estimate.runs:
+        source = "this grid's completed runs"
+        if estimate.borrowed:
+            source = f"completed runs (this grid's; for {', '.join(estimate.borrowed)}: other profiles' in this results folder)"
         line = (f"left: ~{estimate.seconds / 3600:.1f} core-hours of training for {estimate.runs} run(s) at the pace of "
-                f"this grid's completed runs (wall time: divide by the grid's --jobs)")
+                f"{source} (wall time: divide by the grid's --jobs)")
         if estimate.unknown:
             line += f"; not estimated (no completed run yet): {', '.join(estimate.unknown)}"
         lines.append(line)
@@ -103,36 +107,68 @@ def format_status(profile: str, statuses: list[RunStatus]) -> list[str]:
 
 @dataclass(frozen=True)
 class RemainingWork:
-    """Training seconds left for ``runs`` unfinished runs; ``unknown``: methods (at an image size) without a pace."""
+    """Training seconds left for ``runs`` unfinished runs; ``unknown``: methods (at an image size) without a pace;
+    ``borrowed``: those paced by other profiles' runs."""
 
     seconds: float
     runs: int
     unknown: list[str]
+    borrowed: list[str]
 
 
 def _pace_key(run_config: dict[str, Any]) -> tuple[str, int]:
     return run_config.get("base_method") or run_config["method"], run_config["train"]["image_size"]
 
 
-def remaining_work(statuses: list[RunStatus]) -> RemainingWork:
-    """The unfinished runs' iterations left times their method's median pace among the completed runs."""
+def _pace_label(key: tuple[str, int]) -> str:
+    return f"{key[0]} @ {key[1]} px"
+
+
+def _seconds_per_step(run_config: dict[str, Any], metrics: dict[str, Any]) -> float | None:
+    seconds = metrics.get("train_seconds")
+    return seconds / run_config["train"]["iterations"] if isinstance(seconds, (int, float)) and seconds > 0 else None
+
+
+def other_profiles_paces(results_dir: Path, profile: str) -> dict[tuple[str, int], list[float]]:
+    """Seconds per iteration of the completed runs of every other profile under ``results_dir``, by (method, image
+    size). A run whose ``config.yaml`` or ``metrics.json`` cannot be read gives no pace (this only sizes an estimate)."""
+    paces: dict[tuple[str, int], list[float]] = {}
+    for other in sorted(p for p in layout.runs_root(results_dir).glob("*") if p.is_dir() and p.name != profile):
+        for directory in layout.profile_run_dirs(results_dir, other.name):
+            if not (directory / layout.METRICS).exists():
+                continue  # not completed
+            try:
+                run_config = read_yaml(directory / layout.CONFIG)
+                pace = _seconds_per_step(run_config, read_json(directory / layout.METRICS))
+            except (OSError, ResultsError, KeyError, TypeError):
+                continue
+            if pace is not None:
+                paces.setdefault(_pace_key(run_config), []).append(pace)
+    return paces
+
+
+def remaining_work(statuses: list[RunStatus], other_paces: Mapping[tuple[str, int], list[float]] | None = None) -> RemainingWork:
+    """The unfinished runs' iterations left times their method's median pace among the completed runs, or among
+    ``other_paces`` (other profiles' runs, ``other_profiles_paces``) for a method the grid has not completed yet."""
     paces: dict[tuple[str, int], list[float]] = {}
     for s in statuses:
         if s.state == "completed" and s.seconds_per_step is not None:
             paces.setdefault(_pace_key(s.run_config), []).append(s.seconds_per_step)
-    seconds, runs, unknown = 0.0, 0, []
+    seconds, runs, unknown, borrowed = 0.0, 0, [], []
     for s in statuses:
         if s.state == "completed":
             continue
         key = _pace_key(s.run_config)
-        if key not in paces:
-            label = f"{key[0]} @ {key[1]} px"
-            unknown += [label] if label not in unknown else []
+        own = key in paces
+        if not own and not (other_paces or {}).get(key):
+            unknown += [_pace_label(key)] if _pace_label(key) not in unknown else []
             continue
+        if not own:
+            borrowed += [_pace_label(key)] if _pace_label(key) not in borrowed else []
         left = max(s.run_config["train"]["iterations"] - s.steps_done, 0)
-        seconds += left * statistics.median(paces[key])
+        seconds += left * statistics.median(paces[key] if own else other_paces[key])
         runs += 1
-    return RemainingWork(seconds, runs, unknown)
+    return RemainingWork(seconds, runs, unknown, borrowed)
 
 
 def _counts(statuses: list[RunStatus]) -> str:
