@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import csv
 import statistics
-from collections.abc import Mapping
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any

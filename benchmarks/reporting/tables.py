@@ -15,9 +15,9 @@ Per profile, under ``<out>/<profile>/``:
   in points with its 95 % CI and mark; "too few seeds" or "—" where there is no test.
 * ``ranks_standard`` / ``ranks_paper``: average rank of each method over the cells where all
   ran, the Friedman test and the Nemenyi critical difference.
-* ``best_steps``: per method (ablation variants included) and (dataset, ratio), the range of the seeds' best validation steps (the
-  tested checkpoints) and how many fall in the last 10 % of the run, where a run may not have
-  levelled off.
+* ``best_steps``: per method (ablation variants included) and (dataset, ratio), the range of the
+  seeds' best validation steps (the tested checkpoints) and how many fall in the last 10 % of the
+  run, where a run may not have levelled off.
 * ``per_class_iou_<dataset>``: per-class IoU (standard protocol) of each method and ratio.
 * ``paper_main``, ``paper_losses``, ``paper_aux_decoders``, ``paper_cost`` and ``ablation_<option>``:
   the UAPS authors' published numbers beside ours and the UAPS ablations, built by
