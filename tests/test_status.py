@@ -99,4 +99,4 @@ def test_a_new_grid_takes_its_pace_from_other_profiles_runs(tmp_path, capsys):
     hours = 10 * 6 * metrics["train_seconds"] / 6 / 3600
     assert capsys.readouterr().out.splitlines()[-1] == (
         f"left: ~{hours:.1f} core-hours of training for 10 run(s) at the pace of completed runs (this grid's; for supervised "
-        f"@ {32} px: other profiles' in this results folder) (wall time: divide by the grid's --jobs)")
+        "@ 32 px: other profiles' in this results folder) (wall time: divide by the grid's --jobs)")

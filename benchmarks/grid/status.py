@@ -32,6 +32,7 @@ from benchmarks.engine import layout
 from benchmarks.engine.io import ResultsError, read_json, read_yaml
 from benchmarks.engine.run_folder import completed_metrics
 from benchmarks.grid.locks import FileLock, describe_owner
+from benchmarks.reporting.aggregate import find_profiles, run_directories
 
 STATES = ("completed", "running", "interrupted", "failed", "pending")
 
@@ -133,23 +134,23 @@ def other_profiles_paces(results_dir: Path, profile: str) -> dict[tuple[str, int
     """Seconds per iteration of the completed runs of every other profile under ``results_dir``, by (method, image
     size). A run whose ``config.yaml`` or ``metrics.json`` cannot be read gives no pace (this only sizes an estimate)."""
     paces: dict[tuple[str, int], list[float]] = {}
-    for other in sorted(p for p in layout.runs_root(results_dir).glob("*") if p.is_dir() and p.name != profile):
-        for directory in layout.profile_run_dirs(results_dir, other.name):
-            if not (directory / layout.METRICS).exists():
-                continue  # not completed
-            try:
-                run_config = read_yaml(directory / layout.CONFIG)
-                pace = _seconds_per_step(run_config, read_json(directory / layout.METRICS))
-            except (OSError, ResultsError, KeyError, TypeError):
-                continue
-            if pace is not None:
-                paces.setdefault(_pace_key(run_config), []).append(pace)
+    for directory in run_directories(results_dir, [name for name in find_profiles(results_dir) if name != profile]):
+        if not (directory / layout.METRICS).exists():
+            continue  # not completed
+        try:
+            run_config = read_yaml(directory / layout.CONFIG)
+            pace = _seconds_per_step(run_config, read_json(directory / layout.METRICS))
+        except (OSError, ResultsError, KeyError, TypeError):
+            continue
+        if pace is not None:
+            paces.setdefault(_pace_key(run_config), []).append(pace)
     return paces
 
 
 def remaining_work(statuses: list[RunStatus], other_paces: Mapping[tuple[str, int], list[float]] | None = None) -> RemainingWork:
     """The unfinished runs' iterations left times their method's median pace among the completed runs, or among
     ``other_paces`` (other profiles' runs, ``other_profiles_paces``) for a method the grid has not completed yet."""
+    other_paces = other_paces or {}
     paces: dict[tuple[str, int], list[float]] = {}
     for s in statuses:
         if s.state == "completed" and s.seconds_per_step is not None:
@@ -160,7 +161,7 @@ def remaining_work(statuses: list[RunStatus], other_paces: Mapping[tuple[str, in
             continue
         key = _pace_key(s.run_config)
         own = key in paces
-        if not own and not (other_paces or {}).get(key):
+        if not own and not other_paces.get(key):
             unknown += [_pace_label(key)] if _pace_label(key) not in unknown else []
             continue
         if not own:
