@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 import run_all
-from benchmarks.reporting.report import _test_sentence
+from benchmarks.reporting.report import _test_sentence, setup_blocks
 from tests.fixtures_results import ENVIRONMENT, FAILED, PROFILE, write_fixture_results
 
 
@@ -55,3 +55,12 @@ def test_reads_out_the_tests_per_cell(report):
     assert "On DAGM at 30% labels, cps against supervised: no per-image records" in text
     assert "▲ significantly better / ▼ significantly worse" in text  # the rule, stated
     assert f"figures/{PROFILE}/critical_difference_paper.png" in text and "significance_paper" in text
+
+
+def test_a_profile_of_ablation_variants_only_says_it_has_no_plain_methods():
+    runs = pd.DataFrame({"profile": ["abl"] * 2, "dataset": ["neu"] * 2, "ratio": [0.01] * 2, "method": ["uaps_full", "uaps_d0"],
+                         "base_method": ["uaps"] * 2, "seed": [0, 0], "iterations": [2000] * 2, "image_size": [64] * 2})
+    failures = pd.DataFrame({"profile": pd.Series(dtype=str), "status": pd.Series(dtype=str)})
+    (block,) = setup_blocks(runs, failures, "abl")
+    assert "methods: none (ablation variants only)" in block.items
+    assert "ablation variants: uaps_d0, uaps_full" in block.items

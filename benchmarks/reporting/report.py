@@ -203,7 +203,7 @@ def setup_blocks(runs: pd.DataFrame, failures: pd.DataFrame, profile: str) -> li
         f"incomplete: {int((failed['status'] == 'incomplete').sum())}",
         "datasets: " + ", ".join(dataset_label(d) for d in ordered_datasets(mine["dataset"])),
         "labelled ratios: " + ", ".join(ratio_label(r) for r in sorted(mine["ratio"].unique())),
-        "methods: " + ", ".join(ordered_methods(mine.loc[mine["method"] == mine["base_method"], "method"])),
+        "methods: " + (", ".join(ordered_methods(mine.loc[mine["method"] == mine["base_method"], "method"])) or "none (ablation variants only)"),
         "ablation variants: " + (", ".join(sorted(set(mine.loc[mine["method"] != mine["base_method"], "method"]))) or "none"),
         "seeds: " + ", ".join(str(s) for s in sorted(mine["seed"].unique())),
         f"training: {'/'.join(map(str, iterations))} iterations on {'/'.join(map(str, sizes))}-pixel square images "
