@@ -173,6 +173,17 @@ def test_validation_curves_legend_names_every_method_not_only_the_first_panels(t
     assert sorted(legend_labels) == sorted(runs["method"].unique()) and len(legend_labels) > 1
 
 
+def test_validation_curves_of_a_profile_of_ablation_variants_only_show_each_variant(tree):
+    from benchmarks.reporting.plots import plot_validation_curves
+
+    runs = collect_runs(tree, PROFILE)
+    variants = runs[runs["method"] != runs["base_method"]]
+    fig = plot_validation_curves(variants, PROFILE)
+    legend_labels = [text.get_text() for legend in fig.legends for text in legend.get_texts()]
+    assert sorted(legend_labels) == sorted(variants["method"].unique()) and len(legend_labels) > 1
+    assert len(set(line.get_color() for ax in fig.axes for line in ax.get_lines())) == len(legend_labels)  # a colour each
+
+
 def test_an_earlier_builds_figure_is_removed_when_it_is_no_longer_drawn(tree, tmp_path):
     stale = tmp_path / "other" / "ablation_losses.png"  # profile "other" has no ablation runs
     stale.parent.mkdir(parents=True)

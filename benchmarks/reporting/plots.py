@@ -219,15 +219,16 @@ def plot_validation_curves(runs: pd.DataFrame, profile: str) -> Figure | None:
     """Validation mean Dice against the step, a panel per (dataset, ratio), a line per method (mean over seeds).
 
     A dot marks each seed's best step (the tested checkpoint); the last ``LATE_FRACTION`` of the run
-    is shaded: a best step there means the run may not have reached its plateau.
+    is shaded: a best step there means the run may not have reached its plateau. A profile of
+    ablation variants only (no plain method) gets a line per variant.
     """
-    runs = main_runs(runs)
+    runs = main_runs(runs) if not main_runs(runs).empty else runs
     if runs.empty:
         return None
     curves = validation_curves(runs)
     cells = ordered_cells(runs)
     methods = ordered_methods(runs["method"])
-    colors = dict(zip(methods, sns.color_palette("tab10", len(methods))))
+    colors = dict(zip(methods, sns.color_palette("tab10" if len(methods) <= 10 else "husl", len(methods))))
     fig, axes = panels(len(cells), width=4.8)
     for ax, (dataset, ratio) in zip(axes, cells):
         cell = curves[(curves["dataset"] == dataset) & (curves["ratio"] == ratio)]
