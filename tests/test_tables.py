@@ -6,6 +6,7 @@ import scipy.stats
 import run_all
 from benchmarks.reporting.aggregate import ablation_runs, collect_failures, collect_runs
 from benchmarks.reporting.paper import canonical_losses
+from benchmarks.reporting.paper_tables import ablation_table
 from benchmarks.reporting.statistics import cell_scores
 from benchmarks.reporting.table_format import latex_escape, mean_std
 from benchmarks.reporting.tables import best_steps_table, write_tables
@@ -197,6 +198,18 @@ def test_ablations_read_options_not_names(tree):
     assert pd.isna(lambda1.loc[("neu", 0.1, 0.1), "test_note"])  # the default itself is not tested
     for name in ("ablation_lambda1", "ablation_mixing", "main_standard", "significance_paper"):
         assert "nan" not in (root / "tables" / PROFILE / f"{name}.md").read_text()
+
+
+def test_ablation_default_run_as_a_variant_is_still_the_default(tree):
+    """A profile of variants only (the default run as ``uaps_full``) reads every setting against it, as with plain runs."""
+    root, _, _ = tree
+    runs = collect_runs(root, PROFILE)
+    as_variant = runs.assign(method=runs["method"].where(runs["method"] != "uaps", "uaps_full"))
+    plain, variant = ablation_table(runs, PROFILE, "lambda1"), ablation_table(as_variant, PROFILE, "lambda1")
+    assert variant.rows == plain.rows and any("(default)" in row[0] for row in variant.rows)
+    columns = ["diff", "diff_ci_low", "diff_ci_high", "mark", "test_note"]
+    pd.testing.assert_frame_equal(variant.data[columns], plain.data[columns])
+    assert set(ablation_runs(as_variant, "lambda1").query("reference")["method"]) == {"uaps_full"}
 
 
 def test_profile_selection_and_command_line(tree, tmp_path):

@@ -259,13 +259,15 @@ def ablation_runs(runs: pd.DataFrame, option: str, base_method: str = "uaps", pe
     """Runs of ``base_method`` (plain or variants) whose options differ from the reference only in ``option``.
 
     The reference is, per profile, the plain ``base_method`` run's options (or, without one, each
-    option's most common value). Adds ``value``: the option's value (losses canonicalised). Only
+    option's most common value). Adds ``value``: the option's value (losses canonicalised), and
+    ``reference``: whether it is the reference's value (the default the other settings are read
+    against, whether run as the plain method or as a variant repeating its options). Only
     cells where the option takes more than one value are kept: cells are (dataset, ratio), or
     datasets when not ``per_ratio`` (for a study across ratios). When a variant repeats the
     reference's options, its seeds are not counted twice.
     """
     if runs.empty:
-        return runs.assign(value=pd.Series(dtype=object))
+        return runs.assign(value=pd.Series(dtype=object), reference=pd.Series(dtype=bool))
     parts = []
     for _, family in runs[runs["base_method"] == base_method].groupby("profile", sort=True):
         reference = _reference_options(family, base_method)
@@ -276,6 +278,8 @@ def ablation_runs(runs: pd.DataFrame, option: str, base_method: str = "uaps", pe
         selected = family[keep]
         selected = selected.assign(value=[option_value(option, o) for o in selected["options"]])
         selected = selected[selected["value"].notna()]
+        default = option_value(option, reference)
+        selected = selected.assign(reference=[_same(v, default) for v in selected["value"]])
         # the plain run first, so that it wins over a variant repeating its options
         selected = selected.assign(_plain=selected["method"] != base_method).sort_values(["_plain", "method"])
         selected = selected.drop_duplicates(["dataset", "ratio", "seed", "value"], keep="first")
@@ -283,5 +287,5 @@ def ablation_runs(runs: pd.DataFrame, option: str, base_method: str = "uaps", pe
         varied = selected.groupby(cell)["value"].transform(lambda v: v.astype(str).nunique() > 1)
         parts.append(selected[varied.astype(bool)].drop(columns="_plain"))
     if not parts:
-        return runs.iloc[0:0].assign(value=pd.Series(dtype=object))
+        return runs.iloc[0:0].assign(value=pd.Series(dtype=object), reference=pd.Series(dtype=bool))
     return pd.concat(parts, ignore_index=True)

@@ -160,11 +160,11 @@ def paper_decoder_tables(runs: pd.DataFrame, profile: str, reference: dict[str, 
     return [accuracy, cost]
 
 
-def _ablation_tests(ablation: pd.DataFrame, base_method: str) -> dict[tuple, dict[str, Any]]:
-    """Each setting of an ablation against its cell's default (the plain ``base_method`` runs), paper protocol."""
+def _ablation_tests(ablation: pd.DataFrame) -> dict[tuple, dict[str, Any]]:
+    """Each setting of an ablation against its cell's default (the reference setting), paper protocol."""
     bootstrap, tests = Bootstrap(), {}
     for (dataset, ratio), cell in ablation.groupby(["dataset", "ratio"]):
-        default = cell.loc[cell["method"] == base_method, "value_key"]
+        default = cell.loc[cell["reference"], "value_key"]
         if default.empty:
             continue
         baseline = run_set_records(cell.loc[cell["value_key"] == default.iloc[0], "path"])
@@ -181,11 +181,11 @@ def ablation_table(runs: pd.DataFrame, profile: str, option: str, base_method: s
     cells = aggregate(ablation, ["dataset", "ratio", "value_key"], ["paper_miou", "miou"]).set_index(["dataset", "ratio", "value_key"])
     columns = ordered_cells(ablation)
     values = ordered_values(option, ablation["value"])
-    defaults = set(ablation.loc[ablation["method"] == base_method, "value"].astype(str))
+    defaults = set(ablation.loc[ablation["reference"], "value"].astype(str))
     grid = cells.reindex(pd.MultiIndex.from_tuples([(d, r, str(v)) for d, r in columns for v in values], names=cells.index.names))
     grid["seeds"] = grid["seeds"].fillna(0).astype(int)
     grid["best"] = column_best(grid, "paper_miou_mean")
-    tests = _ablation_tests(ablation, base_method)
+    tests = _ablation_tests(ablation)
     untested = {"diff": math.nan, "diff_ci_low": math.nan, "diff_ci_high": math.nan, "p_improvement": math.nan, "mark": "", "note": ""}
     for column, empty in untested.items():
         grid["test_note" if column == "note" else column] = [tests[key][column] if key in tests else empty for key in grid.index]
@@ -215,7 +215,7 @@ def aux_decoder_table(runs: pd.DataFrame, profile: str) -> Table | None:
         return None
     parts = [_decoder_cells(runs, d, r).assign(dataset=d, ratio=r) for d, r in cells]
     data = pd.concat(parts, ignore_index=True)
-    default = set(ablation.loc[ablation["method"] == "uaps", "value"].astype(int))
+    default = set(ablation.loc[ablation["reference"], "value"].astype(int))
     rows = [
         [dataset_label(c.dataset), ratio_label(c.ratio), f"{c.aux_decoders}" + (" (default)" if c.aux_decoders in default else ""),
          mean_std(c.main_miou_mean, c.main_miou_std, c.seeds), mean_std(c.ensemble_miou_mean, c.ensemble_miou_std, c.seeds),
