@@ -222,7 +222,8 @@ def plot_validation_curves(runs: pd.DataFrame, profile: str) -> Figure | None:
     is shaded: a best step there means the run may not have reached its plateau. A profile of
     ablation variants only (no plain method) gets a line per variant.
     """
-    runs = main_runs(runs) if not main_runs(runs).empty else runs
+    plain = main_runs(runs)
+    runs = plain if not plain.empty else runs
     if runs.empty:
         return None
     curves = validation_curves(runs)

@@ -198,13 +198,14 @@ def setup_blocks(runs: pd.DataFrame, failures: pd.DataFrame, profile: str) -> li
     failed = failures[failures["profile"] == profile]
     iterations = sorted({int(v) for v in mine["iterations"].dropna()})
     sizes = sorted({int(v) for v in mine["image_size"].dropna()})
+    plain = mine["method"] == mine["base_method"]
     items = [
         f"completed runs: {len(mine)}; failed: {int((failed['status'] == 'failed').sum())}; "
         f"incomplete: {int((failed['status'] == 'incomplete').sum())}",
         "datasets: " + ", ".join(dataset_label(d) for d in ordered_datasets(mine["dataset"])),
         "labelled ratios: " + ", ".join(ratio_label(r) for r in sorted(mine["ratio"].unique())),
-        "methods: " + (", ".join(ordered_methods(mine.loc[mine["method"] == mine["base_method"], "method"])) or "none (ablation variants only)"),
-        "ablation variants: " + (", ".join(sorted(set(mine.loc[mine["method"] != mine["base_method"], "method"]))) or "none"),
+        "methods: " + (", ".join(ordered_methods(mine.loc[plain, "method"])) or "none (ablation variants only)"),
+        "ablation variants: " + (", ".join(sorted(set(mine.loc[~plain, "method"]))) or "none"),
         "seeds: " + ", ".join(str(s) for s in sorted(mine["seed"].unique())),
         f"training: {'/'.join(map(str, iterations))} iterations on {'/'.join(map(str, sizes))}-pixel square images "
         "(full settings: each run's `config.yaml`)",
