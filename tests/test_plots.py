@@ -173,15 +173,38 @@ def test_validation_curves_legend_names_every_method_not_only_the_first_panels(t
     assert sorted(legend_labels) == sorted(runs["method"].unique()) and len(legend_labels) > 1
 
 
-def test_validation_curves_of_a_profile_of_ablation_variants_only_show_each_variant(tree):
+def _panel_legends(fig: Figure) -> dict[str, list[tuple[str, object]]]:
+    """title -> [(legend label, line colour)] of each panel."""
+    return {ax.get_title(): [(text.get_text(), line.get_color()) for text, line in zip(ax.get_legend().get_texts(), ax.get_legend().get_lines())]
+            for ax in fig.axes}
+
+
+def test_validation_curves_of_uaps_ablations_have_a_panel_per_ablation_and_the_default_in_black(tree):
     from benchmarks.reporting.plots import plot_validation_curves
 
     runs = collect_runs(tree, PROFILE)
-    variants = runs[runs["method"] != runs["base_method"]]
-    fig = plot_validation_curves(variants, PROFILE)
-    legend_labels = [text.get_text() for legend in fig.legends for text in legend.get_texts()]
-    assert sorted(legend_labels) == sorted(variants["method"].unique()) and len(legend_labels) > 1
-    assert len(set(line.get_color() for ax in fig.axes for line in ax.get_lines())) == len(legend_labels)  # a colour each
+    ablations = runs[runs["base_method"] == "uaps"].copy()
+    ablations.loc[ablations["method"] == "uaps", "method"] = "uaps_full"  # the default run as a variant, as in a study
+    legends = _panel_legends(plot_validation_curves(ablations, PROFILE))
+    assert list(legends) == [f"{option}\nNEU-Seg, {ratio} labels" for option, ratio in [
+        ("Loss terms", "10%"), ("λ1 (pseudo-label loss weight)", "10%"), ("λ2 (uncertainty loss weight)", "10%"),
+        ("Pseudo-label mixing", "10%"), ("Pseudo-label mixing", "30%"), ("Auxiliary decoders D", "10%")]]
+    decoders = legends["Auxiliary decoders D\nNEU-Seg, 10% labels"]
+    assert [label for label, _ in decoders] == ["0", "1", "3 (default)"]
+    assert decoders[-1][1] == "black" and "black" not in [color for _, color in decoders[:-1]]
+    assert len({str(color) for _, color in decoders}) == 3
+
+
+def test_validation_curves_of_variants_in_no_ablation_show_each_variant(tree):
+    from benchmarks.reporting.plots import plot_validation_curves
+
+    runs = collect_runs(tree, PROFILE)
+    variants = runs[runs["method"] != runs["base_method"]]  # no default run: lambda2 and mixing vary no more
+    legends = _panel_legends(plot_validation_curves(variants, PROFILE))
+    assert [label for label, _ in legends["λ1 (pseudo-label loss weight)\nNEU-Seg, 10% labels"]] == ["0", "0.3"]
+    others = legends["Other variants\nNEU-Seg, 10% labels"]
+    assert sorted(label for label, _ in others) == ["uaps_avg", "uaps_l2_0.5"]  # drawn, not dropped
+    assert [label for label, _ in legends["Other variants\nNEU-Seg, 30% labels"]] == ["uaps_avg"]
 
 
 def test_an_earlier_builds_figure_is_removed_when_it_is_no_longer_drawn(tree, tmp_path):

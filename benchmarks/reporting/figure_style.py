@@ -1,7 +1,7 @@
 """How every figure looks and is saved, shared by ``plots`` and ``paper_figures``.
 
-seaborn's paper theme applied without global state (``theme``), a row of panels on a pyplot-free
-figure (``panels``), PNG + PDF output without time stamps so the bytes repeat (``save``), and the
+seaborn's paper theme applied without global state (``theme``), a row (or rows) of panels on a
+pyplot-free figure (``panels``), PNG + PDF output without time stamps so the bytes repeat (``save``), and the
 drawing conventions for missing data: a hatched "n/a" slot among grouped bars (``bar_group``), an
 "n/a" panel (``empty_panel``), the cells without runs listed under a panel (``note_missing``), error
 bars of zero where the std is missing (``zero_nan``), and the value axis zoomed onto the bars
@@ -31,13 +31,19 @@ def theme() -> contextlib.AbstractContextManager:
     return matplotlib.rc_context({**sns.axes_style("whitegrid"), **sns.plotting_context("paper", font_scale=1.1)})
 
 
-def panels(count: int, width: float = 4.3, height: float = 3.5) -> tuple[Figure, list[Axes]]:
-    """A figure (no pyplot: rendered by Agg/PDF canvases when saved) with ``count`` panels in a row.
+def panels(count: int, width: float = 4.3, height: float = 3.5, columns: int | None = None) -> tuple[Figure, list[Axes]]:
+    """A figure (no pyplot: rendered by Agg/PDF canvases when saved) with ``count`` panels in a row,
+    or in rows of ``columns`` panels.
 
     Constrained layout: a ``titled_legend`` gets its own space above the panels.
     """
-    fig = Figure(figsize=(width * count, height), layout="constrained")
-    return fig, list(fig.subplots(1, count, squeeze=False)[0])
+    columns = min(count, columns or count)
+    rows = -(-count // columns)
+    fig = Figure(figsize=(width * columns, height * rows), layout="constrained")
+    axes = list(fig.subplots(rows, columns, squeeze=False).flat)
+    for unused in axes[count:]:
+        fig.delaxes(unused)
+    return fig, axes[:count]
 
 
 def titled_legend(fig: Figure, handles: Sequence[Artist], title: str, columns: int) -> None:

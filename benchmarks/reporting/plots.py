@@ -14,7 +14,8 @@ Under ``<out>/<profile>/``:
    baseline with its 95 % CI as a horizontal bar, a panel per (dataset, ratio), coloured by the mark
    (better / worse / no evidence); cells without a test are listed, not drawn.
 4. ``validation_curves``: validation mean Dice against the step, a panel per (dataset, ratio); the
-   last 10 % of the run is shaded (a best step there means the run had not levelled off).
+   last 10 % of the run is shaded (a best step there means the run had not levelled off). For a
+   profile of UAPS ablation variants only, a panel per ablation and cell, a line per setting.
 5. ``ablation_losses``, ``ablation_lambdas``, ``ablation_mixing``, ``ablation_aux_decoders``: the
    UAPS ablations, drawn by ``benchmarks.reporting.paper_figures``.
 
@@ -39,9 +40,11 @@ from matplotlib.lines import Line2D
 
 from benchmarks.engine import layout
 from benchmarks.engine.io import remove_stale
-from benchmarks.reporting.aggregate import ResultsError, aggregate, collect_runs, find_profiles, main_runs
+from benchmarks.reporting.aggregate import ResultsError, ablation_runs, aggregate, collect_runs, find_profiles, main_runs
 from benchmarks.reporting.figure_style import note_missing, panels, save, theme, titled_legend, zero_nan
-from benchmarks.reporting.paper import PAPER_LABEL, PAPER_STYLE, load_paper_reference
+from benchmarks.reporting.paper import (
+    ABLATION_OPTIONS, OPTION_LABELS, PAPER_LABEL, PAPER_STYLE, load_paper_reference, ordered_values, value_label,
+)
 from benchmarks.reporting.paper_figures import build_paper_figures
 from benchmarks.reporting.statistics import (
     ALPHA, BETTER, NO_EVIDENCE, WORSE, CellStatistics, cell_scores, cell_statistics, primary_baseline, rank_analysis,
@@ -215,41 +218,94 @@ def validation_curves(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def _variant_panels(runs: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """(title, runs with a ``line`` label and a ``reference`` flag) per panel of a profile of variants: one
+    per UAPS ablation and (dataset, ratio), a line per setting; then one per cell for the variants of
+    no such ablation, a line per variant."""
+    found = []
+    shown: set[str] = set()
+    for option in ABLATION_OPTIONS:
+        ablation = ablation_runs(runs, option)
+        if ablation.empty:
+            continue
+        shown |= set(ablation["method"])
+        values = ordered_values(option, ablation["value"])
+        ablation = ablation.assign(
+            line=[value_label(option, v) + (" (default)" if ref else "") for v, ref in zip(ablation["value"], ablation["reference"])],
+            order=[values.index(v) for v in ablation["value"]],
+        ).sort_values("order", kind="stable")
+        for dataset, ratio in ordered_cells(ablation):
+            cell = ablation[(ablation["dataset"] == dataset) & (ablation["ratio"] == ratio)]
+            found.append((f"{OPTION_LABELS[option]}\n{dataset_label(dataset)}, {ratio_label(ratio)} labels", cell))
+    others = runs[~runs["method"].isin(shown)]
+    others = others.assign(line=others["method"], reference=False, order=[ordered_methods(others["method"]).index(m) for m in others["method"]])
+    for dataset, ratio in ordered_cells(others):
+        cell = others[(others["dataset"] == dataset) & (others["ratio"] == ratio)].sort_values("order", kind="stable")
+        found.append((f"{'Variants' if not found else 'Other variants'}\n{dataset_label(dataset)}, {ratio_label(ratio)} labels", cell))
+    return found
+
+
+def _draw_curves(ax: Any, curves: pd.DataFrame, lines: Sequence[str], colors: dict[str, Any]) -> None:
+    """A line per label in ``lines`` (mean over seeds), a dot per seed's best step, the run's last part shaded."""
+    for label in lines:
+        runs_of_line = curves[curves["line"] == label]
+        mean = runs_of_line.groupby("step")["val_mdice"].mean()
+        ax.plot(mean.index, mean.values, color=colors[label], linewidth=1.2, label=label)
+        for _, seed_log in runs_of_line.groupby("seed"):
+            best = seed_log.loc[seed_log["val_mdice"].idxmax()]
+            ax.plot(best["step"], best["val_mdice"], "o", color=colors[label], markersize=3)
+    last = curves["step"].max()
+    ax.axvspan((1 - LATE_FRACTION) * last, last, color="0.9", zorder=0, linewidth=0)
+    ax.set_xlabel("iteration")
+
+
+def _with_lines(runs: pd.DataFrame) -> pd.DataFrame:
+    """``validation_curves`` of ``runs``, each step labelled with its run's ``line``."""
+    curves = validation_curves(runs)
+    line_of = {(r.dataset, r.ratio, r.method, r.seed): r.line for r in runs.itertuples()}
+    return curves.assign(line=[line_of[key] for key in zip(curves["dataset"], curves["ratio"], curves["method"], curves["seed"])])
+
+
 def plot_validation_curves(runs: pd.DataFrame, profile: str) -> Figure | None:
     """Validation mean Dice against the step, a panel per (dataset, ratio), a line per method (mean over seeds).
 
     A dot marks each seed's best step (the tested checkpoint); the last ``LATE_FRACTION`` of the run
     is shaded: a best step there means the run may not have reached its plateau. A profile of
-    ablation variants only (no plain method) gets a line per variant.
+    variants only (no plain method) gets a panel per UAPS ablation and cell, a line per setting (the
+    default in black), and a panel per cell for the variants of no such ablation, a line per variant.
     """
-    plain = main_runs(runs)
-    runs = plain if not plain.empty else runs
     if runs.empty:
         return None
-    curves = validation_curves(runs)
-    cells = ordered_cells(runs)
-    methods = ordered_methods(runs["method"])
+    title = (f"Validation curves (profile {profile}; line: mean over seeds, dot: each seed's best step; "
+             f"shaded: last {LATE_FRACTION:.0%} of the run)")
+    plain = main_runs(runs)
+    if plain.empty:
+        variant_panels = _variant_panels(runs)
+        fig, axes = panels(len(variant_panels), width=4.2, height=3.4, columns=4)
+        for ax, (panel_title, cell) in zip(axes, variant_panels):
+            lines = list(dict.fromkeys(cell["line"]))
+            default = set(cell.loc[cell["reference"], "line"])
+            others = iter(sns.color_palette("tab10" if len(lines) <= 10 else "husl", len(lines)))
+            colors = {line: "black" if line in default else next(others) for line in lines}
+            _draw_curves(ax, _with_lines(cell), lines, colors)
+            ax.set_title(panel_title)
+            ax.legend(fontsize=7, loc="lower right")
+        for ax in axes[::4]:
+            ax.set_ylabel("validation mean Dice (%)")
+        fig.suptitle("\n".join(textwrap.wrap(title, 55 * min(len(variant_panels), 4))), fontsize="medium")
+        return fig
+    curves = _with_lines(plain.assign(line=plain["method"]))
+    methods = ordered_methods(plain["method"])
     colors = dict(zip(methods, sns.color_palette("tab10" if len(methods) <= 10 else "husl", len(methods))))
+    cells = ordered_cells(plain)
     fig, axes = panels(len(cells), width=4.8)
     for ax, (dataset, ratio) in zip(axes, cells):
         cell = curves[(curves["dataset"] == dataset) & (curves["ratio"] == ratio)]
-        for method in methods:
-            lines = cell[cell["method"] == method]
-            if lines.empty:
-                continue
-            mean = lines.groupby("step")["val_mdice"].mean()
-            ax.plot(mean.index, mean.values, color=colors[method], linewidth=1.2)
-            for seed, seed_log in lines.groupby("seed"):
-                best = seed_log.loc[seed_log["val_mdice"].idxmax()]
-                ax.plot(best["step"], best["val_mdice"], "o", color=colors[method], markersize=3)
-        last = cell["step"].max()
-        ax.axvspan((1 - LATE_FRACTION) * last, last, color="0.9", zorder=0, linewidth=0)
+        _draw_curves(ax, cell, [m for m in methods if (cell["line"] == m).any()], colors)
         ax.set_title(f"{dataset_label(dataset)}, {ratio_label(ratio)} labels")
-        ax.set_xlabel("iteration")
     axes[0].set_ylabel("validation mean Dice (%)")
     handles = [Line2D([], [], color=colors[method], linewidth=1.2, label=method) for method in methods]  # all panels
-    titled_legend(fig, handles, f"Validation curves (profile {profile}; line: mean over seeds, dot: each seed's best step; "
-                  f"shaded: last {LATE_FRACTION:.0%} of the run)", min(len(handles), 5))
+    titled_legend(fig, handles, title, min(len(handles), 5))
     return fig
 
 
