@@ -81,6 +81,29 @@ def test_auto_precision_is_bf16_only_where_the_hardware_has_bf16_units(monkeypat
         assert environment.resolve_precision("fp32", cpu) == "fp32" and environment.resolve_precision("bf16", cpu) == "bf16"
 
 
+def test_auto_precision_on_a_cpu_is_bf16_only_where_a_bf16_product_measures_faster(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    try:
+        for bf16_rate, expected in ((2.0, True), (0.5, False)):  # the flags alone do not decide
+            environment.cpu_bf16_beats_fp32.cache_clear()
+            monkeypatch.setattr(environment, "matmul_tflops",
+                                lambda device, dtype, size, rate=bf16_rate: rate if dtype == torch.bfloat16 else 1.0)
+            assert environment.native_bf16(cpu) is expected
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+        environment.cpu_bf16_beats_fp32.cache_clear()
+        monkeypatch.setattr(environment, "matmul_tflops", lambda device, dtype, size: 2.0 if dtype == torch.bfloat16 else 1.0)
+        assert environment.native_bf16(cpu) is False  # no bf16 units: never bf16
+    finally:
+        environment.cpu_bf16_beats_fp32.cache_clear()  # the real measurement for later tests
+
+
+def test_matmul_rate_is_measured():
+    rate = environment.matmul_tflops(torch.device("cpu"), torch.float32, 64, repeats=3)
+    assert 0 < rate < 1e3
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [

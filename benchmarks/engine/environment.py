@@ -1,8 +1,11 @@
 """What a reader needs to trust and rerun a result: versions, device, CPU model, git commit."""
 from __future__ import annotations
 
+import functools
 import platform
+import statistics
 import subprocess
+import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -68,15 +71,43 @@ def environment(device: torch.device) -> dict:
     }
 
 
+def matmul_tflops(device: torch.device, dtype: torch.dtype, size: int, repeats: int = 5) -> float:
+    """Measured rate of a ``size``-square matrix product on ``device`` in ``dtype`` (TFLOP/s, median)."""
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+
+    def seconds() -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - start
+
+    seconds()  # warm-up
+    return 2 * size**3 / statistics.median(seconds() for _ in range(repeats)) / 1e12
+
+
+@functools.cache
+def cpu_bf16_beats_fp32(size: int = 512) -> bool:
+    """Whether a bfloat16 matrix product runs faster than a float32 one on this CPU (measured once
+    per process, ~0.1 s). Not every CPU that reports AVX-512 BF16 is: on a 2-core Xeon VM without
+    AMX, bf16 ran at half the float32 rate and UAPS steps 1.4x slower (docs/performance.md)."""
+    cpu = torch.device("cpu")
+    return matmul_tflops(cpu, torch.bfloat16, size) > matmul_tflops(cpu, torch.float32, size)
+
+
 def native_bf16(device: torch.device) -> bool:
-    """Whether ``device`` has bfloat16 matrix hardware: CUDA compute capability 8.0+ (Ampere and
-    later), or a CPU with AVX-512 BF16 or AMX, where oneDNN's bf16 convolutions beat float32
-    (speed-ups per machine in docs/performance.md). Elsewhere bf16 is emulated and slower than
-    float32."""
+    """Whether ``device`` has fast bfloat16 matrix hardware: CUDA compute capability 8.0+ (Ampere and
+    later), or a CPU with AVX-512 BF16 or AMX where a bf16 matrix product measures faster than a
+    float32 one (``cpu_bf16_beats_fp32``; speed-ups per machine in docs/performance.md). Elsewhere
+    bf16 is emulated or slow and float32 is faster."""
     if device.type == "cuda":
         return torch.cuda.get_device_capability(device) >= (8, 0)
     if device.type == "cpu":
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+        flags = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+        return bool(flags) and cpu_bf16_beats_fp32()
     return False
 
 

@@ -42,7 +42,7 @@ from datasets.transforms import to_float
 from methods import Method, available_methods, build_method
 
 from benchmarks.engine.config import PROFILE_DEFAULTS
-from benchmarks.engine.environment import environment, resolve_device, resolved_train_settings
+from benchmarks.engine.environment import environment, matmul_tflops, resolve_device, resolved_train_settings
 from benchmarks.engine.io import write_json
 from benchmarks.perf.data import PerfImages, perf_images
 from benchmarks.perf.paths import (
@@ -54,7 +54,6 @@ from benchmarks.perf.paths import (
     StepTiming,
     TrainingPath,
     eval_flops,
-    matmul_tflops,
     median,
     parse_variant,
     release_freed_memory_to_os,

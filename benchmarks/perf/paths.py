@@ -262,15 +262,6 @@ def eval_flops(method: Method, images: Tensor) -> dict[str, int]:
     return counts
 
 
-def matmul_tflops(device: torch.device, dtype: torch.dtype, size: int, repeats: int = 5) -> float:
-    """Measured rate of a ``size``-square matrix product on ``device`` in ``dtype`` (TFLOP/s, median)."""
-    a = torch.randn(size, size, device=device).to(dtype)
-    b = torch.randn(size, size, device=device).to(dtype)
-    timed_call(lambda: a @ b, device)  # warm-up
-    seconds = median([timed_call(lambda: a @ b, device) for _ in range(repeats)])
-    return 2 * size**3 / seconds / 1e12
-
-
 # --- memory -----------------------------------------------------------------------------------
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
