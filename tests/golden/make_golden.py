@@ -11,13 +11,25 @@
   (per class, with and without background) under both protocols, read from its ``metrics.json``.
 
 Regenerate from the repository root with ``python -m tests.golden.make_golden [OUTPUT]``. The
-committed file was made from the code before ``benchmarks/`` was split into packages (commit
+committed files were made from the code before ``benchmarks/`` was split into packages (commit
 73396ab), so this script runs against both module layouts (the import fallback below).
+
+Float rounding differs between processors (vectorisation width, oneDNN code paths), and over 60
+training steps the difference grows far beyond any tolerance, so the values are per CPU model:
+one file per model (``golden*.json``, each naming its ``cpu``). ``golden_from_commit`` makes them
+on this machine from that commit, taken from the clone's git history
+(``python -m tests.golden.make_golden --from-commit [OUTPUT]``); the test does so itself for a
+CPU model without a file.
 """
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import shutil
+import subprocess
+import sys
+import tarfile
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,13 +42,18 @@ from methods import LabeledBatch, available_methods, get_method_class
 
 try:  # benchmarks/engine/ (the current layout)
     from benchmarks.engine.config import config_hash, load_profile, resolve_run
+    from benchmarks.engine.environment import cpu_model
     from benchmarks.engine.layout import run_dir
     from benchmarks.engine.runner import train_run
 except ModuleNotFoundError:  # the flat benchmarks/ of commit 73396ab, which made the committed golden.json
     from benchmarks.config import config_hash, load_profile, resolve_run, run_dir
     from benchmarks.runner import train_run
 
-GOLDEN = Path(__file__).with_name("golden.json")
+    cpu_model = None  # that code records no CPU model: golden_from_commit adds this machine's
+
+GOLDEN = Path(__file__).with_name("golden.json")  # the AMD EPYC's (family 26, model 2)
+GOLDEN_COMMIT = "73396ab"
+REPO_ROOT = Path(__file__).resolve().parents[2]
 RECIPES = {"authors": ("authors", "neu"), "unified": None}  # name -> recipe_options arguments; None: {}
 FAST_OPTIONS = {"ua_mt": {"mc_passes": 2}}  # fewer teacher passes, on top of the recipe
 IN_CHANNELS, NUM_CLASSES, SIZE, BATCH = 1, 3, 32, 2
@@ -115,12 +132,43 @@ def golden_values() -> dict[str, Any]:
     return {"methods": methods, "runs": runs}
 
 
+def golden_files() -> dict[str, Path]:
+    """The committed golden files by the CPU model they were made on."""
+    return {json.loads(path.read_text())["cpu"]: path for path in sorted(GOLDEN.parent.glob("golden*.json"))}
+
+
+def golden_from_commit(output: Path, commit: str = GOLDEN_COMMIT) -> None:
+    """Write golden values made on this machine by the code of ``commit`` (from this clone's git
+    history) to ``output``: this script runs in an extracted copy of that commit's tree."""
+    try:
+        archive = subprocess.run(["git", "archive", "--format=tar", commit], cwd=REPO_ROOT, capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as error:
+        detail = getattr(error, "stderr", b"") or b""
+        raise RuntimeError(f"cannot read commit {commit} from the git history of {REPO_ROOT} (a shallow clone?): "
+                           f"{detail.decode(errors='replace').strip() or error}") from error
+    with tempfile.TemporaryDirectory() as folder:
+        tree = Path(folder)
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(tree, filter="data")
+        script = tree / "tests" / "golden" / "make_golden.py"
+        script.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(Path(__file__), script)
+        subprocess.run([sys.executable, "-m", "tests.golden.make_golden", str(Path(output).resolve())], cwd=tree, check=True)
+    values = json.loads(Path(output).read_text())
+    Path(output).write_text(json.dumps({**values, "cpu": cpu_model(), "commit": commit}, indent=1) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("output", nargs="?", type=Path, default=GOLDEN, help=f"where to write them (default: {GOLDEN})")
-    output = parser.parse_args().output
-    output.write_text(json.dumps({"torch": torch.__version__, **golden_values()}, indent=1) + "\n")
-    print(f"wrote {output}")
+    parser.add_argument("--from-commit", action="store_true", help=f"with the code of commit {GOLDEN_COMMIT}, not this checkout's")
+    args = parser.parse_args()
+    if args.from_commit:
+        golden_from_commit(args.output)
+    else:
+        machine = {"cpu": cpu_model()} if cpu_model else {}
+        args.output.write_text(json.dumps({"torch": torch.__version__, **machine, **golden_values()}, indent=1) + "\n")
+    print(f"wrote {args.output}")
 
 
 if __name__ == "__main__":
