@@ -28,3 +28,24 @@ def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO]:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def write_once(path: Path, data: bytes) -> bytes:
+    """Create ``path`` holding ``data`` unless it exists; return what ``path`` holds afterwards.
+
+    Of several processes racing to create the file, the first one's bytes stand and every process
+    returns them: the content is complete in a temporary file before it is linked into place.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        with open(temporary, "xb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.link(temporary, path)
+    except FileExistsError:
+        return path.read_bytes()
+    finally:
+        temporary.unlink(missing_ok=True)
+    return data

@@ -1,11 +1,13 @@
 """Profiles, overrides and the validation of config keys."""
+import json
+
 import pytest
 import torch
 
 from benchmarks.engine import environment
-
 from benchmarks.engine.config import apply_override, config_hash, load_profile, resolve_run
 from benchmarks.engine.layout import run_dir
+from datasets.atomic import write_once
 from methods import ConfigError
 
 
@@ -81,22 +83,64 @@ def test_auto_precision_is_bf16_only_where_the_hardware_has_bf16_units(monkeypat
         assert environment.resolve_precision("fp32", cpu) == "fp32" and environment.resolve_precision("bf16", cpu) == "bf16"
 
 
-def test_auto_precision_on_a_cpu_is_bf16_only_where_a_bf16_product_measures_faster(monkeypatch):
+@pytest.fixture
+def fresh_probe(monkeypatch, tmp_path):
+    """An empty precision-probe folder and no probe remembered in this process."""
+    monkeypatch.setenv("DEFECTSEG_CACHE_HOME", str(tmp_path / "cache"))
+    environment.cpu_bf16_beats_fp32.cache_clear()
+    yield tmp_path / "cache"
+    environment.cpu_bf16_beats_fp32.cache_clear()  # later tests read this machine's own probe
+
+
+def _rates(monkeypatch, bf16_rate: float) -> None:
+    monkeypatch.setattr(environment, "matmul_tflops",
+                        lambda device, dtype, size, repeats=5: bf16_rate if dtype == torch.bfloat16 else 1.0)
+
+
+def test_auto_precision_on_a_cpu_is_bf16_only_where_a_bf16_product_measures_faster(monkeypatch, fresh_probe):
     cpu = torch.device("cpu")
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
-    try:
-        for bf16_rate, expected in ((2.0, True), (0.5, False)):  # the flags alone do not decide
-            environment.cpu_bf16_beats_fp32.cache_clear()
-            monkeypatch.setattr(environment, "matmul_tflops",
-                                lambda device, dtype, size, rate=bf16_rate: rate if dtype == torch.bfloat16 else 1.0)
-            assert environment.native_bf16(cpu) is expected
-        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
-        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    for bf16_rate, expected in ((2.0, True), (0.5, False)):  # the flags alone do not decide
+        environment.precision_probe_path().unlink(missing_ok=True)
         environment.cpu_bf16_beats_fp32.cache_clear()
-        monkeypatch.setattr(environment, "matmul_tflops", lambda device, dtype, size: 2.0 if dtype == torch.bfloat16 else 1.0)
-        assert environment.native_bf16(cpu) is False  # no bf16 units: never bf16
-    finally:
-        environment.cpu_bf16_beats_fp32.cache_clear()  # the real measurement for later tests
+        _rates(monkeypatch, bf16_rate)
+        assert environment.native_bf16(cpu) is expected
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    environment.precision_probe_path().unlink(missing_ok=True)
+    environment.cpu_bf16_beats_fp32.cache_clear()
+    _rates(monkeypatch, 2.0)
+    assert environment.native_bf16(cpu) is False  # no bf16 units: never bf16
+
+
+def test_the_precision_probe_is_measured_once_per_machine_so_every_process_agrees(monkeypatch, fresh_probe):
+    _rates(monkeypatch, 2.0)
+    assert environment.cpu_bf16_beats_fp32() is True
+    path = environment.precision_probe_path()
+    record = json.loads(path.read_text())
+    assert path.parent == fresh_probe and record["bf16_faster"] is True and record["cpu"] == environment.cpu_model()
+    assert record["bf16_tflops"] == 2.0 and record["fp32_tflops"] == 1.0
+
+    _rates(monkeypatch, 0.5)  # a later process measuring under load would decide otherwise
+    environment.cpu_bf16_beats_fp32.cache_clear()
+    assert environment.cpu_bf16_beats_fp32() is True  # but reads the machine's probe
+
+
+def test_of_two_processes_writing_the_probe_the_first_decides(fresh_probe):
+    path = fresh_probe / "probe.json"
+    assert write_once(path, b"first") == b"first"
+    assert write_once(path, b"second") == b"first"
+    assert path.read_bytes() == b"first" and [p.name for p in fresh_probe.iterdir()] == ["probe.json"]  # no temporary left
+
+
+def test_a_damaged_precision_probe_is_named_and_measured_again(monkeypatch, fresh_probe, capfd):
+    path = environment.precision_probe_path()
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
+    _rates(monkeypatch, 0.5)
+    assert environment.cpu_bf16_beats_fp32() is False
+    assert f"warning: {path} is not a precision probe" in capfd.readouterr().err
+    assert json.loads(path.read_text())["bf16_faster"] is False
 
 
 def test_matmul_rate_is_measured():

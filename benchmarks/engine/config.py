@@ -65,8 +65,9 @@ TRAIN_OPTIONS: dict[str, Option] = {
     "log_every": integer(10, 1),
     "eval_batch_size": integer(32, 1),
     # auto | fp32 | bf16. bf16 = autocast (float32 master weights, losses and uncertainty);
-    # auto = bf16 on hardware with bf16 matrix units where bf16 measures faster than fp32
-    # (benchmarks.engine.environment.native_bf16), else fp32. Accuracy of bf16 against fp32: docs/performance.md. metrics.json records the choice.
+    # auto = bf16 on hardware with bf16 matrix units where bf16 measures faster than fp32 (measured once
+    # per machine and kept: benchmarks.engine.environment.native_bf16), else fp32.
+    # Accuracy of bf16 against fp32: docs/performance.md. metrics.json records the choice.
     "precision": choice("auto", PRECISIONS),
     "channels_last": flag(True),  # channels-last memory format for weights and images (faster in fp32 and bf16 on the CPU)
     "num_threads": integer(None, 1, nullable=True),  # torch CPU threads; None keeps torch's default

@@ -2,16 +2,22 @@
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
+import os
 import platform
 import statistics
 import subprocess
+import sys
 import time
+from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from datasets.atomic import write_once
 from methods import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -89,13 +95,46 @@ def matmul_tflops(device: torch.device, dtype: torch.dtype, size: int, repeats: 
     return 2 * size**3 / statistics.median(seconds() for _ in range(repeats)) / 1e12
 
 
-@functools.cache
-def cpu_bf16_beats_fp32(size: int = 512) -> bool:
-    """Whether a bfloat16 matrix product runs faster than a float32 one on this CPU (measured once
-    per process, ~0.1 s). Not every CPU that reports AVX-512 BF16 is: on a 2-core Xeon VM without
-    AMX, bf16 ran at half the float32 rate and UAPS steps 1.4x slower (docs/performance.md)."""
+def precision_probe_path() -> Path:
+    """Where this machine's bf16-against-float32 measurement is kept: one file per CPU model and torch
+    version under ``$DEFECTSEG_CACHE_HOME`` (default ``$XDG_CACHE_HOME/defectseg``, else ``~/.cache/defectseg``)."""
+    root = os.environ.get("DEFECTSEG_CACHE_HOME") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "defectseg"
+    key = hashlib.sha256(f"{cpu_model()}|torch {torch.__version__}".encode()).hexdigest()[:16]
+    return Path(root) / f"cpu-bf16-probe-{key}.json"
+
+
+def measure_cpu_bf16(size: int = 512, rounds: int = 7) -> dict[str, Any]:
+    """bf16 and float32 matrix-product rates on this CPU (TFLOP/s, best of ``rounds`` interleaved
+    pairs, so that load from other processes hits both alike), ~0.2 s."""
     cpu = torch.device("cpu")
-    return matmul_tflops(cpu, torch.bfloat16, size) > matmul_tflops(cpu, torch.float32, size)
+    pairs = [(matmul_tflops(cpu, torch.bfloat16, size, repeats=1), matmul_tflops(cpu, torch.float32, size, repeats=1)) for _ in range(rounds)]
+    bf16, fp32 = max(pair[0] for pair in pairs), max(pair[1] for pair in pairs)
+    return {"cpu": cpu_model(), "torch": torch.__version__, "size": size, "bf16_tflops": bf16, "fp32_tflops": fp32,
+            "bf16_faster": bf16 > fp32, "measured": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+@functools.cache
+def cpu_bf16_beats_fp32() -> bool:
+    """Whether a bfloat16 matrix product runs faster than a float32 one on this CPU. Not every CPU that
+    reports AVX-512 BF16 does: on a 2-core Xeon VM without AMX, bf16 ran at half the float32 rate and
+    UAPS steps 1.4x slower (docs/performance.md).
+
+    Measured once per machine and kept (``precision_probe_path``): a timing taken under load could
+    otherwise flip between processes, and with it the precision, and so the results, of one seeded
+    run. The first process to write the file decides for all; delete it to measure again."""
+    path = precision_probe_path()
+    if path.exists():
+        try:
+            return bool(json.loads(path.read_text())["bf16_faster"])
+        except (ValueError, KeyError, TypeError) as error:
+            print(f"warning: {path} is not a precision probe ({type(error).__name__}: {error}); measuring again", file=sys.stderr)
+            path.unlink(missing_ok=True)
+    data = json.dumps(measure_cpu_bf16(), indent=2).encode()
+    try:
+        data = write_once(path, data)
+    except OSError as error:
+        print(f"warning: cannot keep the precision probe in {path} ({error}); it holds for this process only", file=sys.stderr)
+    return bool(json.loads(data)["bf16_faster"])
 
 
 def native_bf16(device: torch.device) -> bool:
