@@ -6,7 +6,7 @@ import scipy.stats
 import run_all
 from benchmarks.reporting.aggregate import ablation_runs, collect_failures, collect_runs
 from benchmarks.reporting.paper import canonical_losses
-from benchmarks.reporting.paper_tables import ablation_table
+from benchmarks.reporting.paper_tables import ablation_cell, ablation_table
 from benchmarks.reporting.statistics import cell_scores
 from benchmarks.reporting.table_format import latex_escape, mean_std
 from benchmarks.reporting.tables import best_steps_table, write_tables
@@ -210,6 +210,14 @@ def test_ablation_default_run_as_a_variant_is_still_the_default(tree):
     columns = ["diff", "diff_ci_low", "diff_ci_high", "mark", "test_note"]
     pd.testing.assert_frame_equal(variant.data[columns], plain.data[columns])
     assert set(ablation_runs(as_variant, "lambda1").query("reference")["method"]) == {"uaps_full"}
+
+
+def test_an_ablation_cell_gives_the_paired_difference_from_the_default_where_it_was_tested():
+    entry = {"paper_miou_mean": 66.07, "paper_miou_std": 0.6704, "seeds": 3, "diff": -0.3062, "diff_ci_low": -0.8322,
+             "diff_ci_high": 0.1734, "mark": "·"}
+    assert ablation_cell(pd.Series(entry)) == "66.07 ± 0.67 (n=3); -0.31 [-0.83, +0.17] ·"
+    untested = {**entry, "seeds": 1, "paper_miou_std": float("nan"), "diff": float("nan"), "mark": ""}
+    assert ablation_cell(pd.Series(untested)) == "66.07 (n=1)"  # too few seeds: no difference shown
 
 
 def test_profile_selection_and_command_line(tree, tmp_path):

@@ -19,7 +19,7 @@ from benchmarks.reporting.paper import ABLATION_OPTIONS, OPTION_LABELS, losses_l
 from benchmarks.reporting.statistics import RULE, Bootstrap, compare, run_set_records
 from benchmarks.reporting.table_format import (
     MISSING, Table, best_flags, cell_label, column_best, dataset_label, is_missing, mean_std, number, ordered_cells, ordered_datasets,
-    profile_setup, ratio_label,
+    interval, profile_setup, ratio_label, signed,
 )
 
 
@@ -173,6 +173,15 @@ def _ablation_tests(ablation: pd.DataFrame) -> dict[tuple, dict[str, Any]]:
     return tests
 
 
+def ablation_cell(entry: pd.Series) -> str:
+    """``"66.07 ± 0.67 (n=3); -0.31 [-0.83, +0.17] ·"``: the setting's mIoU, then (where it was tested) its
+    paired difference from the default with the 95 % CI and the mark."""
+    text = mean_std(entry["paper_miou_mean"], entry["paper_miou_std"], entry["seeds"])
+    if not entry["mark"]:
+        return text
+    return f"{text}; {signed(entry['diff'])} {interval(entry['diff_ci_low'], entry['diff_ci_high'], sign=True)} {entry['mark']}"
+
+
 def ablation_table(runs: pd.DataFrame, profile: str, option: str, base_method: str = "uaps") -> Table | None:
     ablation = ablation_runs(runs, option, base_method, per_ratio=option != "mixing")
     if ablation.empty:
@@ -194,15 +203,15 @@ def ablation_table(runs: pd.DataFrame, profile: str, option: str, base_method: s
     for v in values:
         label = value_label(option, v) + (" (default)" if str(v) in defaults else "")
         entries = [grid.loc[(d, r, str(v))] for d, r in columns]
-        rows.append([label, *(f"{mean_std(e['paper_miou_mean'], e['paper_miou_std'], e['seeds'])} {e['mark']}".strip()
-                              for e in entries)])
+        rows.append([label, *(ablation_cell(e) for e in entries)])
         bold.append([False, *(bool(e["best"]) for e in entries)])
     data = grid.reset_index().rename(columns={"value_key": option})
     data.insert(0, "profile", profile)
     caption = (
         f"UAPS ablation over {OPTION_LABELS.get(option, option)}: mIoU (%), paper protocol (standard protocol in the "
         f"CSV), mean ± std over n seeds; runs differ from the default only in this option; best per column in bold; "
-        f"marks against the default of the column (paired, paper protocol): {RULE}. Profile {profile} ({profile_setup(ablation)})."
+        f"after the semicolon, the paired difference from the default of the column in points (paper protocol, same "
+        f"seeds and test images) with its 95 % bootstrap CI and mark: {RULE}. Profile {profile} ({profile_setup(ablation)})."
     )
     return Table(f"ablation_{option}", caption, header, rows, data, bold)
 
