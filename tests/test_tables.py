@@ -220,6 +220,16 @@ def test_an_ablation_cell_gives_the_paired_difference_from_the_default_where_it_
     assert ablation_cell(pd.Series(untested)) == "66.07 (n=1)"  # too few seeds: no difference shown
 
 
+def test_the_decoder_ablation_reads_each_d_against_the_default(tree):
+    root, _, _ = tree
+    markdown = (root / "tables" / PROFILE / "ablation_aux_decoders.md").read_text()
+    assert "| Main | Main vs default |" in markdown
+    assert "too few seeds" in _row(markdown, "NEU-Seg | 10% | 0")  # one seed of D = 0 against two of the default
+    assert _row(markdown, "NEU-Seg | 10% | 3 (default)").count("|  |") == 1  # the default is not tested against itself
+    decoders = _csv(root, "ablation_aux_decoders").set_index("aux_decoders")
+    assert decoders.loc[1, "main_note"] == "too few seeds" and pd.isna(decoders.loc[3, "main_note"])
+
+
 def test_profile_selection_and_command_line(tree, tmp_path):
     root, written, _ = tree
     assert set(written) == {PROFILE, "other"}

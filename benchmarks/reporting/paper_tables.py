@@ -173,13 +173,16 @@ def _ablation_tests(ablation: pd.DataFrame) -> dict[tuple, dict[str, Any]]:
     return tests
 
 
+def _difference(test: pd.Series | dict[str, Any]) -> str:
+    """``"-0.31 [-0.83, +0.17] ·"``: a paired difference in points with its 95 % CI and mark."""
+    return f"{signed(test['diff'])} {interval(test['diff_ci_low'], test['diff_ci_high'], sign=True)} {test['mark']}"
+
+
 def ablation_cell(entry: pd.Series) -> str:
     """``"66.07 ± 0.67 (n=3); -0.31 [-0.83, +0.17] ·"``: the setting's mIoU, then (where it was tested) its
     paired difference from the default with the 95 % CI and the mark."""
     text = mean_std(entry["paper_miou_mean"], entry["paper_miou_std"], entry["seeds"])
-    if not entry["mark"]:
-        return text
-    return f"{text}; {signed(entry['diff'])} {interval(entry['diff_ci_low'], entry['diff_ci_high'], sign=True)} {entry['mark']}"
+    return f"{text}; {_difference(entry)}" if entry["mark"] else text
 
 
 def ablation_table(runs: pd.DataFrame, profile: str, option: str, base_method: str = "uaps") -> Table | None:
@@ -217,33 +220,42 @@ def ablation_table(runs: pd.DataFrame, profile: str, option: str, base_method: s
 
 
 def aux_decoder_table(runs: pd.DataFrame, profile: str) -> Table | None:
-    """The D ablation in every cell where it was run: accuracy of main decoder and ensemble, and cost."""
+    """The D ablation in every cell where it was run: accuracy of main decoder and ensemble, the main
+    decoder's paired difference from the default D, and cost."""
     ablation = ablation_runs(runs, "aux_decoders")
     cells = [(d, r) for d in ordered_datasets(ablation["dataset"]) for r in sorted(ablation.loc[ablation["dataset"] == d, "ratio"].unique())]
     if not cells:
         return None
+    tests = _ablation_tests(ablation.assign(value_key=ablation["value"].astype(int).astype(str)))
     parts = [_decoder_cells(runs, d, r).assign(dataset=d, ratio=r) for d, r in cells]
     data = pd.concat(parts, ignore_index=True)
     default = set(ablation.loc[ablation["reference"], "value"].astype(int))
+    differences = [tests.get((c.dataset, c.ratio, str(c.aux_decoders))) for c in data.itertuples()]
+    for column in ("diff", "diff_ci_low", "diff_ci_high", "p_improvement", "mark", "note"):
+        data[f"main_{column}"] = [math.nan if t is None else t[column] for t in differences]
     rows = [
         [dataset_label(c.dataset), ratio_label(c.ratio), f"{c.aux_decoders}" + (" (default)" if c.aux_decoders in default else ""),
-         mean_std(c.main_miou_mean, c.main_miou_std, c.seeds), mean_std(c.ensemble_miou_mean, c.ensemble_miou_std, c.seeds),
+         mean_std(c.main_miou_mean, c.main_miou_std, c.seeds), "" if test is None else test["note"] or _difference(test),
+         mean_std(c.ensemble_miou_mean, c.ensemble_miou_std, c.seeds),
          number(c.params_m_mean), number(c.main_gmacs_mean), number(c.ensemble_gmacs_mean),
          number(c.main_ms_mean), number(c.ensemble_ms_mean)]
-        for c in data.itertuples()
+        for c, test in zip(data.itertuples(), differences)
     ]
     bold = []
     for d, r in cells:
         block = data[(data["dataset"] == d) & (data["ratio"] == r)]
         main, ensemble = best_flags(block["main_miou_mean"].tolist()), best_flags(block["ensemble_miou_mean"].tolist())
-        bold += [[False, False, False, m, e, False, False, False, False, False] for m, e in zip(main, ensemble)]
+        bold += [[False, False, False, m, False, e, False, False, False, False, False] for m, e in zip(main, ensemble)]
     data.insert(0, "profile", profile)
     caption = (
         f"UAPS with D auxiliary decoders: mIoU (%), paper protocol, of the main decoder and of the ensemble of all "
-        f"decoders (mean ± std over n seeds; best per cell in bold); trainable parameters (M); GMACs per image and "
-        f"inference ms per image at the run's image size, per prediction. Profile {profile} ({profile_setup(ablation)})."
+        f"decoders (mean ± std over n seeds; best per cell in bold); the main decoder's paired difference from the "
+        f"default D in points (same seeds and test images, 95 % bootstrap CI): {RULE}; trainable parameters (M); "
+        f"GMACs per image and inference ms per image at the run's image size, per prediction. "
+        f"Profile {profile} ({profile_setup(ablation)})."
     )
-    header = ["Dataset", "Labels", "D", "Main", "Ensemble", "Params (M)", "GMACs main", "GMACs ensemble", "ms main", "ms ensemble"]
+    header = ["Dataset", "Labels", "D", "Main", "Main vs default", "Ensemble", "Params (M)", "GMACs main", "GMACs ensemble",
+              "ms main", "ms ensemble"]
     return Table("ablation_aux_decoders", caption, header, rows, data, bold, label_columns=3)
 
 
