@@ -3,8 +3,9 @@
 ``paper_main``, ``paper_losses``, ``paper_aux_decoders`` and ``paper_cost`` put the authors'
 published numbers (``benchmarks.reporting.paper``) beside ours for the same cells;
 ``ablation_<option>`` show the UAPS ablations found among the runs (told apart by their
-``method_options``), each setting marked against the default of its column (paired test, paper
-protocol), and ``ablation_aux_decoders`` the accuracy and cost against the number of decoders D.
+``method_options``), each setting with its paired difference from the default of its column (95 %
+bootstrap CI and mark, paper protocol), and ``ablation_aux_decoders`` the accuracy (the main
+decoder's likewise against the default D) and cost against the number of decoders D.
 ``build_paper_tables`` gives them all to ``tables.build_tables``.
 """
 from __future__ import annotations
