@@ -45,10 +45,12 @@ MIXING_RATIOS = (0.1, 0.3, 0.5)  # shown once the runs hold any of them (a study
 MIXING_VALUES = ("dynamic", "average")
 DECODER_COUNTS = (0, 1, 2, 3, 4)
 ABLATION_FIGURE_CAPTIONS = {
-    "ablation_losses": "UAPS loss combinations (paper protocol); diamonds: published; hatched: no runs.",
-    "ablation_lambdas": "UAPS loss coefficients λ1 and λ2 (paper protocol).",
-    "ablation_mixing": "UAPS dynamic mixing against averaging over labelled ratios (paper protocol).",
-    "ablation_aux_decoders": "UAPS auxiliary decoders D: mIoU, inference time, parameters, MACs; diamonds: published.",
+    "ablation_losses": ("UAPS loss combinations (paper protocol; bars: mean, whiskers: std over seeds); diamonds: published, "
+                        "drawn only beside runs at the paper's labelled ratio; hatched: no runs."),
+    "ablation_lambdas": "UAPS loss coefficients λ1 and λ2 (paper protocol; mean ± std over seeds).",
+    "ablation_mixing": "UAPS dynamic mixing against averaging over labelled ratios (paper protocol; mean ± std over seeds).",
+    "ablation_aux_decoders": ("UAPS auxiliary decoders D: mIoU, inference time, parameters, MACs (mean ± std over seeds); "
+                              "diamonds: published (their mIoU only beside runs at the paper's dataset and ratio)."),
 }
 
 
