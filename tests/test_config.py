@@ -83,6 +83,20 @@ def test_auto_precision_is_bf16_only_where_the_hardware_has_bf16_units(monkeypat
         assert environment.resolve_precision("fp32", cpu) == "fp32" and environment.resolve_precision("bf16", cpu) == "bf16"
 
 
+def test_pinned_bf16_warns_where_the_cpu_runs_it_slower_than_float32(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(environment, "native_bf16", lambda device: True)
+    assert environment.slow_bf16_warning("bf16", cpu) is None
+    monkeypatch.setattr(environment, "native_bf16", lambda device: False)
+    assert environment.slow_bf16_warning("fp32", cpu) is None and environment.slow_bf16_warning("auto", cpu) is None
+    for units, reason in ((False, "has neither AVX-512 BF16 nor AMX, so bf16 is emulated"), (True, "measures bf16 matrix products slower")):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda units=units: units)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+        warning = environment.slow_bf16_warning("bf16", cpu)
+        assert warning.startswith("warning: train.precision is bf16") and reason in warning
+        assert environment.cpu_model() in warning and "--set train.precision=auto" in warning
+
+
 @pytest.fixture
 def fresh_probe(monkeypatch, tmp_path):
     """An empty precision-probe folder and no probe remembered in this process."""

@@ -157,6 +157,21 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
+def slow_bf16_warning(precision: str, device: torch.device) -> str | None:
+    """A warning when ``precision`` is a pinned "bf16" on a CPU where bf16 runs slower than float32
+    (``native_bf16`` is false), else None. Profiles pin bf16 so that their runs match the committed
+    ones; on such a CPU that costs up to an order of magnitude in speed (docs/performance.md)."""
+    if precision != "bf16" or device.type != "cpu" or native_bf16(device):
+        return None
+    if torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported():
+        why = "measures bf16 matrix products slower than float32 ones"
+    else:
+        why = "has neither AVX-512 BF16 nor AMX, so bf16 is emulated"
+    return (f"warning: train.precision is bf16, but this CPU ({cpu_model()}) {why}: training is slower than in "
+            "float32 here (a UAPS step at 64 px took 8.5x as long on a Zen 1 EPYC; docs/performance.md). "
+            "--set train.precision=auto trains at the faster precision, as a different configuration.")
+
+
 def resolved_train_settings(train: dict[str, Any], device: torch.device) -> dict[str, Any]:
     """A copy of the ``train`` settings with ``precision`` resolved for ``device`` (see ``resolve_precision``)."""
     return {**train, "precision": resolve_precision(train["precision"], device)}

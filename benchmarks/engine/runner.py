@@ -36,7 +36,7 @@ from methods import Method, build_method
 
 from benchmarks.engine import layout
 from benchmarks.engine.config import PROFILE_DEFAULTS, config_hash, registered_method
-from benchmarks.engine.environment import environment, resolve_device, resolved_train_settings
+from benchmarks.engine.environment import environment, resolve_device, resolved_train_settings, slow_bf16_warning
 from benchmarks.engine.evaluate import autocast, count_macs, evaluate, metrics_from_counts, prediction_counts, prepare_images, time_per_image
 from benchmarks.engine.io import ResultsError, load_torch, read_yaml, write_json, write_yaml
 from benchmarks.engine.per_image import write_per_image
@@ -91,6 +91,8 @@ def _train(
     directory = layout.run_dir(results_dir, run_config)
     digest = config_hash(run_config)
     train = resolved_train_settings(run_config["train"], device)
+    if warning := slow_bf16_warning(run_config["train"]["precision"], device):
+        print(warning, file=sys.stderr)
     if train["num_threads"]:
         torch.set_num_threads(int(train["num_threads"]))
     write_yaml(directory / layout.CONFIG, {**run_config, "config_hash": digest})
