@@ -145,9 +145,13 @@ def native_bf16(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.get_device_capability(device) >= (8, 0)
     if device.type == "cpu":
-        flags = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-        return bool(flags) and cpu_bf16_beats_fp32()
+        return cpu_has_bf16_units() and cpu_bf16_beats_fp32()
     return False
+
+
+def cpu_has_bf16_units() -> bool:
+    """Whether this CPU has bf16 instructions (AVX-512 BF16 or AMX); without them bf16 is emulated."""
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -163,7 +167,7 @@ def slow_bf16_warning(precision: str, device: torch.device) -> str | None:
     ones; on such a CPU that costs up to an order of magnitude in speed (docs/performance.md)."""
     if precision != "bf16" or device.type != "cpu" or native_bf16(device):
         return None
-    if torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported():
+    if cpu_has_bf16_units():
         why = "measures bf16 matrix products slower than float32 ones"
     else:
         why = "has neither AVX-512 BF16 nor AMX, so bf16 is emulated"
