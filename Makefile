@@ -13,7 +13,7 @@ PROFILE_ARGS = $(if $(strip $(PROFILES)),--profile $(PROFILES))
 BASELINE ?=
 OUTPUT_ARGS = $(PROFILE_ARGS) $(if $(strip $(BASELINE)),--baseline $(BASELINE))
 
-.PHONY: setup test lint benchmark study status publish study-ablations headline data clean-results tables plots report perf docs-figures
+.PHONY: setup test lint benchmark study status publish study-ablations study-ablations-fp32 headline data clean-results tables plots report perf docs-figures
 
 setup: $(STAMP)
 
@@ -51,6 +51,10 @@ publish: setup
 # the UAPS ablations at CPU scale (benchmarks/configs/label_scarcity_ablations.yaml): ~11.5 core-hours
 study-ablations: setup
 	$(PY) run_all.py benchmark --profile label_scarcity_ablations --results-dir $(RESULTS) --jobs $(JOBS)
+
+# the same ablations' missing groups (mixing, D) in float32, for CPUs without bf16 units: ~16 core-hours
+study-ablations-fp32: setup
+	$(PY) run_all.py benchmark --profile label_scarcity_ablations_fp32 --results-dir $(RESULTS) --jobs $(JOBS)
 
 # the README's headline tables <- the study's committed difference tables (after its report is rebuilt)
 headline: setup
