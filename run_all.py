@@ -7,6 +7,7 @@
     run_all.py status --profile quick    (how far the grid is: completed, running, interrupted, failed, pending)
     run_all.py report --results-dir results    (tables, figures and results/report/index.md)
     run_all.py publish --results-dir scratch --to results/reference/study    (completed runs, no checkpoints)
+    run_all.py compare RUNS/<profile>/neu/0.01/uaps OTHER/<profile>/neu/0.01/uaps    (paired, seed by seed)
     run_all.py uncertainty --run-dir results/runs/quick/neu/0.1/uaps/seed0    (also: similarity, predictions)
 
 A user error (bad option, missing or corrupt data or results, a run folder of another
@@ -154,6 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
     publish.set_defaults(plugin=[])
     _debug_option(publish)
 
+    comparison = sub.add_parser(
+        "compare", help="paired comparison, seed by seed, of two method folders' runs (any profiles or results trees)"
+    )
+    comparison.add_argument("method_dir", type=Path, help="a method folder holding seed<k>/ runs, e.g. results/runs/<profile>/neu/0.01/uaps")
+    comparison.add_argument("baseline_dir", type=Path, help="the method folder it is compared with (difference: method - baseline)")
+    comparison.set_defaults(plugin=[])
+    _debug_option(comparison)
+
     listing = sub.add_parser("list", help="list registered methods, datasets and profiles")
     _common(listing)
     return parser
@@ -237,6 +246,28 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from benchmarks.reporting.statistics import MIN_SEEDS, compare_run_folders
+    from benchmarks.reporting.table_format import interval, number, signed
+
+    rows = compare_run_folders(args.method_dir, args.baseline_dir)
+    for name, folder in (("method", args.method_dir), ("baseline", args.baseline_dir)):
+        print(f"{name + ':':<9} {folder} (seeds {', '.join(str(s) for s in rows.iloc[0][name + '_by_seed'])})")
+    for row in rows.itertuples():
+        print(f"\n{row.protocol} protocol, mIoU (%) per seed:")
+        for name in ("method", "baseline"):
+            by_seed = getattr(row, name + "_by_seed")
+            print(f"  {name:<9} " + "  ".join(f"s{s} {number(v)}" for s, v in by_seed.items())
+                  + f"  mean {number(sum(by_seed.values()) / len(by_seed))}")
+        if row.note:
+            print(f"  difference: not tested ({row.note}: {row.paired_seeds} paired seed(s), {MIN_SEEDS} needed)")
+        else:
+            print(f"  difference (method - baseline, {row.paired_seeds} paired seeds): {signed(row.diff)} "
+                  f"{interval(row.diff_ci_low, row.diff_ci_high, sign=True)} {row.mark}  "
+                  f"P(improvement) {number(row.p_improvement)}")
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from benchmarks.engine.config import CONFIG_DIR
     from datasets import available_datasets
@@ -301,7 +332,8 @@ def _cache_dir(args: argparse.Namespace) -> Path:
 
 
 COMMANDS = {
-    "train": cmd_train, "eval": cmd_eval, "benchmark": cmd_benchmark, "status": cmd_status, "publish": cmd_publish, "list": cmd_list,
+    "train": cmd_train, "eval": cmd_eval, "benchmark": cmd_benchmark, "status": cmd_status, "publish": cmd_publish,
+    "compare": cmd_compare, "list": cmd_list,
     "tables": cmd_tables, "plots": cmd_plots, "report": cmd_report,
     "similarity": cmd_picture, "uncertainty": cmd_picture, "predictions": cmd_picture,
 }

@@ -11,7 +11,7 @@ from benchmarks.engine import layout
 from benchmarks.engine.per_image import PixelCounts, paper_image_iou, standard_miou
 from benchmarks.reporting.statistics import (
     BETTER, NO_EVIDENCE, NO_RECORDS, PROTOCOLS, TOO_FEW_SEEDS, WORSE, Bootstrap, RunRecords, average_ranks, cell_statistics,
-    compare, load_run_records, mark, nemenyi_critical_difference, percentile_interval, probability_of_improvement,
+    compare, compare_run_folders, load_run_records, mark, nemenyi_critical_difference, percentile_interval, probability_of_improvement,
     cell_scores, rank_analysis, replicates, resampling_plan, run_metric,
 )
 from tests.fixtures_results import PROFILE, write_fixture_results
@@ -237,3 +237,32 @@ def test_unreadable_records_are_named(tmp_path):
     (tmp_path / "seed0" / layout.PER_IMAGE).write_bytes(b"not a zip")
     with pytest.raises(ResultsError, match=str(tmp_path / "seed0" / layout.PER_IMAGE)):
         load_run_records(tmp_path / "seed0")
+
+
+def test_two_method_folders_compared_seed_by_seed(tree, tmp_path):
+    """``run_all.py compare``: the same paired test as the tables, between any two folders of runs."""
+    cell = tree / "runs" / PROFILE / "neu" / "0.1"
+    rows = compare_run_folders(cell / "cps", cell / "supervised").set_index("protocol")
+    tables = cell_statistics(main_runs(collect_runs(tree, PROFILE))).comparisons.set_index(
+        ["dataset", "ratio", "method", "protocol", "baseline"])
+    for protocol in PROTOCOLS:
+        expected = tables.loc[("neu", 0.1, "cps", protocol, "supervised")]
+        for column in ("diff", "diff_ci_low", "diff_ci_high", "p_improvement"):
+            assert rows.loc[protocol, column] == pytest.approx(expected[column])
+    assert list(rows.loc["paper", "method_by_seed"]) == [0, 1, 2]
+    assert compare_run_folders(cell / "uaps", cell / "supervised").loc[0, "note"] == TOO_FEW_SEEDS
+    (tmp_path / "seed0").mkdir()  # a run still in progress: no metrics.json
+    with pytest.raises(ResultsError, match=f"{tmp_path}: no completed run"):
+        compare_run_folders(tmp_path, cell / "supervised")
+
+
+def test_compare_command_prints_both_protocols(tree, capsys):
+    import run_all
+
+    cell = tree / "runs" / PROFILE / "neu" / "0.1"
+    assert run_all.main(["compare", str(cell / "cps"), str(cell / "supervised")]) == 0
+    out = capsys.readouterr().out
+    assert "standard protocol" in out and "paper protocol" in out
+    assert "difference (method - baseline, 3 paired seeds): +3.00 [+3.00, +3.00] ▲" in out
+    assert run_all.main(["compare", str(cell / "nope"), str(cell / "supervised")]) == 2
+    assert "no completed run" in capsys.readouterr().err

@@ -346,6 +346,37 @@ def cell_statistics(runs: pd.DataFrame, baselines: Sequence[str] = (BASELINE,), 
     return CellStatistics(pd.DataFrame(cells, columns=cell_columns), pd.DataFrame(comparisons, columns=comparison_columns))
 
 
+def completed_seed_runs(folder: Path) -> list[Path]:
+    """The completed runs (``seed<k>`` folders with ``metrics.json``) of one method folder, in seed order."""
+    folder = Path(folder)
+    runs = sorted((d for d in folder.glob("seed*") if (d / layout.METRICS).is_file()),
+                  key=lambda d: int(d.name.removeprefix("seed")))
+    if not runs:
+        raise ResultsError(f"{folder}: no completed run (expected seed<k>/{layout.METRICS} below a method folder, "
+                           "e.g. results/runs/<profile>/<dataset>/<ratio>/<method>)")
+    return runs
+
+
+def compare_run_folders(method: Path, baseline: Path, n_resamples: int = N_RESAMPLES,
+                        seed: int = RNG_SEED) -> pd.DataFrame:
+    """The paired comparison of two method folders' runs, seed by seed, whatever profile or results
+    tree they lie in (e.g. one method run on two machines or at two precisions): one row per protocol
+    with each side's per-seed metrics (%) and the ``compare`` columns (difference method - baseline)."""
+    sides = {}
+    for name, folder in (("method", method), ("baseline", baseline)):
+        records = run_set_records(completed_seed_runs(folder))
+        if records is None:
+            raise ResultsError(f"{folder}: a run without {layout.PER_IMAGE}; the comparison needs per-image records")
+        sides[name] = records
+    bootstrap = Bootstrap(n_resamples, seed)
+    rows = []
+    for protocol, spec in PROTOCOLS.items():
+        values = {f"{name}_by_seed": {r.seed: 100 * run_metric(r.features[protocol], spec) for r in records}
+                  for name, records in sides.items()}
+        rows.append({"protocol": protocol, **values, **compare(sides["method"], sides["baseline"], protocol, bootstrap)})
+    return pd.DataFrame(rows)
+
+
 # ---------------------------------------------------------------------------------------------
 # across cells: ranks, Friedman, Nemenyi
 
