@@ -53,7 +53,7 @@ import pandas as pd
 import scikit_posthocs
 import scipy.stats
 
-from benchmarks.reporting.aggregate import CELL_KEYS, ResultsError, aggregate
+from benchmarks.reporting.aggregate import CELL_KEYS, ResultsError, aggregate, run_status
 from benchmarks.engine import layout
 from benchmarks.engine.per_image import DEFAULT_PREDICTION, PerImageError, PixelCounts, paper_image_iou, read_per_image
 
@@ -347,10 +347,8 @@ def cell_statistics(runs: pd.DataFrame, baselines: Sequence[str] = (BASELINE,), 
 
 
 def completed_seed_runs(folder: Path) -> list[Path]:
-    """The completed runs (``seed<k>`` folders with ``metrics.json``) of one method folder, in seed order."""
-    folder = Path(folder)
-    runs = sorted((d for d in folder.glob("seed*") if (d / layout.METRICS).is_file()),
-                  key=lambda d: int(d.name.removeprefix("seed")))
+    """The completed runs (``aggregate.run_status``) among the ``seed<k>`` folders of one method folder."""
+    runs = [d for d in Path(folder).glob("seed*") if d.is_dir() and run_status(d) == "completed"]
     if not runs:
         raise ResultsError(f"{folder}: no completed run (expected seed<k>/{layout.METRICS} below a method folder, "
                            "e.g. results/runs/<profile>/<dataset>/<ratio>/<method>)")
