@@ -52,7 +52,7 @@ publish: setup
 study-ablations: setup
 	$(PY) run_all.py benchmark --profile label_scarcity_ablations --results-dir $(RESULTS) --jobs $(JOBS)
 
-# the same ablations' missing groups (mixing, D; λ2 = 1.0; λ1 = 0.5 again) in float32, for CPUs without bf16 units: ~25 core-hours
+# the same ablations' missing groups (mixing, D; λ2 = 1.0; λ1 = 0.5 and ℓ_seg again) in float32, for CPUs without bf16 units: ~28 core-hours
 study-ablations-fp32: setup
 	$(PY) run_all.py benchmark --profile label_scarcity_ablations_fp32 --results-dir $(RESULTS) --jobs $(JOBS)
 
