@@ -1,5 +1,6 @@
 """Profiles, overrides and the validation of config keys."""
 import json
+import subprocess
 
 import pytest
 import torch
@@ -155,6 +156,28 @@ def test_a_damaged_precision_probe_is_named_and_measured_again(monkeypatch, fres
     assert environment.cpu_bf16_beats_fp32() is False
     assert f"warning: {path} is not a precision probe" in capfd.readouterr().err
     assert json.loads(path.read_text())["bf16_faster"] is False
+
+
+def test_results_name_the_commit_the_process_loaded_not_a_later_checkout(monkeypatch, tmp_path):
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q",
+                    "--allow-empty", "-m", "one"], check=True)
+    head = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert environment.read_git_commit(tmp_path) == head
+    assert environment.read_git_commit(tmp_path / "missing") is None
+
+    loaded = environment.git_commit()
+    assert loaded == environment.read_git_commit(environment.REPO_ROOT)
+
+    run = subprocess.run
+
+    def no_git(command, *args, **kwargs):
+        assert command[0] != "git", "git_commit read the checkout again instead of the commit loaded at import"
+        return run(command, *args, **kwargs)
+
+    monkeypatch.setattr(environment.subprocess, "run", no_git)
+    assert environment.git_commit() == loaded
+    assert environment.environment(torch.device("cpu"))["git_commit"] == loaded
 
 
 def test_matmul_rate_is_measured():

@@ -23,14 +23,24 @@ from methods import ConfigError
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def git_commit() -> str | None:
+def read_git_commit(root: Path) -> str | None:
+    """The commit checked out at ``root`` now, or None outside a git checkout."""
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True, timeout=10
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True, timeout=10
         )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
+
+
+_LOADED_COMMIT = read_git_commit(REPO_ROOT)
+
+
+def git_commit() -> str | None:
+    """The commit whose code this process runs: read once, when this module is imported, so that a
+    checkout moved on while a long grid runs does not relabel the runs its process goes on training."""
+    return _LOADED_COMMIT
 
 
 def device_name(device: torch.device) -> str:
