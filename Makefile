@@ -48,7 +48,7 @@ publish: setup
 	$(if $(TO),,$(error publish needs TO=<results folder to copy into>))
 	$(PY) run_all.py publish --results-dir $(RESULTS) --to $(TO)
 
-# the UAPS ablations at CPU scale (benchmarks/configs/label_scarcity_ablations.yaml): ~11.5 core-hours
+# the UAPS ablations at CPU scale in bf16 (benchmarks/configs/label_scarcity_ablations.yaml: losses, λ1, λ2): ~6.5 core-hours
 study-ablations: setup
 	$(PY) run_all.py benchmark --profile label_scarcity_ablations --results-dir $(RESULTS) --jobs $(JOBS)
 
