@@ -23,15 +23,18 @@ from methods import ConfigError
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def read_git_commit(root: Path) -> str | None:
-    """The commit checked out at ``root`` now, or None outside a git checkout."""
+def git_output(args: list[str], root: Path = REPO_ROOT) -> str | None:
+    """What ``git <args>`` prints in ``root`` (stripped), or None outside a git checkout or without git."""
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True, timeout=10
-        )
+        out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None
+    return out.stdout.strip()
+
+
+def read_git_commit(root: Path) -> str | None:
+    """The commit checked out at ``root`` now, or None outside a git checkout."""
+    return git_output(["rev-parse", "HEAD"], root) or None
 
 
 _LOADED_COMMIT = read_git_commit(REPO_ROOT)

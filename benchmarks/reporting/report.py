@@ -13,7 +13,6 @@ import html
 import os
 import platform
 import re
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from datasets.base import DATA_ROOT_ENV
 
 from benchmarks.engine import layout
 from benchmarks.reporting.aggregate import collect_failures, collect_runs, find_profiles
-from benchmarks.engine.environment import REPO_ROOT, git_commit
+from benchmarks.engine.environment import git_commit, git_output
 from benchmarks.reporting.paper import ABLATION_FIGURE_CAPTIONS, load_paper_reference
 from benchmarks.reporting.plots import write_figures
 from benchmarks.reporting.regenerate import benchmark_commands
@@ -140,12 +139,8 @@ def _relative(path: Path, start: Path) -> str:
 
 
 def _git_dirty() -> bool | None:
-    try:
-        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
-                             capture_output=True, text=True, check=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return bool(out.stdout.strip())
+    status = git_output(["status", "--porcelain", "--untracked-files=no"])
+    return None if status is None else bool(status)
 
 
 def reproduce_section(results_dir: Path, profiles: Sequence[str], out: Path, tables_dir: Path, figures_dir: Path,
