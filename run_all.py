@@ -247,7 +247,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from benchmarks.reporting.statistics import MIN_SEEDS, compare_run_folders
+    from benchmarks.reporting.statistics import MIN_UNITS, compare_run_folders
     from benchmarks.reporting.table_format import interval, number, signed
 
     rows = compare_run_folders(args.method_dir, args.baseline_dir)
@@ -260,11 +260,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
             print(f"  {name:<9} " + "  ".join(f"s{s} {number(v)}" for s, v in by_seed.items())
                   + f"  mean {number(sum(by_seed.values()) / len(by_seed))}")
         if row.note:
-            print(f"  difference: not tested ({row.note}: {row.paired_seeds} paired seed(s), {MIN_SEEDS} needed)")
+            print(f"  difference: not tested ({row.note}: {row.units} paired unit(s), {MIN_UNITS} needed)")
         else:
-            print(f"  difference (method - baseline, {row.paired_seeds} paired seeds): {signed(row.diff)} "
-                  f"{interval(row.diff_ci_low, row.diff_ci_high, sign=True)} {row.mark}  "
-                  f"P(improvement) {number(row.p_improvement)}")
+            print(f"  difference (method - baseline, {row.units} paired units): {signed(row.diff)} "
+                  f"{interval(row.diff_ci_low, row.diff_ci_high, sign=True)} {row.mark}  p {number(row.p_value, 4)}  "
+                  f"detectable {number(row.mde)}  P(improvement) {number(row.p_improvement)}")
     return 0
 
 

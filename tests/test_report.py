@@ -42,19 +42,20 @@ def test_lists_failure_environment_and_commands(report):
 def test_a_cell_without_evidence_reads_as_such():
     record = pd.Series({"dataset": "neu", "ratio": 0.02, "method": "uaps", "vs_supervised_note": "", "vs_supervised_mark": "·",
                         "vs_supervised_diff": 0.26, "vs_supervised_diff_ci_low": -0.07, "vs_supervised_diff_ci_high": 0.59,
-                        "vs_supervised_p_improvement": 0.78})
+                        "vs_supervised_p_improvement": 0.78, "vs_supervised_p_holm": 0.947, "vs_supervised_mde": 1.0})
     assert _test_sentence(record, "supervised") == ("On NEU-Seg at 2% labels, uaps shows no evidence of a difference from supervised: "
-                                                    "+0.26 mIoU [95 % CI -0.07, +0.59], P(improvement) 0.78 ·")
+                                                    "+0.26 mIoU [95 % CI -0.07, +0.59], Holm p 0.947, detectable 1.00, "
+                                                    "P(improvement) 0.78 ·")
 
 
 def test_reads_out_the_tests_per_cell(report):
     _, text = report
-    assert ("On NEU-Seg at 10% labels, cps beats supervised by +3.00 mIoU [95 % CI +3.00, +3.00], P(improvement) 0.89 ▲"
-            in text)
-    assert "On NEU-Seg at 10% labels, uaps against supervised: too few seeds (2 paired; a test needs 3)" in text
+    assert ("On NEU-Seg at 10% labels, cps beats supervised by +3.00 mIoU [95 % CI +3.00, +3.00], Holm p 0.000, "
+            "detectable 0.00, P(improvement) 0.89 ▲" in text)
+    assert "On NEU-Seg at 10% labels, uaps against supervised: too few units (2 paired; a test needs 3)" in text
     assert "On DAGM at 30% labels, cps against supervised: no per-image records" in text
     assert "▲ significantly better / ▼ significantly worse" in text  # the rule, stated
-    assert f"figures/{PROFILE}/critical_difference_paper.png" in text and "significance_paper" in text
+    assert f"figures/{PROFILE}/difference_paper.png" in text and "significance_paper" in text
 
 
 def test_a_profile_of_ablation_variants_only_says_it_has_no_plain_methods():

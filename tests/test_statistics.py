@@ -1,4 +1,5 @@
 """Statistics against hand-computed and library-computed values on small fixed examples."""
+import itertools
 import math
 
 import numpy as np
@@ -10,9 +11,9 @@ from benchmarks.reporting.aggregate import ResultsError, collect_runs, main_runs
 from benchmarks.engine import layout
 from benchmarks.engine.per_image import PixelCounts, paper_image_iou, standard_miou
 from benchmarks.reporting.statistics import (
-    BETTER, NO_EVIDENCE, NO_RECORDS, PROTOCOLS, TOO_FEW_SEEDS, WORSE, Bootstrap, RunRecords, average_ranks, cell_statistics,
-    compare, compare_run_folders, load_run_records, mark, nemenyi_critical_difference, percentile_interval, probability_of_improvement,
-    cell_scores, rank_analysis, replicates, resampling_plan, run_metric,
+    BETTER, NO_EVIDENCE, NO_RECORDS, PROTOCOLS, TOO_FEW_UNITS, WORSE, RunRecords, average_ranks, cell_scores, cell_statistics, compare,
+    compare_run_folders, detectable_effect, friedman_permutation_p, holm, linearise, load_run_records, mark, nemenyi_critical_difference,
+    probability_of_improvement, rank_analysis, run_metric, shared_image_variance, unit_interval,
 )
 from tests.fixtures_results import PROFILE, write_fixture_results
 
@@ -46,7 +47,7 @@ def _random_counts(rng: np.random.Generator, images: int) -> PixelCounts:
 
 
 # ---------------------------------------------------------------------------------------------
-# the protocols and the bootstrap
+# the protocols and their linearisation
 
 
 def test_protocols_match_the_per_image_helpers():
@@ -56,35 +57,55 @@ def test_protocols_match_the_per_image_helpers():
     assert run_metric(paper.features(counts), paper) == pytest.approx(np.nanmean(paper_image_iou(counts)), abs=1e-12)
 
 
-def test_degenerate_bootstrap_has_a_zero_width_interval_at_the_mean():
-    runs = _runs([[0.6], [0.6], [0.6]])  # 1 image per seed, identical seeds: every replicate is the same
-    for protocol in PROTOCOLS:
-        low, high = percentile_interval(Bootstrap()(runs, protocol))
-        assert low == high == pytest.approx(0.6)
+@pytest.mark.parametrize("name", sorted(PROTOCOLS))
+def test_influence_is_the_derivative_of_the_metric_in_an_image_weight(name):
+    protocol, counts = PROTOCOLS[name], _random_counts(np.random.default_rng(3), 15)
+    features = protocol.features(counts)
+    metric, influence = linearise(features, protocol)
+    assert metric == pytest.approx(run_metric(features, protocol))
+    assert influence.sum() == pytest.approx(0.0, abs=1e-12)  # reweighting every image alike changes nothing
+    for image in (0, 7, 14):
+        weights = np.ones(15)
+        weights[image] += 1e-6
+        changed = protocol.metric((weights[:, None] * features).sum(0))
+        assert (changed - metric) / 1e-6 == pytest.approx(influence[image], rel=1e-4, abs=1e-9)
 
 
-def test_plan_resamples_seeds_then_images_within_each_seed():
-    plan = resampling_plan((5, 7, 6), 300, 11)
-    assert plan is resampling_plan((5, 7, 6), 300, 11)  # same arguments, same plan: tables are reproducible
-    assert sorted(np.concatenate(plan.slots).tolist()) == list(range(300 * 3))  # every slot draws one seed
-    for weights, n_images in zip(plan.weights, (5, 7, 6)):
-        assert weights.shape[1] == n_images and (weights.sum(1) == n_images).all()  # N draws from that seed's N images
-    other = resampling_plan((5, 7, 6), 300, 12)
-    assert not all(np.array_equal(a, b) for a, b in zip(plan.slots, other.slots))
+# ---------------------------------------------------------------------------------------------
+# the interval over units
 
 
-def test_replicates_equal_an_explicit_resample():
-    rng = np.random.default_rng(2)
-    counts = [_random_counts(rng, 9) for _ in range(3)]
-    plan = resampling_plan((9, 9, 9), 50, 3)
-    for name, protocol in PROTOCOLS.items():
-        values = replicates(plan, [protocol.features(c) for c in counts], protocol)
-        slot_values = np.full(50 * 3, np.nan)
-        for seed, (slots, weights) in enumerate(zip(plan.slots, plan.weights)):
-            for slot, w in zip(slots, weights):
-                drawn = counts[seed].take(np.repeat(np.arange(9), w.astype(int)))  # the images of this draw, repeated
-                slot_values[slot] = standard_miou(drawn) if name == "standard" else np.nanmean(paper_image_iou(drawn))
-        np.testing.assert_allclose(values, np.nanmean(slot_values.reshape(50, 3), axis=1), atol=1e-12)
+def test_without_shared_images_the_interval_is_the_paired_t_interval():
+    values = np.array([0.031, 0.012, 0.045, 0.020])
+    index = np.arange(4 * 5).reshape(4, 5)  # every unit its own images: nothing shared
+    result = unit_interval(values, np.random.default_rng(0).normal(size=(4, 5)), index)
+    low, high = scipy.stats.t.interval(0.95, 3, loc=values.mean(), scale=scipy.stats.sem(values))
+    assert (float(result.low), float(result.high)) == pytest.approx((low, high))
+    assert float(result.p_value) == pytest.approx(scipy.stats.ttest_1samp(values, 0.0).pvalue)
+
+
+def test_images_every_unit_shares_add_their_whole_variance():
+    influence = np.random.default_rng(1).normal(size=30)
+    same = np.tile(influence, (3, 1))  # the same per-image effect in every unit: it does not average out
+    assert float(shared_image_variance(same, np.tile(np.arange(30), (3, 1)))) == pytest.approx((influence**2).sum())
+    assert float(shared_image_variance(same, np.arange(90).reshape(3, 30))) == 0.0  # other images in each unit
+
+
+def test_detectable_effect_at_many_degrees_of_freedom():
+    z = scipy.stats.norm.ppf(0.975) + scipy.stats.norm.ppf(0.8)
+    assert detectable_effect(1.0, 1e7, 1) == pytest.approx(z, rel=1e-5)
+    assert detectable_effect(1.0, 1e7, 10) == pytest.approx(scipy.stats.norm.ppf(1 - 0.0025) + scipy.stats.norm.ppf(0.8), rel=1e-5)
+    assert detectable_effect(1.0, 2, 1) > detectable_effect(1.0, 9, 1)  # fewer units, larger
+
+
+def test_holm_by_hand():
+    frame = pd.DataFrame({"table": ["a", "a", "a", "b"], "diff": [1.0, -1.0, 1.0, 1.0], "p_value": [0.01, 0.04, 0.03, 0.04],
+                          "se": 1.0, "df": 4.0, "mark": ""})
+    result = holm(frame, ["table"])
+    assert result["p_holm"].tolist() == pytest.approx([0.03, 0.06, 0.06, 0.04])  # 3 x 0.01; max(2 x 0.03, 0.04); alone
+    assert result["mark"].tolist() == [BETTER, NO_EVIDENCE, NO_EVIDENCE, BETTER]
+    assert result.loc[0, "mde"] == pytest.approx(detectable_effect(1.0, 4.0, 3)) and result.loc[3, "mde"] == pytest.approx(
+        detectable_effect(1.0, 4.0, 1))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -94,37 +115,37 @@ def test_replicates_equal_an_explicit_resample():
 def test_constant_improvement_on_every_image_gives_that_constant():
     base = [[0.50, 0.62, 0.71, 0.44], [0.55, 0.60, 0.70, 0.40], [0.52, 0.66, 0.73, 0.48]]
     better = [[v + 0.05 for v in seed] for seed in base]
-    result = compare(_runs(better, "m"), _runs(base, "b"), "paper", Bootstrap())
+    result = compare(_runs(better, "m"), _runs(base, "b"), "paper")
     assert result["diff"] == pytest.approx(5.0)
     assert result["diff_ci_low"] == pytest.approx(5.0) and result["diff_ci_high"] == pytest.approx(5.0)
-    assert result["mark"] == BETTER and result["paired_seeds"] == 3 and result["note"] == ""
-    worse = compare(_runs(base, "b"), _runs(better, "m"), "paper", Bootstrap())
+    assert result["mark"] == BETTER and result["units"] == 3 and result["note"] == ""
+    worse = compare(_runs(base, "b"), _runs(better, "m"), "paper")
     assert worse["diff"] == pytest.approx(-5.0) and worse["mark"] == WORSE
-    assert compare(_runs(better, "m"), _runs(base, "b"), "standard", Bootstrap())["mark"] == BETTER
+    assert compare(_runs(better, "m"), _runs(base, "b"), "standard")["mark"] == BETTER
 
 
 def test_no_evidence_when_the_images_only_swap():
     base = [[0.3, 0.5, 0.7, 0.9, 0.4, 0.6], [0.35, 0.55, 0.75, 0.85, 0.45, 0.65], [0.3, 0.6, 0.7, 0.8, 0.5, 0.6]]
     swapped = [seed[::-1] for seed in base]  # same per-image IoUs, other images: same mean
-    result = compare(_runs(swapped, "m"), _runs(base, "b"), "paper", Bootstrap())
+    result = compare(_runs(swapped, "m"), _runs(base, "b"), "paper")
     assert result["diff"] == pytest.approx(0.0, abs=1e-9)
     assert result["diff_ci_low"] < 0 < result["diff_ci_high"] and result["mark"] == NO_EVIDENCE
     assert result["p_improvement"] == pytest.approx(0.5)  # equal run means: every pair a tie
 
 
-def test_too_few_seeds_and_no_records():
+def test_too_few_units_and_no_records():
     two = [[0.5, 0.6], [0.55, 0.65]]
-    result = compare(_runs([[v + 0.1 for v in s] for s in two], "m"), _runs(two, "b"), "paper", Bootstrap())
-    assert result["note"] == TOO_FEW_SEEDS and result["paired_seeds"] == 2
+    result = compare(_runs([[v + 0.1 for v in s] for s in two], "m"), _runs(two, "b"), "paper")
+    assert result["note"] == TOO_FEW_UNITS and result["units"] == 2
     assert result["mark"] == "" and math.isnan(result["diff_ci_low"]) and math.isnan(result["p_improvement"])
-    assert compare(None, _runs(two), "paper", Bootstrap())["note"] == NO_RECORDS
+    assert compare(None, _runs(two), "paper")["note"] == NO_RECORDS
 
 
 def test_paired_runs_must_hold_the_same_images():
     method, baseline = _runs([[0.5, 0.6]] * 3, "m"), _runs([[0.5, 0.6]] * 3, "b")
     method[1] = RunRecords.from_counts(1, "m/seed1/per_image.npz", ["other0", "other1"], _counts([0.5, 0.6]))
     with pytest.raises(ResultsError, match="m/seed1/per_image.npz and b/seed1/per_image.npz"):
-        compare(method, baseline, "paper", Bootstrap())
+        compare(method, baseline, "paper")
 
 
 def test_probability_of_improvement():
@@ -135,10 +156,10 @@ def test_probability_of_improvement():
     assert probability_of_improvement(x, y) == pytest.approx(u / (len(x) * len(y)))
 
 
-@pytest.mark.parametrize("low, high, expected", [(0.1, 2.0, BETTER), (-2.0, -0.1, WORSE), (-1.0, 1.0, NO_EVIDENCE),
-                                                 (0.0, 1.0, NO_EVIDENCE), (-1.0, 0.0, NO_EVIDENCE)])
-def test_mark_rule(low, high, expected):
-    assert mark(low, high) == expected
+@pytest.mark.parametrize("estimate, p, expected", [(1.0, 0.01, BETTER), (-1.0, 0.01, WORSE), (1.0, 0.2, NO_EVIDENCE),
+                                                   (1.0, 0.05, NO_EVIDENCE), (0.0, 0.0, NO_EVIDENCE)])
+def test_mark_rule(estimate, p, expected):
+    assert mark(estimate, p) == expected
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,7 +173,31 @@ def test_average_ranks_and_friedman_match_hand_and_scipy():
     analysis = rank_analysis(scores)
     expected = scipy.stats.friedmanchisquare(scores["a"], scores["b"], scores["c"])
     assert analysis.friedman_statistic == pytest.approx(expected.statistic)
-    assert analysis.friedman_p == pytest.approx(expected.pvalue)
+    assert 0 < analysis.friedman_p <= 1 and analysis.friedman_p_error < 0.005
+
+
+def test_friedman_permutation_p_equals_the_exact_enumeration():
+    """3 methods, 3 independent blocks: all 6^3 relabellings enumerated by hand."""
+    scores = np.array([[0.9, 0.8, 0.7], [0.6, 0.7, 0.5], [0.8, 0.6, 0.7]])
+    ranks = scipy.stats.rankdata(-scores, axis=1)
+    orders = list(itertools.permutations(range(3)))
+    statistic = lambda r: ((r.sum(0)) ** 2).sum()  # noqa: E731 - monotone in Friedman's chi-square for fixed n, k
+    observed = statistic(ranks)
+    null = [statistic(np.stack([ranks[i, list(order)] for i, order in enumerate(choice)]))
+            for choice in itertools.product(orders, repeat=3)]
+    exact = np.mean([t >= observed - 1e-9 for t in null])
+    _, p, error = friedman_permutation_p(scores, ["x", "y", "z"])
+    assert p == pytest.approx(exact, abs=4 * error)
+
+
+def test_blocks_of_one_dataset_are_not_independent_evidence():
+    """Two copies of one block on one test set carry the evidence of one block, not two."""
+    scores = np.array([[0.9, 0.8, 0.7, 0.6], [0.9, 0.8, 0.7, 0.6]])
+    _, together, _ = friedman_permutation_p(scores, ["neu", "neu"])
+    _, apart, _ = friedman_permutation_p(scores, ["neu", "mtiles"])
+    assert together == 1.0 and apart < 0.1
+    analysis = rank_analysis(pd.DataFrame(scores, index=[("neu", 0.01), ("neu", 0.02)], columns=list("abcd")))
+    assert not analysis.testable and "share a dataset" in analysis.note
 
 
 def test_friedman_statistic_by_the_textbook_formula():
@@ -220,15 +265,16 @@ def test_cells_of_the_fixture_tree(tree):
     cps = tests.loc[("neu", 0.1, "cps", "paper", "supervised")]
     assert (cps["diff"], cps["diff_ci_low"], cps["diff_ci_high"]) == pytest.approx((3.0, 3.0, 3.0))
     assert cps["mark"] == BETTER and cps["p_improvement"] == pytest.approx(8 / 9)  # runs 63, 65, 67 against 60, 62, 64 (+10)
-    assert tests.loc[("neu", 0.1, "uaps", "paper", "supervised"), "note"] == TOO_FEW_SEEDS
-    assert tests.loc[("neu", 0.1, "cps", "paper", "mean_teacher"), "note"] == TOO_FEW_SEEDS
+    assert tests.loc[("neu", 0.1, "uaps", "paper", "supervised"), "note"] == TOO_FEW_UNITS
+    assert tests.loc[("neu", 0.1, "cps", "paper", "mean_teacher"), "note"] == TOO_FEW_UNITS
     assert tests.loc[("dagm", 0.3, "cps", "standard", "supervised"), "note"] == NO_RECORDS
     cells = statistics.cells.set_index(["dataset", "ratio", "method", "protocol"])
     low, high = cells.loc[("neu", 0.1, "supervised", "paper"), ["ci_low", "ci_high"]]
     assert low < 72.0 < high  # around the metrics.json mean
     assert cells.loc[("dagm", 0.3, "cps", "paper"), "note"] == NO_RECORDS
     again = cell_statistics(runs, ["supervised", "mean_teacher"])
-    pd.testing.assert_frame_equal(statistics.cells, again.cells)  # fixed RNG seed: reproducible
+    pd.testing.assert_frame_equal(statistics.cells, again.cells)  # closed form: reproducible
+    pd.testing.assert_frame_equal(statistics.comparisons, again.comparisons)
 
 
 def test_unreadable_records_are_named(tmp_path):
@@ -250,7 +296,7 @@ def test_two_method_folders_compared_seed_by_seed(tree, tmp_path):
         for column in ("diff", "diff_ci_low", "diff_ci_high", "p_improvement"):
             assert rows.loc[protocol, column] == pytest.approx(expected[column])
     assert list(rows.loc["paper", "method_by_seed"]) == [0, 1, 2]
-    assert compare_run_folders(cell / "uaps", cell / "supervised").loc[0, "note"] == TOO_FEW_SEEDS
+    assert compare_run_folders(cell / "uaps", cell / "supervised").loc[0, "note"] == TOO_FEW_UNITS
     (tmp_path / "seed0").mkdir()  # a run still in progress: no metrics.json
     with pytest.raises(ResultsError, match=f"{tmp_path}: no completed run"):
         compare_run_folders(tmp_path, cell / "supervised")
@@ -263,6 +309,6 @@ def test_compare_command_prints_both_protocols(tree, capsys):
     assert run_all.main(["compare", str(cell / "cps"), str(cell / "supervised")]) == 0
     out = capsys.readouterr().out
     assert "standard protocol" in out and "paper protocol" in out
-    assert "difference (method - baseline, 3 paired seeds): +3.00 [+3.00, +3.00] ▲" in out
+    assert "difference (method - baseline, 3 paired units): +3.00 [+3.00, +3.00] ▲" in out
     assert run_all.main(["compare", str(cell / "nope"), str(cell / "supervised")]) == 2
     assert "no completed run" in capsys.readouterr().err

@@ -7,7 +7,7 @@ import run_all
 from benchmarks.reporting.aggregate import ablation_runs, collect_failures, collect_runs
 from benchmarks.reporting.paper import canonical_losses
 from benchmarks.reporting.paper_tables import ablation_cell, ablation_table
-from benchmarks.reporting.statistics import cell_scores
+from benchmarks.reporting.statistics import cell_scores, friedman_permutation_p
 from benchmarks.reporting.table_format import latex_escape, mean_std
 from benchmarks.reporting.tables import best_steps_table, write_tables
 from tests.fixtures_results import FAILED, HAND_CHECKED, NO_RECORDS, PROFILE, write_fixture_results
@@ -91,7 +91,7 @@ def test_main_tables_mark_the_tests_against_the_baseline(tree):
     assert "73.00 ± 2.00 (n=3)" in _row(markdown, "cps") and "73.00 ± 2.00 (n=3) ▲" not in markdown  # no records at DAGM 30%
     data = _csv(root, "main_paper").set_index(["dataset", "ratio", "method"])
     assert data.loc[("neu", 0.1, "cps"), "mark"] == "▲" and data.loc[("neu", 0.1, "cps"), "diff"] == pytest.approx(3.0)
-    assert data.loc[("neu", 0.1, "uaps"), "test_note"] == "too few seeds"
+    assert data.loc[("neu", 0.1, "uaps"), "test_note"] == "too few units"
     assert data.loc[("neu", 0.1, "supervised"), "ci_low"] < 72 < data.loc[("neu", 0.1, "supervised"), "ci_high"]
     assert data.loc[(NO_RECORDS["dataset"], NO_RECORDS["ratio"], NO_RECORDS["method"]), "ci_note"] == "no per-image records"
 
@@ -101,15 +101,15 @@ def test_significance_table(tree):
     markdown = (root / "tables" / PROFILE / "significance_paper.md").read_text()
     rows = [line for line in markdown.splitlines() if line.startswith("| NEU-Seg | 10% |")]
     cps = next(r for r in rows if "| cps |" in r)
-    assert "75.00 ± 2.00 (n=3)" in cps and "+3.00 [+3.00, +3.00] ▲ | 0.89 |" in cps
-    assert "too few seeds (n=2)" in next(r for r in rows if "| uaps |" in r)
+    assert "75.00 ± 2.00 (n=3)" in cps and "+3.00 [+3.00, +3.00] ▲ (MDE 0.00) | 0.000 | 0.89 |" in cps
+    assert "too few units (n=2)" in next(r for r in rows if "| uaps |" in r)
     assert "(baseline)" in next(r for r in rows if "| supervised |" in r)
     no_records = next(line for line in markdown.splitlines() if line.startswith("| DAGM | 30% | cps |"))
     assert no_records.count("no per-image records") == 2  # no CI of the mean, no test; mean ± std stays
     assert "73.00 ± 2.00 (n=3)" in no_records
     data = _csv(root, "significance_paper").set_index(["dataset", "ratio", "method"])
     assert data.loc[("neu", 0.1, "cps"), "vs_supervised_p_improvement"] == pytest.approx(8 / 9, abs=1e-4)
-    assert data.loc[("neu", 0.1, "cps"), "vs_supervised_paired_seeds"] == 3
+    assert data.loc[("neu", 0.1, "cps"), "vs_supervised_units"] == 3
     other = (root / "tables" / "other" / "significance_paper.md").read_text()  # runs from before per-image records
     assert "| NEU-Seg | 10% | supervised | 60.00 (n=1) | no per-image records |" in other
 
@@ -120,8 +120,8 @@ def test_difference_table_is_the_headline_view(tree):
     assert "Difference from supervised" in markdown.splitlines()[0]
     assert not any(line.startswith("| supervised |") for line in markdown.splitlines())  # no difference row for the baseline
     assert _row(markdown, "supervised (mIoU)").split(" | ")[1] == "72.00 ± 2.00 (n=3)"  # its own mIoU instead, hand-checked
-    assert _row(markdown, "cps").split(" | ")[1] == "+3.00 [+3.00, +3.00] ▲"  # NEU-Seg 10 %, the first column
-    assert "too few seeds (n=2)" in _row(markdown, "uaps")
+    assert _row(markdown, "cps").split(" | ")[1] == "+3.00 [+3.00, +3.00] ▲ (MDE 0.00)"  # NEU-Seg 10 %, the first column
+    assert "too few units (n=2)" in _row(markdown, "uaps")
     assert _row(markdown, "mean_teacher").rstrip(" |").endswith("—")  # no run at DAGM 30 %
     data = _csv(root, "difference_paper").set_index(["dataset", "ratio", "method"])
     assert data.loc[("neu", 0.1, "cps"), "diff"] == pytest.approx(3.0) and data.loc[("neu", 0.1, "cps"), "mark"] == "▲"
@@ -149,11 +149,14 @@ def test_ranks_table(tree):
     scores = cell_scores(collect_runs(root, PROFILE).query("method == base_method"), "miou").dropna()
     expected = scipy.stats.friedmanchisquare(*(scores[m] for m in data["method"]))
     assert data["friedman_statistic"].iloc[0] == pytest.approx(expected.statistic)
-    assert data["friedman_p"].iloc[0] == pytest.approx(expected.pvalue, abs=1e-4)
-    assert data["critical_difference"].iloc[0] == pytest.approx(2.569 * (4 * 5 / (6 * 3)) ** 0.5, abs=2e-3)
-    assert data.set_index("method")["differs_from_best"].to_dict() == {"uaps": "—", "cps": "no", "mean_teacher": "no", "supervised": "yes"}
+    # NEU-Seg 10 % and 30 % share a test set: permuted together, and no Nemenyi test
+    groups = [dataset for dataset, _ in scores.index]
+    assert data["friedman_p"].iloc[0] == pytest.approx(friedman_permutation_p(scores[data["method"]].to_numpy(), groups)[1], abs=1e-4)
+    assert data["critical_difference"].isna().all()
+    assert set(data["differs_from_best"]) == {"—"}
     markdown = (root / "tables" / PROFILE / "ranks_standard.md").read_text()
     assert "left out (not every method ran): DAGM 30%" in markdown and "Friedman χ² = 9.00" in markdown
+    assert "permutation p" in markdown and "share a dataset" in markdown
 
 
 def test_baseline_option(tree, tmp_path):
@@ -194,7 +197,7 @@ def test_ablations_read_options_not_names(tree):
     assert _row((root / "tables" / PROFILE / "ablation_losses.md").read_text(), "ℓ_seg").count("(n=1)") == 1
     assert "(default)" in _row((root / "tables" / PROFILE / "ablation_lambda1.md").read_text(), "0.1 (default)")
     lambda1 = _csv(root, "ablation_lambda1").set_index(["dataset", "ratio", "lambda1"])
-    assert lambda1.loc[("neu", 0.1, 0.0), "test_note"] == "too few seeds"  # one seed against the default's two
+    assert lambda1.loc[("neu", 0.1, 0.0), "test_note"] == "too few units"  # one seed against the default's two
     assert pd.isna(lambda1.loc[("neu", 0.1, 0.1), "test_note"])  # the default itself is not tested
     for name in ("ablation_lambda1", "ablation_mixing", "main_standard", "significance_paper"):
         assert "nan" not in (root / "tables" / PROFILE / f"{name}.md").read_text()
@@ -214,20 +217,20 @@ def test_ablation_default_run_as_a_variant_is_still_the_default(tree):
 
 def test_an_ablation_cell_gives_the_paired_difference_from_the_default_where_it_was_tested():
     entry = {"paper_miou_mean": 66.07, "paper_miou_std": 0.6704, "seeds": 3, "diff": -0.3062, "diff_ci_low": -0.8322,
-             "diff_ci_high": 0.1734, "mark": "·"}
-    assert ablation_cell(pd.Series(entry)) == "66.07 ± 0.67 (n=3); -0.31 [-0.83, +0.17] ·"
+             "diff_ci_high": 0.1734, "mark": "·", "mde": 2.104}
+    assert ablation_cell(pd.Series(entry)) == "66.07 ± 0.67 (n=3); -0.31 [-0.83, +0.17] · (MDE 2.10)"
     untested = {**entry, "seeds": 1, "paper_miou_std": float("nan"), "diff": float("nan"), "mark": ""}
-    assert ablation_cell(pd.Series(untested)) == "66.07 (n=1)"  # too few seeds: no difference shown
+    assert ablation_cell(pd.Series(untested)) == "66.07 (n=1)"  # too few units: no difference shown
 
 
 def test_the_decoder_ablation_reads_each_d_against_the_default(tree):
     root, _, _ = tree
     markdown = (root / "tables" / PROFILE / "ablation_aux_decoders.md").read_text()
     assert "| Main | Main vs default |" in markdown
-    assert "too few seeds" in _row(markdown, "NEU-Seg | 10% | 0")  # one seed of D = 0 against two of the default
+    assert "too few units" in _row(markdown, "NEU-Seg | 10% | 0")  # one seed of D = 0 against two of the default
     assert _row(markdown, "NEU-Seg | 10% | 3 (default)").count("|  |") == 1  # the default is not tested against itself
     decoders = _csv(root, "ablation_aux_decoders").set_index("aux_decoders")
-    assert decoders.loc[1, "main_note"] == "too few seeds" and pd.isna(decoders.loc[3, "main_note"])
+    assert decoders.loc[1, "main_note"] == "too few units" and pd.isna(decoders.loc[3, "main_note"])
 
 
 def test_profile_selection_and_command_line(tree, tmp_path):

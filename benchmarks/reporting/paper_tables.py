@@ -4,8 +4,8 @@
 published numbers (``benchmarks.reporting.paper``) beside ours for the same cells;
 ``ablation_<option>`` show the UAPS ablations found among the runs (told apart by their
 ``method_options``), each setting with its paired difference from the default of its column (95 %
-bootstrap CI and mark, paper protocol), and ``ablation_aux_decoders`` the accuracy (the main
-decoder's likewise against the default D) and cost against the number of decoders D.
+t-interval over units, mark after Holm over the table's settings, detectable effect; paper
+protocol), and ``ablation_aux_decoders`` the accuracy (the main decoder's likewise against the default D) and cost against the number of decoders D.
 ``build_paper_tables`` gives them all to ``tables.build_tables``.
 """
 from __future__ import annotations
@@ -17,10 +17,10 @@ import pandas as pd
 
 from benchmarks.reporting.aggregate import ablation_runs, aggregate, main_runs, variant_metric
 from benchmarks.reporting.paper import ABLATION_OPTIONS, OPTION_LABELS, losses_label, ordered_values, paper_source, value_label
-from benchmarks.reporting.statistics import RULE, Bootstrap, compare, run_set_records
+from benchmarks.reporting.statistics import COMPARISON_COLUMNS, DETECTABLE, INTERVALS, RULE, compare, holm, run_set_records
 from benchmarks.reporting.table_format import (
-    MISSING, Table, best_flags, cell_label, column_best, dataset_label, is_missing, mean_std, number, ordered_cells, ordered_datasets,
-    interval, profile_setup, ratio_label, signed,
+    MISSING, Table, best_flags, cell_label, column_best, dataset_label, difference_text, is_missing, mean_std, number, ordered_cells,
+    ordered_datasets, profile_setup, ratio_label,
 )
 
 
@@ -162,28 +162,27 @@ def paper_decoder_tables(runs: pd.DataFrame, profile: str, reference: dict[str, 
 
 
 def _ablation_tests(ablation: pd.DataFrame) -> dict[tuple, dict[str, Any]]:
-    """Each setting of an ablation against its cell's default (the reference setting), paper protocol."""
-    bootstrap, tests = Bootstrap(), {}
+    """Each setting of an ablation against its cell's default (the reference setting), paper protocol; the
+    marks after Holm over all the settings tested in the table."""
+    tests = []
     for (dataset, ratio), cell in ablation.groupby(["dataset", "ratio"]):
         default = cell.loc[cell["reference"], "value_key"]
         if default.empty:
             continue
         baseline = run_set_records(cell.loc[cell["value_key"] == default.iloc[0], "path"])
         for value, setting in cell[cell["value_key"] != default.iloc[0]].groupby("value_key"):
-            tests[(dataset, ratio, value)] = compare(run_set_records(setting["path"]), baseline, "paper", bootstrap)
-    return tests
-
-
-def _difference(test: pd.Series | dict[str, Any]) -> str:
-    """``"-0.31 [-0.83, +0.17] ·"``: a paired difference in points with its 95 % CI and mark."""
-    return f"{signed(test['diff'])} {interval(test['diff_ci_low'], test['diff_ci_high'], sign=True)} {test['mark']}"
+            tests.append({"key": (dataset, ratio, value), **compare(run_set_records(setting["path"]), baseline, "paper")})
+    if not tests:
+        return {}
+    adjusted = holm(pd.DataFrame(tests).assign(family=0), ["family"])
+    return {row["key"]: row[list(COMPARISON_COLUMNS)].to_dict() for _, row in adjusted.iterrows()}
 
 
 def ablation_cell(entry: pd.Series) -> str:
-    """``"66.07 ± 0.67 (n=3); -0.31 [-0.83, +0.17] ·"``: the setting's mIoU, then (where it was tested) its
-    paired difference from the default with the 95 % CI and the mark."""
+    """``"66.07 ± 0.67 (n=3); -0.31 [-0.83, +0.17] · (MDE 2.10)"``: the setting's mIoU, then (where it was
+    tested) its paired difference from the default with the 95 % CI, the mark and the detectable effect."""
     text = mean_std(entry["paper_miou_mean"], entry["paper_miou_std"], entry["seeds"])
-    return f"{text}; {_difference(entry)}" if entry["mark"] else text
+    return f"{text}; {difference_text(entry)}" if entry["mark"] else text
 
 
 def ablation_table(runs: pd.DataFrame, profile: str, option: str, base_method: str = "uaps") -> Table | None:
@@ -199,7 +198,7 @@ def ablation_table(runs: pd.DataFrame, profile: str, option: str, base_method: s
     grid["seeds"] = grid["seeds"].fillna(0).astype(int)
     grid["best"] = column_best(grid, "paper_miou_mean")
     tests = _ablation_tests(ablation)
-    untested = {"diff": math.nan, "diff_ci_low": math.nan, "diff_ci_high": math.nan, "p_improvement": math.nan, "mark": "", "note": ""}
+    untested = {column: math.nan for column in COMPARISON_COLUMNS} | {"units": 0, "mark": "", "note": ""}
     for column, empty in untested.items():
         grid["test_note" if column == "note" else column] = [tests[key][column] if key in tests else empty for key in grid.index]
     header = [OPTION_LABELS.get(option, option), *(cell_label(d, r) for d, r in columns)]
@@ -215,7 +214,8 @@ def ablation_table(runs: pd.DataFrame, profile: str, option: str, base_method: s
         f"UAPS ablation over {OPTION_LABELS.get(option, option)}: mIoU (%), paper protocol (standard protocol in the "
         f"CSV), mean ± std over n seeds; runs differ from the default only in this option; best per column in bold; "
         f"after the semicolon, the paired difference from the default of the column in points (paper protocol, same "
-        f"seeds and test images) with its 95 % bootstrap CI and mark: {RULE}. Profile {profile} ({profile_setup(ablation)})."
+        f"units and test images) with its {INTERVALS}, mark and MDE: {RULE} (here: over the table's settings); {DETECTABLE}. "
+        f"Profile {profile} ({profile_setup(ablation)})."
     )
     return Table(f"ablation_{option}", caption, header, rows, data, bold)
 
@@ -232,11 +232,11 @@ def aux_decoder_table(runs: pd.DataFrame, profile: str) -> Table | None:
     data = pd.concat(parts, ignore_index=True)
     default = set(ablation.loc[ablation["reference"], "value"].astype(int))
     differences = [tests.get((c.dataset, c.ratio, str(c.aux_decoders))) for c in data.itertuples()]
-    for column in ("diff", "diff_ci_low", "diff_ci_high", "p_improvement", "mark", "note"):
+    for column in COMPARISON_COLUMNS:
         data[f"main_{column}"] = [math.nan if t is None else t[column] for t in differences]
     rows = [
         [dataset_label(c.dataset), ratio_label(c.ratio), f"{c.aux_decoders}" + (" (default)" if c.aux_decoders in default else ""),
-         mean_std(c.main_miou_mean, c.main_miou_std, c.seeds), "" if test is None else test["note"] or _difference(test),
+         mean_std(c.main_miou_mean, c.main_miou_std, c.seeds), "" if test is None else test["note"] or difference_text(test),
          mean_std(c.ensemble_miou_mean, c.ensemble_miou_std, c.seeds),
          number(c.params_m_mean), number(c.main_gmacs_mean), number(c.ensemble_gmacs_mean),
          number(c.main_ms_mean), number(c.ensemble_ms_mean)]
@@ -251,7 +251,8 @@ def aux_decoder_table(runs: pd.DataFrame, profile: str) -> Table | None:
     caption = (
         f"UAPS with D auxiliary decoders: mIoU (%), paper protocol, of the main decoder and of the ensemble of all "
         f"decoders (mean ± std over n seeds; best per cell in bold); the main decoder's paired difference from the "
-        f"default D in points (same seeds and test images, 95 % bootstrap CI): {RULE}; trainable parameters (M); "
+        f"default D in points (same units and test images, {INTERVALS}): {RULE} (here: over the table's settings); "
+        f"{DETECTABLE}; trainable parameters (M); "
         f"GMACs per image and inference ms per image at the run's image size, per prediction. "
         f"Profile {profile} ({profile_setup(ablation)})."
     )

@@ -3,13 +3,14 @@
 Under ``<out>/<profile>/``:
 
 1. ``miou_vs_ratio_standard`` / ``miou_vs_ratio_paper``: label-efficiency curves, mIoU against
-   the labelled ratio, one line per method (error bars: std over seeds; band: 95 % bootstrap CI
+   the labelled ratio, one line per method (error bars: std over seeds; band: 95 % CI over units
    of the mean, where the runs have per-image records), one panel per dataset; a point
    significantly better / worse than the baseline (first ``--baseline``, default supervised) is
    drawn as an up / down triangle (rule: ``benchmarks.reporting.statistics``).
 2. ``critical_difference_standard`` / ``critical_difference_paper``: average ranks over the cells
    where every method ran, methods not told apart by the Nemenyi test joined by a bar, the
-   critical difference drawn above (needs 3 methods and 2 such cells).
+   critical difference drawn above (needs 3 methods and 2 such cells, no two of one dataset: the
+   Nemenyi test assumes independent cells).
 3. ``difference_standard`` / ``difference_paper``: each method's paired difference from the
    baseline with its 95 % CI as a horizontal bar, a panel per (dataset, ratio), coloured by the mark
    (better / worse / no evidence); cells without a test are listed, not drawn.
@@ -117,13 +118,13 @@ def plot_miou_vs_ratio(runs: pd.DataFrame, profile: str, protocol: str, referenc
         handles.append(Line2D([], [], **{**PAPER_STYLE, "markerfacecolor": "white"}, label=f"{PAPER_LABEL}, method colour"))
     if significance_shown:
         handles += _significance_handles(baseline)
-    titled_legend(fig, handles, f"mIoU against labelled ratio (profile {profile}; mean ± std over seeds, band: 95 % bootstrap CI)",
+    titled_legend(fig, handles, f"mIoU against labelled ratio (profile {profile}; mean ± std over seeds, band: 95 % CI over units)",
                   min(len(handles), 5))
     return fig
 
 
 def plot_critical_difference(runs: pd.DataFrame, profile: str, protocol: str) -> Figure | None:
-    """Critical-difference diagram of the methods' average ranks; None without a Friedman test."""
+    """Critical-difference diagram of the methods' average ranks; None without a Nemenyi test (independent cells)."""
     metric, _ = PROTOCOLS[protocol]
     runs = main_runs(runs)
     if runs.empty:
@@ -149,7 +150,7 @@ def plot_critical_difference(runs: pd.DataFrame, profile: str, protocol: str) ->
     ax.set_xlim(0.5, len(ranks) + 0.5)
     fig.suptitle(
         f"Average rank over {len(analysis.blocks)} dataset × ratio cells, mIoU {protocol} protocol (profile {profile}; 1 = best)\n"
-        f"Friedman χ² = {analysis.friedman_statistic:.2f}, p = {analysis.friedman_p:.3g}; bars join methods the Nemenyi "
+        f"Friedman χ² = {analysis.friedman_statistic:.2f}, permutation p = {analysis.friedman_p:.3f}; bars join methods the Nemenyi "
         f"test does not separate (α = {ALPHA:g}, CD = {analysis.critical_difference:.2f})", fontsize="small")
     return fig
 
@@ -164,7 +165,7 @@ MARK_COLORS = {BETTER: "tab:green", WORSE: "tab:red", NO_EVIDENCE: "0.45"}
 def plot_differences(runs: pd.DataFrame, profile: str, protocol: str, statistics: CellStatistics, baseline: str) -> Figure | None:
     """Forest plot: each method's paired difference from ``baseline`` with its 95 % CI, a panel per cell.
 
-    None when no method has a test against ``baseline`` (fewer than 3 paired seeds everywhere, or no records).
+    None when no method has a test against ``baseline`` (too few paired units everywhere, or no records).
     """
     runs = main_runs(runs)
     tests = statistics.comparisons[(statistics.comparisons["protocol"] == protocol) & (statistics.comparisons["baseline"] == baseline)]
@@ -197,7 +198,7 @@ def plot_differences(runs: pd.DataFrame, profile: str, protocol: str, statistics
                for symbol, words in ((BETTER, f"better than {baseline}"), (WORSE, f"worse than {baseline}"),
                                      (NO_EVIDENCE, "no evidence either way"))]
     titled_legend(fig, handles, f"Paired difference from {baseline}, mIoU {protocol} protocol (profile {profile})\n"
-                  "dot: estimate, bar: 95 % bootstrap CI over seeds and test images", 3)
+                  "dot: estimate, bar: unadjusted 95 % CI over units (colour: mark after Holm)", 3)
     return fig
 
 

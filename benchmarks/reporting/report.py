@@ -28,7 +28,7 @@ from benchmarks.engine.environment import git_commit, git_output
 from benchmarks.reporting.paper import ABLATION_FIGURE_CAPTIONS, load_paper_reference
 from benchmarks.reporting.plots import write_figures
 from benchmarks.reporting.regenerate import benchmark_commands
-from benchmarks.reporting.statistics import BETTER, MIN_SEEDS, N_RESAMPLES, RULE, TOO_FEW_SEEDS, WORSE, baselines_for
+from benchmarks.reporting.statistics import BETTER, DETECTABLE, INTERVALS, MIN_UNITS, RULE, TOO_FEW_UNITS, WORSE, baselines_for
 from benchmarks.reporting.table_format import (
     PROTOCOLS, Table, dataset_label, interval, number, ordered_datasets, ordered_methods, ratio_label, signed,
 )
@@ -38,17 +38,17 @@ ENVIRONMENT_KEYS = ("python", "torch", "segmentation_models_pytorch", "device", 
 REASON_CHARS = 300
 FIGURE_CAPTIONS = {
     "miou_vs_ratio_standard": "Label efficiency: mIoU (standard protocol) against the labelled ratio; error bars: std over "
-                              "seeds; bands: 95 % bootstrap CI; triangles: significantly better / worse than the baseline.",
-    "miou_vs_ratio_paper": "Label efficiency: mIoU (paper protocol) against the labelled ratio; bands: 95 % bootstrap CI; "
+                              "seeds; bands: 95 % CI over units; triangles: significantly better / worse than the baseline.",
+    "miou_vs_ratio_paper": "Label efficiency: mIoU (paper protocol) against the labelled ratio; bands: 95 % CI over units; "
                            "triangles: significantly better / worse than the baseline; diamonds: published numbers.",
     "critical_difference_standard": "Critical-difference diagram (standard protocol): average ranks over the cells where "
-                                    "every method ran; bars join methods the Nemenyi test does not separate.",
+                                    "every method ran; bars join methods the Nemenyi test does not separate (drawn only for independent cells).",
     "critical_difference_paper": "Critical-difference diagram (paper protocol): average ranks over the cells where every "
-                                 "method ran; bars join methods the Nemenyi test does not separate.",
+                                 "method ran; bars join methods the Nemenyi test does not separate (drawn only for independent cells).",
     "difference_standard": "Paired difference from the baseline (standard protocol), per dataset and ratio: dot: estimate, "
-                           "bar: 95 % bootstrap CI; green / red: significantly better / worse, grey: no evidence.",
+                           "bar: unadjusted 95 % CI over units; green / red: significantly better / worse after Holm, grey: no evidence.",
     "difference_paper": "Paired difference from the baseline (paper protocol), per dataset and ratio: dot: estimate, "
-                        "bar: 95 % bootstrap CI; green / red: significantly better / worse, grey: no evidence.",
+                        "bar: unadjusted 95 % CI over units; green / red: significantly better / worse after Holm, grey: no evidence.",
     "validation_curves": "Validation mean Dice against the iteration (mean over seeds); dots: each seed's best step; "
                          "shaded: the last 10 % of the run, where a best step means the run may not have levelled off.",
     **ABLATION_FIGURE_CAPTIONS,
@@ -232,9 +232,9 @@ def _test_sentence(record: pd.Series, baseline: str) -> str | None:
     note, method = record[f"vs_{baseline}_note"], record["method"]
     if method == baseline or pd.isna(note):
         return None
-    if note == TOO_FEW_SEEDS:
-        seeds = int(record[f"vs_{baseline}_paired_seeds"])
-        return f"{where}, {method} against {baseline}: {TOO_FEW_SEEDS} ({seeds} paired; a test needs {MIN_SEEDS})"
+    if note == TOO_FEW_UNITS:
+        units = int(record[f"vs_{baseline}_units"])
+        return f"{where}, {method} against {baseline}: {TOO_FEW_UNITS} ({units} paired; a test needs {MIN_UNITS})"
     if note:
         return f"{where}, {method} against {baseline}: {note}"
     symbol = record[f"vs_{baseline}_mark"]
@@ -242,15 +242,15 @@ def _test_sentence(record: pd.Series, baseline: str) -> str | None:
     claim = f"{verb} {baseline} by" if verb else f"shows no evidence of a difference from {baseline}:"
     ci = interval(record[f"vs_{baseline}_diff_ci_low"], record[f"vs_{baseline}_diff_ci_high"], sign=True)
     return (f"{where}, {method} {claim} {signed(record[f'vs_{baseline}_diff'])} mIoU [95 % CI {ci[1:-1]}], "
+            f"Holm p {number(record[f'vs_{baseline}_p_holm'], 3)}, detectable {number(record[f'vs_{baseline}_mde'])}, "
             f"P(improvement) {number(record[f'vs_{baseline}_p_improvement'])} {symbol}")
 
 
 def statistics_blocks(tables: Sequence[Table], baselines: Sequence[str]) -> list[Block]:
     """The rule, then every cell's comparison with every baseline in words, per protocol."""
-    blocks = [Block("text", f"How to read the tests: {RULE}. Intervals come from a stratified bootstrap ({N_RESAMPLES} "
-                            "replicates: seeds with replacement, then test images within each seed), paired across methods "
-                            "(same seeds, same images). P(improvement): how often a run of the method beats a run of the "
-                            "baseline. Ranks and the Friedman / Nemenyi tests use the cell means.")]
+    blocks = [Block("text", f"How to read the tests: {RULE}. Intervals: {INTERVALS}, paired across methods (same units, "
+                            f"same images). {DETECTABLE}. P(improvement): how often a run of the method beats a run of the "
+                            "baseline. Ranks and the Friedman test use the cell means.")]
     for protocol in PROTOCOLS:
         table = next((t for t in tables if t.name == f"significance_{protocol}"), None)
         if table is None:

@@ -1,107 +1,146 @@
-"""Whether a difference between methods is real: bootstrap intervals, paired tests and ranks.
+"""Whether a difference between methods is real: calibrated intervals over units, Holm, power and ranks.
 
-Per cell (profile, dataset, labelled ratio, method), from the runs' per-image records
-(``per_image.npz``, default prediction), for both protocols (``standard``: TP/FP/FN summed over
+**The unit of replication** is a run's (labelled subset, training seed) pair: a profile with
+``split_seed: per_seed`` draws each seed its own labelled subset, one with a fixed ``split_seed``
+repeats one subset (its intervals then say nothing about which images were labelled). Within a
+unit every method sees the same labelled, validation and test images (checked by id).
+
+Per cell (profile, dataset, labelled ratio, method) and protocol (``standard``: TP/FP/FN summed over
 the images, IoU per defect class, mean over classes; ``paper``: per-image IoU averaged over the
-images with defects), in percent:
+images with defects), in percent, from the runs' per-image records (``per_image.npz``):
 
-* **Mean and 95 % CI.** The cell metric is the mean over seeds of each run's metric (as the
-  tables' mean). Stratified percentile bootstrap (``N_RESAMPLES`` replicates, fixed ``RNG_SEED``
-  so tables are reproducible): draw the seeds with replacement, then, within each drawn seed,
-  its test images with replacement; recompute each drawn run's metric on its drawn images
-  (standard: IoU of the summed counts; paper: mean per-image IoU of the drawn images with
-  defects) and average over the drawn seeds. The CI is the 2.5 and 97.5 percentiles.
-* **Paired difference against a baseline** (``supervised`` and any ``--baseline``): over the
-  seeds both methods ran (same seed, same split, same test images, checked by id), one
-  resampling plan drives both methods, so each replicate is the difference of the two cell
-  metrics on the same seeds and the same images; point estimate and 95 % percentile CI.
+* **The estimate** is the mean over units of each unit's metric (of the paired difference
+  method - baseline, unit by unit, for a comparison).
+* **Its variance has two parts.** (1) Between units: s^2 / n, s the standard deviation of the n
+  per-unit values; this holds each unit's own test-image noise too. (2) The part the units share
+  because they are scored on the same test images (NEU-Seg's official test set is in every unit;
+  MTiles units draw their own and overlap little): from each run's per-image linearisation
+  (influence) psi_i of its metric (delta method: metric(weights) ~ metric + sum_i psi_i (w_i - 1)),
+  the cross-unit covariance X = (1/n^2) sum_images [(sum_u psi_ui)^2 - sum_u psi_ui^2], scaled
+  n / (n - 1) as X estimates (n - 1) / n of that variance. Var = s^2 / n + max(X, 0) n / (n - 1).
+* **The interval** is estimate ± t(n - 1) sqrt(Var): a paired t-interval over units, widened by the
+  shared test-set noise when units share test images. Why not the percentile bootstrap over seeds
+  used before: with 3 units one replicate in 27 draws the same unit three times, so its 95 %
+  interval ends near the extreme per-unit values, and its real false-positive rate was 7-20 %.
+  Why n - 1 degrees of freedom and not Welch-Satterthwaite's: the latter grow exactly when s^2 is
+  small by chance, and at 3 units its false-positive rate was 6-8 %. With n - 1 the interval is
+  calibrated where the units' own spread dominates and conservative where the shared test-set
+  noise does. ``benchmarks.reporting.calibration`` measures all three on simulated cells with the
+  study's variance components (3 to 10 units, shared and per-unit test sets; docs/statistics.md
+  shows the numbers), and tests/test_calibration.py checks the false-positive rate and coverage in
+  CI. Everything is closed-form: no random numbers, so no mark depends on an RNG seed.
+* **Marks** (``mark``): ▲ / ▼ when the two-sided t-test of the paired difference rejects 0 after
+  **Holm's correction** over the comparisons of one table and protocol (``holm``; the 95 % interval
+  shown is the unadjusted one, so an interval may exclude 0 without a mark), · no evidence
+  otherwise. With fewer than ``MIN_UNITS`` paired units there is no test ("too few units").
+* **Detectable effect** (``mde``): the smallest true difference the test would detect with 80 %
+  power at the level Holm's first step applies (alpha / m for m comparisons in the table), from
+  the observed variance: (t(1 - alpha / 2m, df) + t(0.8, df)) sqrt(Var). "No evidence" has a size.
 * **P(improvement)** (rliable's probability of improvement, Agarwal et al., NeurIPS 2021, for one
-  task): over every pair (i, j) of a method run i and a baseline run j at those seeds, the
-  fraction with metric_i > metric_j, a tie counting 1/2 (the Mann-Whitney U statistic / (n m)).
-  It tells how often a run of the method beats a run of the baseline, not how sure the
-  difference is.
-* **The rule** (``mark``): ▲ *significantly better* when the 95 % CI of the paired difference
-  lies entirely above 0, ▼ *significantly worse* when entirely below 0, · *no evidence* otherwise.
-  With fewer than ``MIN_SEEDS`` paired seeds there is no test ("too few seeds": no mark, no CI of
-  the difference); a cell whose runs lack ``per_image.npz`` (written before the records existed)
-  has no interval at all ("no per-image records").
+  task): over every pair of a method run and a baseline run at the paired units, the fraction with
+  metric_i > metric_j, a tie counting 1/2 (the Mann-Whitney U statistic / (n m)). It tells how often
+  a run of the method beats a run of the baseline, not how sure the difference is.
 
 Across cells (the dataset x ratio cells of a profile in which every method ran), from the cell
-means: average ranks (1 = best, ties averaged), the Friedman test (``scipy.stats.friedmanchisquare``),
-the Nemenyi post-hoc p-values and critical difference CD = q_alpha sqrt(k (k + 1) / (6 N)) with
-q_alpha the studentized-range quantile / sqrt 2 (Demšar, JMLR 2006), drawn as a critical-difference
-diagram.
+means: average ranks (1 = best, ties averaged) and the Friedman statistic, with a **permutation
+p-value** that permutes the methods' labels within each block, one permutation shared by the blocks
+of one dataset (they share its test set, e.g. NEU-Seg at 1 % and 2 %), so dependent blocks are not
+counted as independent evidence (``N_PERMUTATIONS`` with a fixed seed; its Monte-Carlo error is
+reported). The Nemenyi post-hoc test and critical difference (Demšar, JMLR 2006) assume independent
+blocks: they are given only when no two blocks share a dataset.
 
-Libraries: ``scipy.stats`` for the Friedman test and the studentized range, and
-``scikit-posthocs`` for the Nemenyi p-values (``posthoc_nemenyi_friedman``) and the diagram
-(``critical_difference_diagram``, drawn on an Axes this module creates, so no pyplot state). scikit-posthocs
-was chosen over autorank because it does exactly these two steps on a block matrix built here,
-whereas autorank picks its own tests (normality checks, ANOVA or Friedman) and draws its own
-figure; the bootstrap is plain numpy (weights matrices times per-image features), so a
-9-method x 4-ratio x 2-dataset study aggregates in seconds.
+Libraries: ``scipy.stats`` (t and studentized-range distributions, the Friedman statistic),
+``statsmodels`` (Holm: ``multipletests``) and ``scikit-posthocs`` (Nemenyi p-values and the
+critical-difference diagram).
 """
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import scikit_posthocs
 import scipy.stats
+from statsmodels.stats.multitest import multipletests
 
 from benchmarks.reporting.aggregate import CELL_KEYS, ResultsError, aggregate, run_status
 from benchmarks.engine import layout
 from benchmarks.engine.per_image import DEFAULT_PREDICTION, PerImageError, PixelCounts, paper_image_iou, read_per_image
 
 BASELINE = "supervised"
-N_RESAMPLES = 2000
-RNG_SEED = 20_240_613
 CONFIDENCE = 0.95
 ALPHA = 0.05
-MIN_SEEDS = 3
+POWER = 0.80
+MIN_UNITS = 3
+N_PERMUTATIONS = 20_000
+RNG_SEED = 20_240_613  # the Friedman permutation test's only
 BETTER, WORSE, NO_EVIDENCE = "▲", "▼", "·"
-TOO_FEW_SEEDS = "too few seeds"
+TOO_FEW_UNITS = "too few units"
 NO_RECORDS = "no per-image records"
 RULE = (
-    f"{BETTER} significantly better / {WORSE} significantly worse than the baseline when the 95 % bootstrap CI of the "
-    f"paired difference (same seeds, same test images) lies entirely above / below 0, {NO_EVIDENCE} no evidence "
-    f"otherwise; no mark with fewer than {MIN_SEEDS} paired seeds ({TOO_FEW_SEEDS}) or without per-image records"
+    f"{BETTER} significantly better / {WORSE} significantly worse than the baseline when the paired t-test over units "
+    f"(same labelled subset, seed and test images; shared test-image noise included) rejects 0 at {ALPHA:g} after Holm's "
+    f"correction over the table's comparisons, {NO_EVIDENCE} no evidence otherwise; the interval shown is the unadjusted "
+    f"95 % one; no mark with fewer than {MIN_UNITS} paired units ({TOO_FEW_UNITS}) or without per-image records"
 )
+
+INTERVALS = ("95 % t-interval over units (unit: labelled subset x seed; variance from the units' spread plus the test-image "
+             "noise units share; t with units - 1 degrees of freedom; calibration: docs/statistics.md)")
+DETECTABLE = (f"MDE: the smallest true difference the test would detect with {POWER:.0%} power at the level Holm's first "
+              f"step applies (alpha / comparisons in the table)")
 
 
 # ---------------------------------------------------------------------------------------------
-# protocols as ratios of per-image sums
+# protocols as ratios of per-image sums, with their linearisation
 
 
 @dataclass(frozen=True)
 class Protocol:
-    """A metric computed from per-image features summed over (resampled) images.
+    """A metric computed from per-image features summed over images.
 
     ``features`` maps a run's counts to an (N images, F) array; ``metric`` maps sums over images
-    (..., F) to the metric (...) as a fraction, NaN where undefined.
+    (..., F) to the metric (...) as a fraction, NaN where undefined; ``gradient`` maps the same sums
+    to d metric / d sums (..., F), so an image's influence on the metric is gradient . its features.
     """
 
     name: str
     features: Callable[[PixelCounts], np.ndarray]
     metric: Callable[[np.ndarray], np.ndarray]
+    gradient: Callable[[np.ndarray], np.ndarray]
 
 
 def _standard_features(counts: PixelCounts) -> np.ndarray:
     return np.concatenate([counts.tp, counts.fp, counts.fn], axis=1).astype(np.float64)
 
 
+def _class_iou(sums: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(IoU, union, present) of the defect classes from TP|FP|FN sums (..., 3C); IoU 0 where absent."""
+    tp, fp, fn = (part[..., 1:] for part in np.split(sums, 3, axis=-1))
+    union = tp + fp + fn
+    present = union > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(present, tp / np.where(present, union, 1.0), 0.0), union, present
+
+
 def _standard_metric(sums: np.ndarray) -> np.ndarray:
     """Mean IoU over the defect classes with pixels, from TP|FP|FN sums (..., 3C)."""
-    tp, fp, fn = np.split(sums, 3, axis=-1)
-    union = tp + fp + fn
+    iou, _, present = _class_iou(sums)
+    number = present.sum(-1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        iou = np.where(union > 0, tp / union, np.nan)[..., 1:]
-        present = ~np.isnan(iou)
-        return np.where(present.any(-1), np.where(present, iou, 0.0).sum(-1) / present.sum(-1), np.nan)
+        return np.where(number > 0, iou.sum(-1) / np.maximum(number, 1), np.nan)
+
+
+def _standard_gradient(sums: np.ndarray) -> np.ndarray:
+    """d mIoU / d (TP|FP|FN sums): per present class c, (1 - IoU_c) / U_c for TP, -IoU_c / U_c for FP and FN,
+    divided by the number of present classes; 0 for background and absent classes."""
+    iou, union, present = _class_iou(sums)
+    scale = np.where(present, 1.0 / np.where(present, union, 1.0), 0.0) / np.maximum(present.sum(-1, keepdims=True), 1)
+    zero = np.zeros_like(iou[..., :1])
+    d_tp, d_other = (1.0 - iou) * scale, -iou * scale
+    return np.concatenate([zero, d_tp, zero, d_other, zero, d_other], axis=-1)
 
 
 def _paper_features(counts: PixelCounts) -> np.ndarray:
@@ -113,74 +152,82 @@ def _paper_features(counts: PixelCounts) -> np.ndarray:
 def _paper_metric(sums: np.ndarray) -> np.ndarray:
     """Mean per-image IoU of the scored images, from (sum of IoU, number scored) sums (..., 2)."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(sums[..., 1] > 0, sums[..., 0] / sums[..., 1], np.nan)
+        return np.where(sums[..., 1] > 0, sums[..., 0] / np.maximum(sums[..., 1], 1e-300), np.nan)
+
+
+def _paper_gradient(sums: np.ndarray) -> np.ndarray:
+    """d (S / K) / d (S, K) = (1 / K, -S / K^2); 0 where no image is scored."""
+    scored = sums[..., 1] > 0
+    k = np.where(scored, sums[..., 1], 1.0)
+    return np.where(scored[..., None], np.stack([1.0 / k, -sums[..., 0] / k**2], axis=-1), 0.0)
 
 
 PROTOCOLS = {
-    "standard": Protocol("standard", _standard_features, _standard_metric),
-    "paper": Protocol("paper", _paper_features, _paper_metric),
+    "standard": Protocol("standard", _standard_features, _standard_metric, _standard_gradient),
+    "paper": Protocol("paper", _paper_features, _paper_metric, _paper_gradient),
 }
-
-
-# ---------------------------------------------------------------------------------------------
-# the stratified bootstrap
-
-
-@dataclass(frozen=True)
-class ResamplingPlan:
-    """Which seed each of the S slots of every replicate draws, and the image weights of each draw.
-
-    ``slots[s]``: flat indices into (replicates x S) of the slots that drew seed s;
-    ``weights[s]``: (len(slots[s]), N_s) how often each of seed s's images is drawn in that slot.
-    """
-
-    n_resamples: int
-    n_seeds: int
-    slots: tuple[np.ndarray, ...]
-    weights: tuple[np.ndarray, ...]
-
-
-@functools.lru_cache(maxsize=4)
-def resampling_plan(image_counts: tuple[int, ...], n_resamples: int = N_RESAMPLES, seed: int = RNG_SEED) -> ResamplingPlan:
-    """The plan for runs with ``image_counts[s]`` test images at seed s (same arguments, same plan)."""
-    rng = np.random.default_rng(seed)
-    n_seeds = len(image_counts)
-    chosen = rng.integers(n_seeds, size=n_resamples * n_seeds)
-    slots, weights = [], []
-    for s, n_images in enumerate(image_counts):
-        positions = np.flatnonzero(chosen == s)
-        draws = rng.integers(n_images, size=(len(positions), n_images))
-        offsets = (np.arange(len(positions)) * n_images)[:, None]
-        counts = np.bincount((draws + offsets).ravel(), minlength=len(positions) * n_images)
-        slots.append(positions)
-        weights.append(counts.reshape(len(positions), n_images).astype(np.float64))
-    return ResamplingPlan(n_resamples, n_seeds, tuple(slots), tuple(weights))
-
-
-def replicates(plan: ResamplingPlan, features: Sequence[np.ndarray], protocol: Protocol) -> np.ndarray:
-    """The cell metric (fraction) of every replicate (n_resamples,): seed-slot metrics averaged over slots."""
-    values = np.full(plan.n_resamples * plan.n_seeds, np.nan)
-    for slots, weights, run_features in zip(plan.slots, plan.weights, features):
-        values[slots] = protocol.metric(weights @ run_features)
-    values = values.reshape(plan.n_resamples, plan.n_seeds)
-    finite = ~np.isnan(values)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(finite.any(1), np.where(finite, values, 0.0).sum(1) / finite.sum(1), np.nan)
-
-
-def percentile_interval(values: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """Percentile interval of the finite replicates; NaNs if there are none."""
-    finite = values[~np.isnan(values)]
-    if not finite.size:
-        return math.nan, math.nan
-    tail = 100 * (1 - confidence) / 2
-    low, high = np.percentile(finite, [tail, 100 - tail])
-    return float(low), float(high)
 
 
 def run_metric(features: np.ndarray, protocol: Protocol) -> float:
     """One run's metric (fraction) on all its test images."""
     return float(protocol.metric(features.sum(0)))
+
+
+def linearise(features: np.ndarray, protocol: Protocol) -> tuple[np.ndarray, np.ndarray]:
+    """(metric (...), influence (..., N)) of runs' per-image features (..., N, F): the metric, and each
+    image's first-order effect on it (gradient at the sums . the image's features; sums to 0 over images)."""
+    sums = features.sum(-2)
+    return protocol.metric(sums), np.einsum("...nf,...f->...n", features, protocol.gradient(sums))
+
+
+# ---------------------------------------------------------------------------------------------
+# the interval over units
+
+
+@dataclass(frozen=True)
+class UnitInterval:
+    """Estimate, standard error, degrees of freedom, 95 % interval and two-sided p-value (of estimate = 0),
+    arrays of one shape (one entry per simulated or real cell); fractions."""
+
+    estimate: np.ndarray
+    se: np.ndarray
+    df: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    p_value: np.ndarray
+
+
+def shared_image_variance(influence: np.ndarray, image_index: np.ndarray) -> np.ndarray:
+    """The variance of the mean over units that comes from test images the units share (..., ), from the
+    units' influences (..., n, N) and each image's position in the union of images (n, N) (see module doc)."""
+    n = influence.shape[-2]
+    flat_index = np.asarray(image_index).reshape(-1)
+    order = np.argsort(flat_index, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(flat_index[order]) != 0])
+    flat = influence.reshape(*influence.shape[:-2], -1)[..., order]
+    per_image = np.add.reduceat(flat, starts, axis=-1)
+    cross = ((per_image**2).sum(-1) - (flat**2).sum(-1)) / n**2
+    return np.maximum(cross, 0.0) * n / (n - 1)
+
+
+def unit_interval(values: np.ndarray, influence: np.ndarray, image_index: np.ndarray,
+                  confidence: float = CONFIDENCE) -> UnitInterval:
+    """The interval of the mean over units of ``values`` (..., n), with per-unit image influences
+    (..., n, N) and the images' positions in their union ``image_index`` (n, N); n >= 2."""
+    n = values.shape[-1]
+    se = np.sqrt(values.var(-1, ddof=1) / n + shared_image_variance(influence, image_index))
+    df = np.full_like(se, n - 1.0)
+    estimate = values.mean(-1)
+    half = scipy.stats.t.ppf(0.5 + confidence / 2, df) * se
+    with np.errstate(invalid="ignore", divide="ignore"):
+        statistic = np.where(se > 0, np.abs(estimate) / np.where(se > 0, se, 1.0), np.where(estimate == 0, 0.0, np.inf))
+    return UnitInterval(estimate, se, df, estimate - half, estimate + half, 2 * scipy.stats.t.sf(statistic, df))
+
+
+def detectable_effect(se: float, df: float, comparisons: int, alpha: float = ALPHA, power: float = POWER) -> float:
+    """The smallest true difference a two-sided t-test at alpha / comparisons detects with ``power``."""
+    level = alpha / max(comparisons, 1)
+    return float((scipy.stats.t.ppf(1 - level / 2, df) + scipy.stats.t.ppf(power, df)) * se)
 
 
 def probability_of_improvement(method: Sequence[float], baseline: Sequence[float], tie: float = 1e-12) -> float:
@@ -190,13 +237,28 @@ def probability_of_improvement(method: Sequence[float], baseline: Sequence[float
     return float(((x > y) & ~equal).mean() + 0.5 * equal.mean())
 
 
-def mark(low: float, high: float) -> str:
-    """▲ when the interval lies above 0, ▼ when below 0, · otherwise (see ``RULE``)."""
-    if low > 0:
+def mark(estimate: float, p_value: float, alpha: float = ALPHA) -> str:
+    """▲ / ▼ when the (Holm-adjusted) p-value is below alpha, by the sign of the estimate; · otherwise."""
+    if p_value < alpha and estimate > 0:
         return BETTER
-    if high < 0:
+    if p_value < alpha and estimate < 0:
         return WORSE
     return NO_EVIDENCE
+
+
+def holm(comparisons: pd.DataFrame, family: Sequence[str], alpha: float = ALPHA) -> pd.DataFrame:
+    """``comparisons`` with ``p_holm``, ``mark`` and ``mde`` (points) decided within each ``family`` group:
+    Holm's step-down correction over the tested rows (those with a p-value), the detectable effect at
+    alpha / (number of tested rows). Untested rows keep an empty mark."""
+    result = comparisons.copy()
+    result["p_holm"], result["mde"] = math.nan, math.nan
+    tested = result["p_value"].notna()
+    for _, group in result[tested].groupby(list(family), sort=False, dropna=False):
+        adjusted = multipletests(group["p_value"].to_numpy(dtype=np.float64), alpha=alpha, method="holm")[1]
+        result.loc[group.index, "p_holm"] = adjusted
+        result.loc[group.index, "mde"] = [detectable_effect(se, df, len(group), alpha) for se, df in zip(group["se"], group["df"])]
+    result.loc[tested, "mark"] = [mark(d, p, alpha) for d, p in zip(result.loc[tested, "diff"], result.loc[tested, "p_holm"])]
+    return result
 
 
 # ---------------------------------------------------------------------------------------------
@@ -249,55 +311,64 @@ def check_paired(method: RunRecords, baseline: RunRecords) -> None:
 # per cell
 
 
-@dataclass
-class Bootstrap:
-    """Cell-metric replicates of a list of runs (one per seed, in seed order), cached per (run paths,
-    protocol) so a baseline's are computed once for all methods. Runs with the same image counts get
-    the same resampling plan: that is what pairs two methods' replicates."""
-
-    n_resamples: int = N_RESAMPLES
-    seed: int = RNG_SEED
-    cache: dict[tuple[tuple[Path, ...], str], np.ndarray] = field(default_factory=dict)
-
-    def __call__(self, runs: Sequence[RunRecords], protocol: str) -> np.ndarray:
-        key = (tuple(r.path for r in runs), protocol)
-        if key not in self.cache:
-            plan = resampling_plan(tuple(len(r.image_ids) for r in runs), self.n_resamples, self.seed)
-            self.cache[key] = replicates(plan, [r.features[protocol] for r in runs], PROTOCOLS[protocol])
-        return self.cache[key]
+def _stacked(runs: Sequence[RunRecords], protocol: str) -> tuple[np.ndarray, np.ndarray]:
+    """The runs' per-image features as one (n, N, F) array (zero rows pad shorter runs: they weigh
+    nothing) and each image's position in the union of the runs' image ids (n, N)."""
+    union = {image: k for k, image in enumerate(sorted({i for r in runs for i in r.image_ids}))}
+    width = max(len(r.image_ids) for r in runs)
+    features = np.zeros((len(runs), width, runs[0].features[protocol].shape[1]))
+    index = np.full((len(runs), width), len(union))  # padding: one position no real image has
+    for u, run in enumerate(runs):
+        features[u, : len(run.image_ids)] = run.features[protocol]
+        index[u, : len(run.image_ids)] = [union[i] for i in run.image_ids]
+    return features, index
 
 
-def _cell_row(runs: list[RunRecords] | None, protocol: str, bootstrap: Bootstrap) -> dict[str, object]:
+def cell_interval(runs: Sequence[RunRecords], protocol: str) -> UnitInterval:
+    """The interval of a cell's mean metric (fractions) over its units."""
+    features, index = _stacked(runs, protocol)
+    values, influence = linearise(features, PROTOCOLS[protocol])
+    return unit_interval(values, influence, index)
+
+
+def _cell_row(runs: list[RunRecords] | None, protocol: str) -> dict[str, object]:
     """The 95 % CI (%) of one cell's mean, or the note why there is none."""
     if runs is None:
         return {"ci_low": math.nan, "ci_high": math.nan, "note": NO_RECORDS}
-    low, high = percentile_interval(bootstrap(runs, protocol))
-    return {"ci_low": 100 * low, "ci_high": 100 * high, "note": ""}
+    if len(runs) < 2:
+        return {"ci_low": math.nan, "ci_high": math.nan, "note": TOO_FEW_UNITS}
+    result = cell_interval(runs, protocol)
+    return {"ci_low": 100 * float(result.low), "ci_high": 100 * float(result.high), "note": ""}
 
 
-def compare(method: list[RunRecords] | None, baseline: list[RunRecords] | None, protocol: str,
-            bootstrap: Bootstrap) -> dict[str, object]:
-    """Paired difference (percentage points), its CI, P(improvement), mark and note of one cell."""
-    empty = {"diff": math.nan, "diff_ci_low": math.nan, "diff_ci_high": math.nan, "p_improvement": math.nan,
-             "paired_seeds": 0, "mark": ""}
+COMPARISON_COLUMNS = ("diff", "diff_ci_low", "diff_ci_high", "se", "df", "p_value", "p_holm", "mde", "p_improvement", "units",
+                      "mark", "note")
+
+
+def compare(method: list[RunRecords] | None, baseline: list[RunRecords] | None, protocol: str) -> dict[str, object]:
+    """Paired difference (points) over the units both ran, its unadjusted 95 % CI, standard error, degrees of
+    freedom, p-value, P(improvement), the number of units and the unadjusted mark (``holm`` decides the
+    table's marks); or the note why there is no test."""
+    empty = {column: math.nan for column in COMPARISON_COLUMNS} | {"units": 0, "mark": "", "note": ""}
     if method is None or baseline is None:
         return {**empty, "note": NO_RECORDS}
     by_seed = {r.seed: r for r in baseline}
     pairs = [(m, by_seed[m.seed]) for m in method if m.seed in by_seed]
-    if len(pairs) < MIN_SEEDS:
-        return {**empty, "paired_seeds": len(pairs), "note": TOO_FEW_SEEDS}
+    if len(pairs) < MIN_UNITS:
+        return {**empty, "units": len(pairs), "note": TOO_FEW_UNITS}
     for m, b in pairs:
         check_paired(m, b)
-    ours, theirs = [m for m, _ in pairs], [b for _, b in pairs]
-    low, high = percentile_interval(bootstrap(ours, protocol) - bootstrap(theirs, protocol))
     spec = PROTOCOLS[protocol]
-    ours_values = [run_metric(r.features[protocol], spec) for r in ours]
-    theirs_values = [run_metric(r.features[protocol], spec) for r in theirs]
+    ours, ours_influence = linearise(_stacked([m for m, _ in pairs], protocol)[0], spec)
+    features, index = _stacked([b for _, b in pairs], protocol)
+    theirs, theirs_influence = linearise(features, spec)
+    result = unit_interval(ours - theirs, ours_influence - theirs_influence, index)
     return {
-        "diff": 100 * (np.nanmean(ours_values) - np.nanmean(theirs_values)),
-        "diff_ci_low": 100 * low, "diff_ci_high": 100 * high,
-        "p_improvement": probability_of_improvement(ours_values, theirs_values),
-        "paired_seeds": len(pairs), "mark": mark(low, high), "note": "",
+        **empty,
+        "diff": 100 * float(result.estimate), "diff_ci_low": 100 * float(result.low), "diff_ci_high": 100 * float(result.high),
+        "se": 100 * float(result.se), "df": float(result.df), "p_value": float(result.p_value),
+        "p_improvement": probability_of_improvement(ours, theirs), "units": len(pairs),
+        "mark": mark(float(result.estimate), float(result.p_value)),
     }
 
 
@@ -314,18 +385,18 @@ def primary_baseline(extra: Sequence[str] = ()) -> str:
 @dataclass(frozen=True)
 class CellStatistics:
     """``cells``: one row per (profile, dataset, ratio, method, protocol) with ``ci_low``,
-    ``ci_high`` (%) and ``note``; ``comparisons``: one row per such cell and baseline with
-    ``diff``, ``diff_ci_low``, ``diff_ci_high`` (points), ``p_improvement``, ``paired_seeds``,
-    ``mark`` and ``note``."""
+    ``ci_high`` (%) and ``note``; ``comparisons``: one row per such cell and baseline with the
+    ``COMPARISON_COLUMNS`` (marks after Holm over each profile, protocol and baseline)."""
 
     cells: pd.DataFrame
     comparisons: pd.DataFrame
 
 
-def cell_statistics(runs: pd.DataFrame, baselines: Sequence[str] = (BASELINE,), n_resamples: int = N_RESAMPLES,
-                    seed: int = RNG_SEED) -> CellStatistics:
-    """Bootstrap intervals of every cell of ``runs`` (collect_runs rows) and its comparisons with ``baselines``."""
-    bootstrap = Bootstrap(n_resamples, seed)
+FAMILY = ("profile", "protocol", "baseline")  # the comparisons of one table: Holm's family
+
+
+def cell_statistics(runs: pd.DataFrame, baselines: Sequence[str] = (BASELINE,)) -> CellStatistics:
+    """Intervals of every cell of ``runs`` (collect_runs rows) and its comparisons with ``baselines``."""
     records: dict[tuple, list[RunRecords] | None] = {}
     for key, group in runs.groupby(CELL_KEYS, sort=True):
         records[key] = run_set_records(group["path"])
@@ -333,17 +404,15 @@ def cell_statistics(runs: pd.DataFrame, baselines: Sequence[str] = (BASELINE,), 
     for key, cell_runs in records.items():
         for protocol in PROTOCOLS:
             labels = {**dict(zip(CELL_KEYS, key)), "protocol": protocol}
-            cells.append({**labels, **_cell_row(cell_runs, protocol, bootstrap)})
+            cells.append({**labels, **_cell_row(cell_runs, protocol)})
             for baseline in baselines:
                 baseline_key = (*key[:3], baseline)
                 if baseline == key[3] or baseline_key not in records:
                     continue
-                comparisons.append({**labels, "baseline": baseline,
-                                    **compare(cell_runs, records[baseline_key], protocol, bootstrap)})
+                comparisons.append({**labels, "baseline": baseline, **compare(cell_runs, records[baseline_key], protocol)})
     cell_columns = [*CELL_KEYS, "protocol", "ci_low", "ci_high", "note"]
-    comparison_columns = [*CELL_KEYS, "protocol", "baseline", "diff", "diff_ci_low", "diff_ci_high", "p_improvement",
-                          "paired_seeds", "mark", "note"]
-    return CellStatistics(pd.DataFrame(cells, columns=cell_columns), pd.DataFrame(comparisons, columns=comparison_columns))
+    frame = pd.DataFrame(comparisons, columns=[*CELL_KEYS, "protocol", "baseline", *COMPARISON_COLUMNS])
+    return CellStatistics(pd.DataFrame(cells, columns=cell_columns), holm(frame, FAMILY))
 
 
 def completed_seed_runs(folder: Path) -> list[Path]:
@@ -355,45 +424,48 @@ def completed_seed_runs(folder: Path) -> list[Path]:
     return runs
 
 
-def compare_run_folders(method: Path, baseline: Path, n_resamples: int = N_RESAMPLES,
-                        seed: int = RNG_SEED) -> pd.DataFrame:
-    """The paired comparison of two method folders' runs, seed by seed, whatever profile or results
+def compare_run_folders(method: Path, baseline: Path) -> pd.DataFrame:
+    """The paired comparison of two method folders' runs, unit by unit, whatever profile or results
     tree they lie in (e.g. one method run on two machines or at two precisions): one row per protocol
-    with each side's per-seed metrics (%) and the ``compare`` columns (difference method - baseline)."""
+    with each side's per-unit metrics (%) and the ``compare`` columns (difference method - baseline;
+    one comparison per protocol, so Holm changes nothing)."""
     sides = {}
     for name, folder in (("method", method), ("baseline", baseline)):
         records = run_set_records(completed_seed_runs(folder))
         if records is None:
             raise ResultsError(f"{folder}: a run without {layout.PER_IMAGE}; the comparison needs per-image records")
         sides[name] = records
-    bootstrap = Bootstrap(n_resamples, seed)
     rows = []
     for protocol, spec in PROTOCOLS.items():
         values = {f"{name}_by_seed": {r.seed: 100 * run_metric(r.features[protocol], spec) for r in records}
                   for name, records in sides.items()}
-        rows.append({"protocol": protocol, **values, **compare(sides["method"], sides["baseline"], protocol, bootstrap)})
-    return pd.DataFrame(rows)
+        rows.append({"protocol": protocol, **values, **compare(sides["method"], sides["baseline"], protocol)})
+    return holm(pd.DataFrame(rows), ["protocol"])
 
 
 # ---------------------------------------------------------------------------------------------
-# across cells: ranks, Friedman, Nemenyi
+# across cells: ranks, Friedman (permutation p-value), Nemenyi
 
 
 @dataclass(frozen=True)
 class RankAnalysis:
-    """Ranks of k methods over N complete cells (blocks); Friedman and Nemenyi where defined."""
+    """Ranks of k methods over N complete cells (blocks); the Friedman statistic with its permutation
+    p-value where defined (``friedman_p_error``: its Monte-Carlo standard error), and Nemenyi where the
+    blocks are independent (no two share a dataset)."""
 
     average_ranks: pd.Series  # by method, 1 = best, ascending
     blocks: list[tuple]
     excluded: list[tuple]  # cells left out because some method has no run there
     friedman_statistic: float = math.nan
     friedman_p: float = math.nan
+    friedman_p_error: float = math.nan
     critical_difference: float = math.nan
     nemenyi_p: pd.DataFrame | None = None
     note: str = ""
 
     @property
     def testable(self) -> bool:
+        """Whether the Nemenyi comparison of pairs is given."""
         return self.nemenyi_p is not None
 
 
@@ -403,10 +475,38 @@ def nemenyi_critical_difference(k: int, n: int, alpha: float = ALPHA) -> float:
     return float(q_alpha * math.sqrt(k * (k + 1) / (6 * n)))
 
 
+def _ranks(scores: np.ndarray) -> np.ndarray:
+    """Each row's ranks, 1 = highest score, ties averaged."""
+    return scipy.stats.rankdata(-scores, axis=-1, method="average")
+
+
 def average_ranks(scores: pd.DataFrame) -> pd.Series:
     """Mean over rows (blocks) of each column's rank, 1 = highest score, ties averaged."""
-    ranks = scipy.stats.rankdata(-scores.to_numpy(dtype=np.float64), axis=1, method="average")
+    ranks = _ranks(scores.to_numpy(dtype=np.float64))
     return pd.Series(ranks.mean(0), index=scores.columns).sort_values(kind="stable")
+
+
+def _friedman_uncorrected(ranks: np.ndarray) -> np.ndarray:
+    """Friedman's chi-square without the tie correction, of ranks (..., N blocks, k methods)."""
+    n, k = ranks.shape[-2:]
+    return 12 / (n * k * (k + 1)) * (ranks.sum(-2) ** 2).sum(-1) - 3 * n * (k + 1)
+
+
+def friedman_permutation_p(scores: np.ndarray, groups: Sequence[object], permutations: int = N_PERMUTATIONS,
+                           seed: int = RNG_SEED) -> tuple[float, float, float]:
+    """(statistic, p-value, its Monte-Carlo standard error) of the Friedman test of ``scores`` (N blocks, k
+    methods). Under the null the methods' labels are exchangeable within a block; blocks of one group (one
+    dataset: one test set) are permuted together. p = (1 + #{T* >= T}) / (1 + permutations). Permuting
+    labels keeps each block's ranks, so the tie correction is one factor for all T* and is left out of the
+    comparison; the statistic reported is scipy's (tie-corrected)."""
+    ranks = _ranks(scores)
+    labels = np.unique(np.asarray(groups, dtype=str), return_inverse=True)[1]
+    rng = np.random.default_rng(seed)
+    order = np.argsort(rng.random((permutations, labels.max() + 1, ranks.shape[1])), axis=-1)[:, labels, :]
+    null = _friedman_uncorrected(np.take_along_axis(np.broadcast_to(ranks, order.shape), order, axis=-1))
+    p = (1 + int((null >= _friedman_uncorrected(ranks) - 1e-9).sum())) / (1 + permutations)
+    statistic = scipy.stats.friedmanchisquare(*scores.T).statistic
+    return float(statistic), p, math.sqrt(p * (1 - p) / permutations)
 
 
 def cell_scores(runs: pd.DataFrame, column: str) -> pd.DataFrame:
@@ -416,7 +516,8 @@ def cell_scores(runs: pd.DataFrame, column: str) -> pd.DataFrame:
 
 
 def rank_analysis(scores: pd.DataFrame, alpha: float = ALPHA) -> RankAnalysis:
-    """Ranks, Friedman and Nemenyi of ``scores`` (rows: cells, columns: methods; NaN: no run)."""
+    """Ranks, Friedman and (for independent blocks) Nemenyi of ``scores`` (rows: (dataset, ratio) cells,
+    columns: methods; NaN: no run). Blocks sharing a dataset are permuted together."""
     complete = scores.notna().all(axis=1)
     blocks, excluded = list(scores.index[complete]), list(scores.index[~complete])
     matrix = scores[complete]
@@ -426,8 +527,11 @@ def rank_analysis(scores: pd.DataFrame, alpha: float = ALPHA) -> RankAnalysis:
     ranks = average_ranks(matrix)
     if k < 3 or n < 2:
         return RankAnalysis(ranks, blocks, excluded, note=f"the Friedman test needs at least 3 methods and 2 cells (have {k} and {n})")
-    statistic, p = scipy.stats.friedmanchisquare(*(matrix[c].to_numpy(dtype=np.float64) for c in matrix.columns))
+    groups = [block[0] if isinstance(block, tuple) else block for block in blocks]
+    statistic, p, error = friedman_permutation_p(matrix.to_numpy(dtype=np.float64), groups)
+    if len(set(groups)) < n:
+        return RankAnalysis(ranks, blocks, excluded, statistic, p, error,
+                            note="no Nemenyi test: some cells share a dataset's test set, so the blocks are not independent")
     nemenyi = scikit_posthocs.posthoc_nemenyi_friedman(matrix.reset_index(drop=True))
-    return RankAnalysis(ranks, blocks, excluded, float(statistic), float(p), nemenyi_critical_difference(k, n, alpha),
+    return RankAnalysis(ranks, blocks, excluded, statistic, p, error, nemenyi_critical_difference(k, n, alpha),
                         nemenyi.loc[ranks.index, ranks.index])
-

@@ -6,15 +6,18 @@ Per profile, under ``<out>/<profile>/``:
   over seeds with the seed count, under the standard (dataset-level confusion matrix) and the
   paper (per-image) protocol; the best mean of each column in bold (CSV: ``best`` column).
 * ``significance_standard`` / ``significance_paper``: per (dataset, ratio, method) the mean ± std,
-  the 95 % bootstrap CI of the mean, and against ``supervised`` and every ``--baseline`` the
-  paired difference with its 95 % CI, P(improvement) and the mark (▲ / ▼ / ·, see
-  ``benchmarks.reporting.statistics``); "too few seeds" or "no per-image records" where there is no test.
+  the 95 % CI of the mean over units, and against ``supervised`` and every ``--baseline`` the
+  paired difference with its 95 % CI, Holm-adjusted p-value, detectable effect, P(improvement)
+  and the mark (▲ / ▼ / ·, see ``benchmarks.reporting.statistics``); "too few units" or "no
+  per-image records" where there is no test.
   The main tables carry the mark against the first ``--baseline`` (default ``supervised``).
 * ``difference_standard`` / ``difference_paper``: the headline view, method x (dataset, labelled
   ratio), each cell the paired difference from the first ``--baseline`` (default ``supervised``)
-  in points with its 95 % CI and mark; "too few seeds" or "—" where there is no test.
+  in points with its 95 % CI, mark (after Holm) and detectable effect; "too few units" or "—" where
+  there is no test.
 * ``ranks_standard`` / ``ranks_paper``: average rank of each method over the cells where all
-  ran, the Friedman test and the Nemenyi critical difference.
+  ran, the Friedman test (permutation p-value, cells of one dataset permuted together) and, for
+  independent cells only, the Nemenyi critical difference.
 * ``best_steps``: per method (ablation variants included) and (dataset, ratio), the range of the
   seeds' best validation steps (the tested checkpoints) and how many fall in the last 10 % of the
   run, where a run may not have levelled off.
@@ -30,6 +33,7 @@ A table with none of our numbers at all is not written (a note says so).
 """
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,16 +46,15 @@ from benchmarks.reporting.aggregate import aggregate, collect_runs, find_profile
 from benchmarks.reporting.paper import load_paper_reference
 from benchmarks.reporting.paper_tables import build_paper_tables
 from benchmarks.reporting.statistics import (
-    ALPHA, N_RESAMPLES, RULE, TOO_FEW_SEEDS, CellStatistics, baselines_for, cell_scores, cell_statistics, primary_baseline,
-    rank_analysis,
+    ALPHA, COMPARISON_COLUMNS, DETECTABLE, INTERVALS, N_PERMUTATIONS, RULE, TOO_FEW_UNITS, CellStatistics, baselines_for, cell_scores,
+    cell_statistics, primary_baseline, rank_analysis,
 )
 from benchmarks.reporting.table_format import (
-    LATE_FRACTION, MISSING, PROTOCOLS, Table, best_flags, cell_label, column_best, dataset_label, interval, mean_std, number, ordered_cells,
-    ordered_datasets, ordered_methods, profile_setup, ratio_label, signed,
+    LATE_FRACTION, MISSING, PROTOCOLS, Table, best_flags, cell_label, column_best, dataset_label, difference_text, interval, mean_std,
+    number, ordered_cells, ordered_datasets, ordered_methods, profile_setup, ratio_label,
 )
 
 
-COMPARISON_FIELDS = ("diff", "diff_ci_low", "diff_ci_high", "p_improvement", "paired_seeds", "mark", "note")  # per test, in the CSVs
 
 
 def natural_key(text: str) -> list[Any]:
@@ -105,11 +108,11 @@ def _difference_cell(test: pd.Series | None) -> tuple[str, str]:
     """``("+3.10 [+1.20, +5.00] ▲", "0.89")``, or why there is no test."""
     if test is None:
         return MISSING, MISSING
-    if test["note"] == TOO_FEW_SEEDS:
-        return f"{TOO_FEW_SEEDS} (n={int(test['paired_seeds'])})", MISSING
+    if test["note"] == TOO_FEW_UNITS:
+        return f"{TOO_FEW_UNITS} (n={int(test['units'])})", MISSING
     if test["note"]:
         return test["note"], MISSING
-    return f"{signed(test['diff'])} {interval(test['diff_ci_low'], test['diff_ci_high'], sign=True)} {test['mark']}", number(test["p_improvement"])
+    return difference_text(test), number(test["p_improvement"])
 
 
 def difference_table(runs: pd.DataFrame, profile: str, protocol: str, statistics: CellStatistics, baseline: str) -> Table | None:
@@ -138,14 +141,14 @@ def difference_table(runs: pd.DataFrame, profile: str, protocol: str, statistics
             test = tests.loc[(d, r, m)] if (d, r, m) in tests.index else None
             row.append(_difference_cell(test)[0])
             records.append({"profile": profile, "protocol": protocol, "dataset": d, "ratio": r, "method": m, "baseline": baseline,
-                            **{f: None if test is None else test[f] for f in COMPARISON_FIELDS}})
+                            **{f: None if test is None else test[f] for f in COMPARISON_COLUMNS}})
         rows.append(row)
     data = pd.DataFrame(records)
-    data["paired_seeds"] = data["paired_seeds"].astype("Int64")
+    data["units"] = data["units"].astype("Int64")
     caption = (
         f"Difference from {baseline} in mIoU points, {description} (first row: {baseline}'s own mIoU, mean ± std over seeds): "
-        f"paired over the same seeds and test images, with its "
-        f"95 % bootstrap CI; {RULE}; — where {baseline} or the method has no run. Means, CIs of the means and "
+        f"paired over the same units (labelled subset, seed) and test images, with its {INTERVALS}; {RULE}; {DETECTABLE}; "
+        f"— where {baseline} or the method has no run. Means, CIs of the means, p-values and "
         f"P(improvement): table significance_{protocol}. Profile {profile} ({profile_setup(runs)})."
     )
     return Table(f"difference_{protocol}", caption, header, rows, data)
@@ -159,7 +162,8 @@ def significance_table(runs: pd.DataFrame, profile: str, protocol: str, statisti
     cells = aggregate(runs, ["dataset", "ratio", "method"], [metric]).set_index(["dataset", "ratio", "method"])
     intervals, comparisons = _protocol_statistics(statistics, protocol)
     order = [(d, r, m) for d, r in ordered_cells(runs) for m in ordered_methods(runs.loc[(runs["dataset"] == d) & (runs["ratio"] == r), "method"])]
-    header = ["Dataset", "Labels", "Method", "mIoU (%)", "95 % CI", *(h for b in baselines for h in (f"Δ vs {b} [95 % CI]", f"P(> {b})"))]
+    header = ["Dataset", "Labels", "Method", "mIoU (%)", "95 % CI",
+              *(h for b in baselines for h in (f"Δ vs {b} [95 % CI] (MDE)", f"p Holm vs {b}", f"P(> {b})"))]
     rows, records = [], []
     for key in order:
         cell, ci = cells.loc[key], intervals.loc[key]
@@ -170,20 +174,22 @@ def significance_table(runs: pd.DataFrame, profile: str, protocol: str, statisti
                   "ci_low": ci["ci_low"], "ci_high": ci["ci_high"], "ci_note": ci["note"]}
         for b in baselines:
             test = comparisons.loc[(*key, b)] if (*key, b) in comparisons.index else None
-            row += ["(baseline)", MISSING] if b == key[2] else _difference_cell(test)
-            record.update({f"vs_{b}_{f}": None if test is None else test[f] for f in COMPARISON_FIELDS})
+            text, improvement = ("(baseline)", MISSING) if b == key[2] else _difference_cell(test)
+            tested = test is not None and not test["note"]
+            row += [text, number(test["p_holm"], 3) if tested else MISSING, improvement]
+            record.update({f"vs_{b}_{f}": None if test is None else test[f] for f in COMPARISON_COLUMNS})
         rows.append(row)
         records.append(record)
     caption = (
-        f"Is a difference real? mIoU (%), {description}: mean ± std over n seeds; 95 % CI of the mean from a stratified "
-        f"bootstrap ({N_RESAMPLES} replicates: seeds with replacement, then test images with replacement within each seed; "
-        f"percentile interval). Δ: paired difference from the baseline (same seeds, same test images, resampled jointly) "
-        f"in points with its 95 % CI; P(> b): probability that a run of the method beats a run of the baseline (all pairs "
-        f"of runs at the paired seeds, ties ½). {RULE}. Profile {profile} ({profile_setup(runs)})."
+        f"Is a difference real? mIoU (%), {description}: mean ± std over n units; {INTERVALS}, of the mean and of Δ, the "
+        f"paired difference from the baseline (same units, same test images) in points; p Holm: the two-sided p-value of "
+        f"Δ = 0 after Holm's correction over this table's comparisons with that baseline; {DETECTABLE}; P(> b): probability "
+        f"that a run of the method beats a run of the baseline (all pairs of runs at the paired units, ties ½). {RULE}. "
+        f"Profile {profile} ({profile_setup(runs)})."
     )
     data = pd.DataFrame(records)
     for b in baselines:
-        data[f"vs_{b}_paired_seeds"] = data[f"vs_{b}_paired_seeds"].astype("Int64")
+        data[f"vs_{b}_units"] = data[f"vs_{b}_units"].astype("Int64")
     return Table(f"significance_{protocol}", caption, header, rows, data, label_columns=3)
 
 
@@ -236,15 +242,21 @@ def ranks_table(runs: pd.DataFrame, profile: str, protocol: str) -> Table | None
         rows.append([method, number(rank), number(means[method]), differs])
         records.append({"profile": profile, "protocol": protocol, "method": method, "average_rank": rank, "mean_miou": means[method],
                         "differs_from_best": differs, "cells": len(analysis.blocks), "friedman_statistic": analysis.friedman_statistic,
-                        "friedman_p": analysis.friedman_p, "critical_difference": analysis.critical_difference,
+                        "friedman_p": analysis.friedman_p, "friedman_p_error": analysis.friedman_p_error,
+                        "critical_difference": analysis.critical_difference,
                         **({f"nemenyi_p_{m}": analysis.nemenyi_p.loc[method, m] for m in analysis.nemenyi_p} if analysis.testable else {})})
     cells = ", ".join(cell_label(d, r) for d, r in analysis.blocks)
-    if analysis.testable:
-        test = (f"Friedman χ² = {analysis.friedman_statistic:.2f} (df {len(rows) - 1}), p = {analysis.friedman_p:.3g}; Nemenyi "
-                f"critical difference CD = {analysis.critical_difference:.2f} at α = {ALPHA:g}: methods whose average ranks "
-                f"differ by more than CD differ significantly (read only when the Friedman test rejects)")
-    else:
+    if math.isnan(analysis.friedman_p):
         test = f"no Friedman test: {analysis.note}"
+    else:
+        test = (f"Friedman χ² = {analysis.friedman_statistic:.2f}, permutation p = {analysis.friedman_p:.3f} "
+                f"(± {analysis.friedman_p_error:.3f} Monte-Carlo error, {N_PERMUTATIONS:,} permutations of the methods within "
+                f"each cell, cells of one dataset permuted together as they share its test set)")
+        if analysis.testable:
+            test += (f"; Nemenyi critical difference CD = {analysis.critical_difference:.2f} at α = {ALPHA:g}: methods whose "
+                     f"average ranks differ by more than CD differ significantly (read only when the Friedman test rejects)")
+        else:
+            test += f"; {analysis.note}"
     caption = (
         f"Average rank (1 = best) of each method over the {len(analysis.blocks)} dataset × ratio cells where every method "
         f"ran ({cells}), by mean mIoU (%), {description}; {test}. Profile {profile} ({profile_setup(runs)})."
