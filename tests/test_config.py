@@ -188,7 +188,7 @@ def test_matmul_rate_is_measured():
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("split_seed=abc", r"split_seed must be an integer in \[0, 4294967295\], got 'abc'"),
+        ("split_seed=abc", r"split_seed must be an integer in \[0, 4294967295\] \(or 'per_seed': each seed its own labelled subset\), got 'abc'"),
         ("seeds=[0, x]", r"seeds\[1\] must be an integer in \[0, 4294967295\], got 'x'"),
         ("seeds=3", "seeds must be a non-empty list of integers"),
         ("ratios=[1.5]", r"ratios must be a non-empty list of labelled fractions in \(0, 1\].*got \[1.5\]"),
@@ -213,3 +213,22 @@ def test_ill_typed_method_option_fails_before_any_run_starts():
         resolve_run(profile, "synthetic", 0.2, "uaps", 0)
     with pytest.raises(ConfigError, match="lambda1"):  # the grid resolves every run before it starts one
         expand_grid(profile, datasets=["synthetic"])
+
+
+def test_per_seed_splits_make_each_seed_a_unit_with_its_own_labelled_subset():
+    from benchmarks.engine.run_data import load_run_data
+
+    fixed, units = load_profile("smoke"), load_profile("smoke", ["split_seed=per_seed"])
+    assert [resolve_run(units, "synthetic", 0.2, "supervised", seed)["split_seed"] for seed in (0, 3)] == [0, 3]
+    # seed 0 of a per-seed profile is the fixed split 0 run: the same hash, so a completed run is reused
+    assert config_hash(resolve_run(units, "synthetic", 0.2, "supervised", 0)) == config_hash(resolve_run(fixed, "synthetic", 0.2, "supervised", 0))
+    splits = {(method, seed): load_run_data(resolve_run(units, "synthetic", 0.2, method, seed), None, None).split
+              for method in ("supervised", "mean_teacher") for seed in (0, 1)}
+    assert splits[("supervised", 1)] == splits[("mean_teacher", 1)]  # within a unit, one split for every method
+    assert splits[("supervised", 0)].labeled != splits[("supervised", 1)].labeled  # each unit its own labelled images
+    assert splits[("supervised", 0)].test != splits[("supervised", 1)].test  # the synthetic set carves its test set per split
+
+
+def test_a_split_seed_that_is_neither_a_seed_nor_per_seed_is_named():
+    with pytest.raises(ConfigError, match=r"split_seed must be an integer in \[0, 4294967295\] \(or 'per_seed'.*got 'each'"):
+        load_profile("smoke", ["split_seed=each"])

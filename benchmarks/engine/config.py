@@ -22,6 +22,7 @@ still overrides everything). The resolved run config stores
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import inspect
 import json
@@ -61,6 +62,7 @@ TRAIN_OPTIONS: dict[str, Option] = {
     "min_lr": number(1e-8),  # plateau: the learning rate never goes below this
     "val_every": integer(100, 1),
     "val_max_images": integer(None, 1, nullable=True),  # cap on validation images (first N of the fixed val split)
+    "record_every": integer(None, 1, nullable=True),  # per-image val and test counts every N steps (a multiple of val_every): trajectory.npz
     "checkpoint_every": integer(200, 1),  # periodic checkpoint for resuming
     "log_every": integer(10, 1),
     "eval_batch_size": integer(32, 1),
@@ -73,9 +75,12 @@ TRAIN_OPTIONS: dict[str, Option] = {
     "num_threads": integer(None, 1, nullable=True),  # torch CPU threads; None keeps torch's default
 }
 # the scalar profile-level keys (the lists are checked by check_run_level)
+# ``split_seed: per_seed``: each training seed draws its own split (split seed = training seed), so a
+# seed names a unit of replication, a (labelled subset, training seed) pair; see ``resolve_split_seed``
+PER_SEED = "per_seed"
 RUN_OPTIONS: dict[str, Option] = {
     "description": text(""),
-    "split_seed": SEED,
+    "split_seed": dataclasses.replace(SEED, note=f"or {PER_SEED!r}: each seed its own labelled subset"),  # PER_SEED: check_run_level
     "skip_missing_datasets": flag(False),  # drop listed datasets not found under the data root (else an error)
 }
 
@@ -111,6 +116,7 @@ HASH_NEUTRAL: dict[tuple[str, ...], Any] = {
     ("train", "lr_patience"): 2950,
     ("train", "lr_factor"): 0.1,
     ("train", "min_lr"): 1e-8,
+    ("train", "record_every"): None,
 }
 METHOD_OPTION_NEUTRAL: dict[str, Any] = {  # the options recipe "authors" switches (docs/fidelity.md)
     "dice_form": "ssl4mis",
@@ -142,7 +148,8 @@ def check_run_level(config: dict[str, Any]) -> None:
     (``RUN_OPTIONS``, and ``methods``, ``datasets``, ``ratios``, ``seeds``: a name or list of names,
     fractions in (0, 1], seeds)."""
     for key, option in RUN_OPTIONS.items():
-        option.check_at(key, config[key])
+        if not (key == "split_seed" and config[key] == PER_SEED):
+            option.check_at(key, config[key])
     for key in ("methods", "datasets"):
         names = config[key]
         if not isinstance(names, str) and not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
@@ -344,11 +351,21 @@ def resolve_run(profile: dict[str, Any], dataset: str, ratio: float, method: str
         "method": method,
         "base_method": base,
         "seed": int(seed),
-        "split_seed": int(profile["split_seed"]),
+        "split_seed": resolve_split_seed(profile["split_seed"], seed),
         "train": _merge(profile["train"], profile["train_per_dataset"].get(dataset, {})),
         "method_options": method_class.checked_options(options, label),
         "dataset_options": copy.deepcopy(profile["dataset_options"].get(dataset, {})),
     }
+
+
+def resolve_split_seed(split_seed: int | str, seed: int) -> int:
+    """The split seed of a run: the profile's ``split_seed``, or the run's own seed under ``per_seed``.
+
+    Under ``per_seed`` the unit of replication is the (labelled subset, training seed) pair: within a
+    seed every method sees the same split, and each seed draws its own. A run at seed 0 resolves to
+    split seed 0, so its config (and hash) equals a fixed-``split_seed: 0`` profile's run at seed 0.
+    """
+    return int(seed) if split_seed == PER_SEED else int(split_seed)
 
 
 def check_run_keys(dataset: str, ratio: float, seed: int) -> None:

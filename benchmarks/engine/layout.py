@@ -9,8 +9,9 @@
 
 A run folder holds ``CONFIG`` (the resolved config with its hash), ``SPLIT_REF`` (which shared
 split file the run used) or, in runs written before shared split files, ``SPLIT`` (a copy of the
-split), ``TRAIN_LOG``, ``BEST`` and ``LAST`` (checkpoints), ``PER_IMAGE``, ``METRICS`` (written
-last: the run completed) or ``FAILURE`` (why it failed), and ``LOCK`` while a process runs it.
+split), ``TRAIN_LOG``, ``BEST`` and ``LAST`` (checkpoints), ``PER_IMAGE``, ``TRAJECTORY`` (with
+``train.record_every`` set), ``METRICS`` (written last: the run completed) or ``FAILURE`` (why it
+failed), and ``LOCK`` while a process runs it.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ CONFIG = "config.yaml"
 METRICS = "metrics.json"
 TRAIN_LOG = "train_log.csv"
 PER_IMAGE = "per_image.npz"
+TRAJECTORY = "trajectory.npz"  # per-image validation and test counts along training (``benchmarks.engine.trajectory``)
 LAST = "last.pt"
 BEST = "best.pt"
 FAILURE = "failure.json"
@@ -59,6 +61,11 @@ def run_label(run_config: dict[str, Any]) -> str:
 def profile_run_dirs(results_dir: Path, profile: str) -> list[Path]:
     """Every run folder of one profile, sorted."""
     return sorted(d for d in profile_dir(results_dir, profile).glob("*/*/*/seed*") if d.is_dir())
+
+
+def results_dir_of(directory: Path) -> Path:
+    """The results directory a run folder ``<results>/runs/<profile>/<dataset>/<ratio>/<method>/seed<k>`` lies in."""
+    return Path(directory).parents[len(RUN_PARTS)]
 
 
 def run_parts(results_dir: Path, directory: Path) -> dict[str, Any]:

@@ -117,13 +117,29 @@ def paper_image_iou(counts: PixelCounts) -> np.ndarray:
         return np.where(number > 0, np.where(present, iou, 0.0).sum(1) / np.maximum(number, 1), np.nan)
 
 
+def per_class_dice(counts: PixelCounts) -> np.ndarray:
+    """Standard-protocol Dice per class (C,) float64 from counts summed over images; NaN where no pixel."""
+    intersection = counts.tp.sum(0).astype(np.float64)
+    both = 2 * intersection + counts.fn.sum(0) + counts.fp.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(both > 0, 2 * intersection / both, np.nan)
+
+
+def selection_score(counts: PixelCounts) -> float:
+    """The checkpoint-selection score: standard mean Dice over the defect classes, 0 when no defect class has pixels.
+
+    The value ``standard_metrics`` reports as ``mdice`` (the same reduction), so a run's best step
+    is reproduced from its counts exactly.
+    """
+    mdice = _nanmean(per_class_dice(counts)[1:])
+    return 0.0 if mdice is None else mdice
+
+
 def standard_metrics(counts: PixelCounts, class_names: Sequence[str]) -> dict[str, Any]:
     intersection = counts.tp.sum(0).astype(np.float64)
     gt = intersection + counts.fn.sum(0)
-    pred = intersection + counts.fp.sum(0)
     iou = per_class_iou(counts)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        dice = np.where(gt + pred > 0, 2 * intersection / (gt + pred), np.nan)
+    dice = per_class_dice(counts)
     total = gt.sum()
     return {
         "miou": _nanmean(iou[1:]),

@@ -26,6 +26,7 @@ class RunData:
     test_images: Tensor
     test_masks: Tensor
     test_ids: list[str]  # uids of the test images, in the order of test_images
+    val_ids: list[str]  # uids of the validation images, in the order of val_images
 
 
 def load_run_data(run_config: dict[str, Any], data_root: Path | None, cache_dir: Path | None) -> RunData:
@@ -57,4 +58,5 @@ def load_run_data(run_config: dict[str, Any], data_root: Path | None, cache_dir:
         test_images=images(split.test),
         test_masks=masks(split.test),
         test_ids=list(split.test),
+        val_ids=list(val_uids),
     )

@@ -11,12 +11,14 @@ method (``TrainState``) -> train loop (``trainer.fit``) -> test -> results, in i
     best.pt          weights with the best validation mean Dice over defect classes (paper rule)
     last.pt          periodic checkpoint to resume from (``TrainState.state_dict``)
     per_image.npz    per test image and class: TP, FP, FN pixel counts of every prediction (benchmarks.engine.per_image)
+    trajectory.npz   with train.record_every: per validation and test image, those counts at recorded steps (benchmarks.engine.trajectory)
     metrics.json     test metrics, written atomically last: its presence means the run completed
     failure.json     written instead when the run raised (reason and traceback)
 
 A folder holding another configuration's run is never trained over (``run_folder.check_run_folder``).
 A ``last.pt`` that cannot be loaded, or whose recorded split no longer matches the data, is set
-aside (renamed ``last.pt.corrupt-<time>``, with a note naming it) and the run restarts from step 0.
+aside (renamed ``last.pt.corrupt-<time>``, with a note naming it) and the run restarts from step 0;
+so is one whose ``best.pt`` or (when recording) ``trajectory.npz`` cannot be read.
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ import torch
 
 from datasets.base import DatasetError
 from datasets.splits import Split
-from methods import Method, build_method
+from methods import ConfigError, Method, build_method
 
 from benchmarks.engine import layout
 from benchmarks.engine.config import PROFILE_DEFAULTS, config_hash, registered_method
@@ -44,6 +46,7 @@ from benchmarks.engine.run_data import RunData, load_run_data
 from benchmarks.engine.run_folder import check_run_folder, completed_metrics, failure_recorded
 from benchmarks.engine.split_store import record_split, recorded_split
 from benchmarks.engine.trainer import TrainState, fit
+from benchmarks.engine.trajectory import TrajectoryError, read_trajectory
 
 
 def train_run(
@@ -75,13 +78,24 @@ def train_pending(
 
     A folder holding another configuration's run is a RunConflictError and nothing is written to
     it. Otherwise ``before`` (if given) runs, then training, resumed from a ``last.pt`` of the same
-    config hash; if either raises, ``failure.json`` records why.
+    config hash; if either raises, ``failure.json`` records why. A ``train.record_every`` that is
+    not a multiple of ``train.val_every`` is a ConfigError before anything is written.
     """
+    check_record_every(run_config["train"])
     check_run_folder(run_config, results_dir)
     with failure_recorded(run_config, results_dir):
         if before is not None:
             before()
         return _train(run_config, Path(results_dir), data_root, resolve_device(device), cache_dir, progress)
+
+
+def check_record_every(train: dict[str, Any]) -> None:
+    """ConfigError naming both settings unless ``record_every`` is unset or a multiple of ``val_every``."""
+    every, val_every = train["record_every"], train["val_every"]
+    if every is not None and every % val_every:
+        raise ConfigError(
+            f"train.record_every ({every}) must be a multiple of train.val_every ({val_every}): scores are recorded at validation steps"
+        )
 
 
 def _train(
@@ -101,7 +115,7 @@ def _train(
     record_split(directory, results_dir, data.split)
 
     state = TrainState.start(run_config, digest, data, train, device)
-    _resume(state, directory, previous_split, data.split)
+    _resume(state, directory, previous_split, data.split, recording=train["record_every"] is not None)
     fit(state, data, train, directory, layout.run_label(run_config), progress)
 
     state.method.load_state_dict(torch.load(directory / layout.BEST, map_location=device, weights_only=True))
@@ -141,14 +155,15 @@ def _previous_split(directory: Path, results_dir: Path) -> Split | None:
         return None
 
 
-def _resume(state: TrainState, directory: Path, previous_split: Split | None, split: Split) -> None:
+def _resume(state: TrainState, directory: Path, previous_split: Split | None, split: Split, recording: bool) -> None:
     """Load ``last.pt`` into ``state`` if it is a sound checkpoint of this config made on ``split``.
 
     One of another config is ignored (the next checkpoint replaces it). One that cannot be loaded
-    (or its ``best.pt``, both then set aside), lacks a part, or was made on another split
-    (``previous_split`` differs from ``split``, or was unreadable) is set aside.
+    (or its ``best.pt``, or when ``recording`` its ``trajectory.npz``: both then set aside), lacks
+    a part, or was made on another split (``previous_split`` differs from ``split``, or was
+    unreadable) is set aside.
     """
-    last_path, best_path = directory / layout.LAST, directory / layout.BEST
+    last_path, best_path, trajectory_path = directory / layout.LAST, directory / layout.BEST, directory / layout.TRAJECTORY
     if not last_path.exists():
         return
     try:
@@ -170,6 +185,11 @@ def _resume(state: TrainState, directory: Path, previous_split: Split | None, sp
             load_torch(best_path, map_location="cpu", weights_only=True)
         except ResultsError as error:
             return _set_aside([last_path, best_path], f"checkpoint {last_path} needs {error}")
+    if recording:
+        try:
+            read_trajectory(trajectory_path)
+        except TrajectoryError as error:
+            return _set_aside([last_path, trajectory_path], f"checkpoint {last_path} needs {error}")
     state.load_state_dict(checkpoint)
 
 

@@ -27,9 +27,11 @@ from methods.registry import check_step_output
 
 from benchmarks.engine import layout
 from benchmarks.engine.config import registered_method
-from benchmarks.engine.evaluate import autocast, evaluate, prepare_images
+from benchmarks.engine.evaluate import autocast, prediction_counts, prepare_images
 from benchmarks.engine.io import save_torch
+from benchmarks.engine.per_image import DEFAULT_PREDICTION, PixelCounts, selection_score
 from benchmarks.engine.run_data import RunData
+from benchmarks.engine.trajectory import Trajectory, read_trajectory, write_trajectory
 
 CHECKPOINT_KEYS = ("config_hash", "method", "optimizer", "labeled_sampler", "unlabeled_sampler", "augment_generator", "rng", "state")
 Scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau
@@ -270,14 +272,32 @@ def train_step(state: TrainState, data: RunData, train: dict[str, Any], step: in
     return optimizer_step(state.method, state.optimizer, LabeledBatch(images, masks), unlabeled, step, total, device, train["precision"])
 
 
-def validation_score(state: TrainState, data: RunData, train: dict[str, Any]) -> float:
-    """Mean Dice over the defect classes on the validation images (0 when undefined)."""
-    metrics = evaluate(
-        state.method, data.val_images, data.val_masks, data.class_names, state.device,
+def split_counts(state: TrainState, images: Tensor, masks: Tensor, num_classes: int, train: dict[str, Any]) -> PixelCounts:
+    """Per-image counts of the default prediction on ``images``, evaluated with the run's evaluation settings."""
+    return prediction_counts(
+        state.method, images, masks, num_classes, state.device,
         train["eval_batch_size"], train["precision"], train["channels_last"], normalization=train["normalization"],
-    )
-    mdice = metrics["standard"]["mdice"]
-    return 0.0 if mdice is None else mdice
+    )[DEFAULT_PREDICTION]
+
+
+def recorded_test_counts(state: TrainState, data: RunData, train: dict[str, Any]) -> PixelCounts:
+    """``split_counts`` of the test images, every global RNG restored afterwards.
+
+    Evaluation runs in eval mode under inference mode; restoring the RNGs makes sure that
+    recording the test scores never changes training, whatever a (plugin) method's ``predict`` does.
+    """
+    saved = rng_state(state.device)
+    try:
+        return split_counts(state, data.test_images, data.test_masks, len(data.class_names), train)
+    finally:
+        set_rng_state(saved, state.device)
+
+
+def start_trajectory(path: Path, data: RunData, resume_step: int) -> Trajectory:
+    """No records yet at step 0; on resume, the records on disk up to ``resume_step`` (later ones are dropped)."""
+    if resume_step > 0:
+        return read_trajectory(path).until(resume_step)
+    return Trajectory(tuple(data.val_ids), tuple(data.test_ids), tuple(data.class_names))
 
 
 def fit(state: TrainState, data: RunData, train: dict[str, Any], directory: Path, label: str, progress: bool) -> None:
@@ -286,11 +306,16 @@ def fit(state: TrainState, data: RunData, train: dict[str, Any], directory: Path
     Every ``log_every`` steps the losses are logged to its train log (a NonFiniteLossError if one
     is not finite), every ``val_every`` the validation score too (the best weights saved, the
     schedule stepped), and every ``checkpoint_every`` steps before the last the state is saved.
-    ``label`` names the run on the progress bar.
+    With ``record_every`` set, the validation counts and the test counts of every validation step
+    that is a multiple of it and of the last step are kept, and written to ``trajectory.npz``
+    before each checkpoint and at the end. ``label`` names the run on the progress bar.
+    Validation and recording are not counted in ``train_seconds``.
     """
     method, progress_state = state.method, state.progress
-    best_path, last_path = directory / layout.BEST, directory / layout.LAST
+    best_path, last_path, trajectory_path = directory / layout.BEST, directory / layout.LAST, directory / layout.TRAJECTORY
     log = TrainLog(directory / layout.TRAIN_LOG, progress_state.step)
+    record_every = train["record_every"]
+    trajectory = start_trajectory(trajectory_path, data, progress_state.step) if record_every else None
     total = int(train["iterations"])
     method.train()
     bar = tqdm(total=total, initial=progress_state.step, disable=not progress, leave=False, desc=label)
@@ -311,8 +336,11 @@ def fit(state: TrainState, data: RunData, train: dict[str, Any], directory: Path
         row: dict[str, Any] = {"step": done, **values}
         bar.set_postfix(loss=f"{values['loss']:.4f}")
         if val_now:
-            score = validation_score(state, data, train)
+            val_counts = split_counts(state, data.val_images, data.val_masks, len(data.class_names), train)
+            score = selection_score(val_counts)
             row["val_mdice"] = score
+            if trajectory is not None and (done % record_every == 0 or done == total):
+                trajectory = trajectory.with_record(done, val_counts, recorded_test_counts(state, data, train))
             if state.scheduler is not None:
                 state.scheduler.step(score)
                 row["lr"] = state.optimizer.param_groups[0]["lr"]
@@ -323,6 +351,10 @@ def fit(state: TrainState, data: RunData, train: dict[str, Any], directory: Path
         log.append(row)
         progress_state.step = done
         if done % train["checkpoint_every"] == 0 and done < total:
+            if trajectory is not None:  # first: a checkpoint never lacks the records up to its step
+                write_trajectory(trajectory_path, trajectory)
             save_torch(last_path, state.state_dict())
         tick = time.perf_counter()
     bar.close()
+    if trajectory is not None:
+        write_trajectory(trajectory_path, trajectory)

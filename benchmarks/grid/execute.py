@@ -61,7 +61,7 @@ from benchmarks.engine import layout
 from benchmarks.engine.config import method_ratios, resolve_run
 from benchmarks.engine.io import ResultsError, write_json
 from benchmarks.engine.run_folder import completed_metrics, write_failure
-from benchmarks.engine.runner import train_pending
+from benchmarks.engine.runner import check_record_every, train_pending
 from benchmarks.grid.locks import FileLock, describe_owner, lease_device
 
 BACKENDS = ("local", "dask")
@@ -113,7 +113,8 @@ def expand_grid(
     ``available`` among the datasets for every dataset found under the data root. A listed dataset
     that is missing is an error, or dropped with a note when the profile sets
     ``skip_missing_datasets``. A variant with its own ``ratios`` runs at those ratios only, and a
-    dataset listed in ``ratios_per_dataset`` at its own, unless ``ratios`` is given here.
+    dataset listed in ``ratios_per_dataset`` at its own, unless ``ratios`` is given here. A run
+    whose ``train.record_every`` is not a multiple of its ``train.val_every`` is a ConfigError.
     """
     method_names = _expand(methods or profile["methods"], "all", available_methods)
     dataset_names = _select_datasets(datasets or profile["datasets"], data_root, profile["skip_missing_datasets"])
@@ -128,6 +129,8 @@ def expand_grid(
             if ratio in ratios_of[method]
             for seed in (seeds or profile["seeds"])
         ]
+    for run in runs:
+        check_record_every(run["train"])
     return runs
 
 

@@ -25,7 +25,7 @@ from benchmarks.engine.io import ResultsError, read_json
 from benchmarks.engine.split_store import record_split, recorded_split
 from benchmarks.reporting.aggregate import run_status
 
-RESULT_FILES = (layout.CONFIG, layout.TRAIN_LOG, layout.PER_IMAGE)  # copied when present, before METRICS
+RESULT_FILES = (layout.CONFIG, layout.TRAIN_LOG, layout.PER_IMAGE, layout.TRAJECTORY)  # copied when present, before METRICS
 
 
 @dataclass
