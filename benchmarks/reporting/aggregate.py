@@ -148,11 +148,14 @@ def collect_runs(results_dir: Path, profile: str | Iterable[str] | None = None) 
 
 
 def _check_same_config(first: tuple[Path, dict[str, Any]], other: tuple[Path, dict[str, Any]]) -> None:
-    """ResultsError naming both runs if two runs of one cell differ in more than their seed."""
+    """ResultsError naming both runs if two runs of one cell differ in more than their unit: the seed, and the
+    split seed where each run's split seed is its seed (``split_seed: per_seed``)."""
     (first_dir, first_config), (other_dir, other_config) = first, other
     if not first_config or not other_config:
         return  # a run without config.yaml (written by hand): nothing to compare
-    differences = config_differences(first_config, other_config, (first_dir.name, other_dir.name), ignore=("config_hash", "seed"))
+    per_unit = all(config.get("split_seed") == config.get("seed") for config in (first_config, other_config))
+    ignore = ("config_hash", "seed", "split_seed") if per_unit else ("config_hash", "seed")
+    differences = config_differences(first_config, other_config, (first_dir.name, other_dir.name), ignore=ignore)
     if differences:
         raise ResultsError(
             f"{first_dir} and {other_dir} are runs of one table cell with different configurations "

@@ -268,6 +268,7 @@ def profile_section(runs: pd.DataFrame, failures: pd.DataFrame, profile: str, ou
     groups = [
         ("Main results", lambda n: n.startswith("main_")),
         ("Is a difference real?", lambda n: n.startswith(("difference_", "significance_", "ranks_"))),
+        ("How was the checkpoint chosen?", lambda n: n.startswith("selection_")),
         ("Did training level off?", lambda n: n == "best_steps"),
         ("Comparison with the published numbers", lambda n: n.startswith("paper_")),
         ("Ablations", lambda n: n.startswith("ablation_")),

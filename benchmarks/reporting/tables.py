@@ -18,6 +18,9 @@ Per profile, under ``<out>/<profile>/``:
 * ``ranks_standard`` / ``ranks_paper``: average rank of each method over the cells where all
   ran, the Friedman test (permutation p-value, cells of one dataset permuted together) and, for
   independent cells only, the Nemenyi critical difference.
+* ``selection_standard`` / ``selection_paper`` (runs trained with ``train.record_every`` only): per
+  method and cell, the test mIoU and the paired difference from the baseline when both choose
+  their checkpoint by each of four policies (``benchmarks.reporting.selection``).
 * ``best_steps``: per method (ablation variants included) and (dataset, ratio), the range of the
   seeds' best validation steps (the tested checkpoints) and how many fall in the last 10 % of the
   run, where a run may not have levelled off.
@@ -45,6 +48,7 @@ from benchmarks.engine.io import remove_stale
 from benchmarks.reporting.aggregate import aggregate, collect_runs, find_profiles, main_runs
 from benchmarks.reporting.paper import load_paper_reference
 from benchmarks.reporting.paper_tables import build_paper_tables
+from benchmarks.reporting.selection import policy_records, selection_table
 from benchmarks.reporting.statistics import (
     ALPHA, COMPARISON_COLUMNS, DETECTABLE, INTERVALS, N_PERMUTATIONS, RULE, TOO_FEW_UNITS, CellStatistics, baselines_for, cell_scores,
     cell_statistics, primary_baseline, rank_analysis,
@@ -316,11 +320,13 @@ def build_tables(runs: pd.DataFrame, profile: str, reference: dict[str, Any] | N
     reference = reference or load_paper_reference()
     runs = runs[runs["profile"] == profile]
     statistics = cell_statistics(main_runs(runs), baselines_for(baselines))
+    selection = policy_records(main_runs(runs))
     candidates: list[tuple[str, Table | None]] = [
         *((f"main_{p}", main_table(runs, profile, p, statistics, primary_baseline(baselines))) for p in PROTOCOLS),
         *((f"difference_{p}", difference_table(runs, profile, p, statistics, primary_baseline(baselines))) for p in PROTOCOLS),
         *((f"significance_{p}", significance_table(runs, profile, p, statistics, baselines_for(baselines))) for p in PROTOCOLS),
         *((f"ranks_{p}", ranks_table(runs, profile, p)) for p in PROTOCOLS),
+        *((f"selection_{p}", selection_table(selection, main_runs(runs), profile, p, primary_baseline(baselines))) for p in PROTOCOLS),
         ("best_steps", best_steps_table(runs, profile)),
         *((t.name, t) for t in per_class_tables(runs, profile)),
         *build_paper_tables(runs, profile, reference),

@@ -1,0 +1,48 @@
+"""The checkpoint-selection tables, on a real grid of smoke runs that recorded their test scores along training,
+each seed its own labelled subset."""
+import pandas as pd
+import pytest
+
+import run_all
+from benchmarks.reporting.aggregate import collect_runs
+from benchmarks.reporting.selection import POLICIES, policy_records
+
+ITERATIONS = 120  # the smoke profile's
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory):
+    results = tmp_path_factory.mktemp("selection")
+    assert run_all.main(["benchmark", "--profile", "smoke", "--results-dir", str(results), "--methods", "supervised", "mean_teacher",
+                         "--seeds", "0", "1", "2", "--set", "split_seed=per_seed", "--set", "train.record_every=40",
+                         "--jobs", "2"]) == 0
+    assert run_all.main(["report", "--results-dir", str(results)]) == 0
+    return results
+
+
+def test_per_unit_splits_make_one_cell(grid):
+    runs = collect_runs(grid, "smoke")  # seeds with their own split seeds are one cell, not a mixed one
+    assert sorted(runs["seed"]) == [0, 0, 1, 1, 2, 2]
+
+
+def test_full_validation_reproduces_the_main_table_and_test_selection_bounds_every_policy(grid):
+    runs = collect_runs(grid, "smoke")
+    records = policy_records(runs)
+    assert set(records["policy"]) == set(POLICIES)
+    full = records[(records["policy"] == "full_val") & (records["protocol"] == "paper")].set_index(["method", "seed"])["miou"]
+    assert full.to_dict() == pytest.approx(runs.set_index(["method", "seed"])["paper_miou"].to_dict())
+    assert (records.loc[records["policy"] == "final", "step"] == ITERATIONS).all()
+    by_run = records.pivot_table(index=["method", "seed", "protocol"], columns="policy", values="miou")
+    for policy in POLICIES:
+        assert (by_run["test_best"] >= by_run[policy] - 1e-9).all(), policy  # best on test: an upper bound
+
+
+def test_selection_table_pairs_both_sides_under_one_policy(grid):
+    table = pd.read_csv(grid / "tables" / "smoke" / "selection_standard.csv")
+    mean_teacher = table[table["method"] == "mean_teacher"].set_index("policy")
+    assert sorted(mean_teacher.index) == sorted(POLICIES) and (mean_teacher["units"] == 3).all()
+    for policy in POLICIES:
+        own = table[(table["method"] == "supervised") & (table["policy"] == policy)]["miou_mean"].iloc[0]
+        assert mean_teacher.loc[policy, "diff"] == pytest.approx(mean_teacher.loc[policy, "miou_mean"] - own)
+    report = (grid / "report" / "index.md").read_text()
+    assert "How was the checkpoint chosen?" in report and "Checkpoint selection, paper protocol" in report
