@@ -32,3 +32,27 @@ def test_missing_block_or_table_is_named(tmp_path):
         stale_blocks(readme, STUDY_TABLES)
     with pytest.raises(FileNotFoundError, match="difference_standard.md"):
         table_rows(tmp_path, "standard")
+
+
+def test_the_committed_marks_are_what_the_procedure_gives_and_depend_on_no_random_seed():
+    """The committed study's difference tables equal the statistics recomputed from its per-image records;
+    the only random numbers (the Friedman permutations) move the rank test's p-value by Monte-Carlo error only."""
+    import numpy as np
+    import pandas as pd
+
+    from benchmarks.reporting.aggregate import collect_runs, main_runs
+    from benchmarks.reporting.statistics import cell_scores, cell_statistics, friedman_permutation_p
+
+    results = STUDY_TABLES.parents[1]
+    runs = main_runs(collect_runs(results, "label_scarcity"))
+    comparisons = cell_statistics(runs).comparisons
+    for protocol in ("standard", "paper"):
+        committed = pd.read_csv(STUDY_TABLES / f"difference_{protocol}.csv").set_index(["dataset", "ratio", "method"])
+        ours = comparisons[comparisons["protocol"] == protocol].set_index(["dataset", "ratio", "method"])
+        assert (ours.loc[committed.index, "mark"] == committed["mark"]).all()
+        np.testing.assert_allclose(ours.loc[committed.index, ["diff", "diff_ci_low", "diff_ci_high", "p_holm"]],
+                                   committed[["diff", "diff_ci_low", "diff_ci_high", "p_holm"]], atol=1e-3)
+    scores = cell_scores(runs, "paper_miou")
+    groups = [dataset for dataset, _ in scores.index]
+    p_values = [friedman_permutation_p(scores.to_numpy(), groups, seed=seed)[1:] for seed in (1, 2, 3)]
+    assert max(p for p, _ in p_values) - min(p for p, _ in p_values) < 6 * max(error for _, error in p_values)
