@@ -21,7 +21,7 @@ images with defects), in percent, from the runs' per-image records (``per_image.
 * **The interval** is estimate ± t(n - 1) sqrt(Var): a paired t-interval over units, widened by the
   shared test-set noise when units share test images. Why not the percentile bootstrap over seeds
   used before: with 3 units one replicate in 27 draws the same unit three times, so its 95 %
-  interval ends near the extreme per-unit values, and its real false-positive rate was 7-20 %.
+  interval ends near the extreme per-unit values, and its real false-positive rate was up to 21 %.
   Why n - 1 degrees of freedom and not Welch-Satterthwaite's: the latter grow exactly when s^2 is
   small by chance, and at 3 units its false-positive rate was 6-8 %. With n - 1 the interval is
   calibrated where the units' own spread dominates and conservative where the shared test-set
