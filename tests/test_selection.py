@@ -46,3 +46,4 @@ def test_selection_table_pairs_both_sides_under_one_policy(grid):
         assert mean_teacher.loc[policy, "diff"] == pytest.approx(mean_teacher.loc[policy, "miou_mean"] - own)
     report = (grid / "report" / "index.md").read_text()
     assert "How was the checkpoint chosen?" in report and "Checkpoint selection, paper protocol" in report
+    assert "figures/smoke/selection_paper.png" in report and (grid / "figures" / "smoke" / "selection_paper.png").stat().st_size > 1000

@@ -14,10 +14,12 @@ Under ``<out>/<profile>/``:
 3. ``difference_standard`` / ``difference_paper``: each method's paired difference from the
    baseline with its 95 % CI as a horizontal bar, a panel per (dataset, ratio), coloured by the mark
    (better / worse / no evidence); cells without a test are listed, not drawn.
-4. ``validation_curves``: validation mean Dice against the step, a panel per (dataset, ratio); the
+4. ``selection_standard`` / ``selection_paper`` (runs with ``trajectory.npz`` only): each method's
+   paired difference from the baseline under each checkpoint-selection policy, a panel per cell.
+5. ``validation_curves``: validation mean Dice against the step, a panel per (dataset, ratio); the
    last 10 % of the run is shaded (a best step there means the run had not levelled off). For a
    profile of UAPS ablation variants only, a panel per ablation and cell, a line per setting.
-5. ``ablation_losses``, ``ablation_lambdas``, ``ablation_mixing``, ``ablation_aux_decoders``: the
+6. ``ablation_losses``, ``ablation_lambdas``, ``ablation_mixing``, ``ablation_aux_decoders``: the
    UAPS ablations, drawn by ``benchmarks.reporting.paper_figures``.
 
 Only results on disk are drawn. A cell without runs is a gap in a line, or a hatched "n/a" slot
@@ -47,6 +49,7 @@ from benchmarks.reporting.paper import (
     ABLATION_OPTIONS, OPTION_LABELS, PAPER_LABEL, PAPER_STYLE, load_paper_reference, ordered_values, value_label,
 )
 from benchmarks.reporting.paper_figures import build_paper_figures
+from benchmarks.reporting.selection import POLICIES, POLICY_LABELS, policy_records, selection_tests
 from benchmarks.reporting.statistics import (
     ALPHA, BETTER, NO_EVIDENCE, WORSE, CellStatistics, cell_scores, cell_statistics, primary_baseline, rank_analysis,
 )
@@ -202,6 +205,44 @@ def plot_differences(runs: pd.DataFrame, profile: str, protocol: str, statistics
     return fig
 
 
+POLICY_COLORS = dict(zip(POLICIES, ("tab:blue", "tab:orange", "tab:green", "0.55")))
+
+
+def plot_selection(runs: pd.DataFrame, profile: str, protocol: str, records: pd.DataFrame, baseline: str) -> Figure | None:
+    """Each method's paired difference from ``baseline`` under each checkpoint-selection policy (both sides
+    choose by that policy), a panel per cell: how much a gain depends on the checkpoint rule. None without
+    trajectories or without a tested comparison."""
+    if records.empty:
+        return None
+    tests = selection_tests(records[records["protocol"] == protocol], baseline)
+    tested = tests[tests["note"] == ""]
+    if tested.empty:
+        return None
+    cells = ordered_cells(tested)
+    methods = [m for m in ordered_methods(tested["method"]) if m != baseline]
+    fig, axes = panels(len(cells), width=4.0, height=1.8 + 0.6 * len(methods))
+    offsets = dict(zip(POLICIES, (-0.27, -0.09, 0.09, 0.27)))
+    for ax, (dataset, ratio) in zip(axes, cells):
+        cell = tested[(tested["dataset"] == dataset) & (tested["ratio"] == ratio)].set_index(["method", "policy"])
+        for y, method in enumerate(methods):
+            for policy in POLICIES:
+                if (method, policy) not in cell.index:
+                    continue
+                test, at = cell.loc[(method, policy)], y + offsets[policy]
+                ax.plot([test["diff_ci_low"], test["diff_ci_high"]], [at, at], color=POLICY_COLORS[policy], linewidth=2)
+                ax.plot(test["diff"], at, "o" if test["mark"] == NO_EVIDENCE else "D", color=POLICY_COLORS[policy], markersize=5)
+        ax.axvline(0.0, color="black", linewidth=0.8)
+        ax.set_yticks(range(len(methods)))
+        ax.set_yticklabels(methods if ax is axes[0] else [])
+        ax.set_ylim(len(methods) - 0.5, -0.5)
+        ax.set_title(f"{dataset_label(dataset)}, {ratio_label(ratio)} labels")
+        ax.set_xlabel(f"Δ mIoU vs {baseline} (points)")
+    handles = [Line2D([], [], color=POLICY_COLORS[p], marker="o", linewidth=2, label=POLICY_LABELS[p]) for p in POLICIES]
+    titled_legend(fig, handles, f"Difference from {baseline} by checkpoint-selection policy, mIoU {protocol} protocol (profile "
+                  f"{profile})\nbar: unadjusted 95 % CI over units; diamond: significant after Holm (per policy)", 4)
+    return fig
+
+
 # ---------------------------------------------------------------------------------------------
 # validation curves
 
@@ -325,10 +366,12 @@ def build_figures(runs: pd.DataFrame, profile: str, reference: dict[str, Any] | 
     runs = runs[runs["profile"] == profile]
     baseline = primary_baseline(baselines)
     statistics = cell_statistics(main_runs(runs), [baseline])
+    selection = policy_records(main_runs(runs))
     return {
         **{f"miou_vs_ratio_{p}": plot_miou_vs_ratio(runs, profile, p, reference, statistics, baseline) for p in PROTOCOLS},
         **{f"difference_{p}": plot_differences(runs, profile, p, statistics, baseline) for p in PROTOCOLS},
         **{f"critical_difference_{p}": plot_critical_difference(runs, profile, p) for p in PROTOCOLS},
+        **{f"selection_{p}": plot_selection(runs, profile, p, selection, baseline) for p in PROTOCOLS},
         "validation_curves": plot_validation_curves(runs, profile),
         **build_paper_figures(runs, profile, reference),
     }

@@ -49,6 +49,10 @@ FIGURE_CAPTIONS = {
                            "bar: unadjusted 95 % CI over units; green / red: significantly better / worse after Holm, grey: no evidence.",
     "difference_paper": "Paired difference from the baseline (paper protocol), per dataset and ratio: dot: estimate, "
                         "bar: unadjusted 95 % CI over units; green / red: significantly better / worse after Holm, grey: no evidence.",
+    "selection_standard": "Difference from the baseline (standard protocol) when both choose their checkpoint by each policy: "
+                          "full validation split, validation budget, final checkpoint, best on test (an upper bound).",
+    "selection_paper": "Difference from the baseline (paper protocol) when both choose their checkpoint by each policy: "
+                       "full validation split, validation budget, final checkpoint, best on test (an upper bound).",
     "validation_curves": "Validation mean Dice against the iteration (mean over seeds); dots: each seed's best step; "
                          "shaded: the last 10 % of the run, where a best step means the run may not have levelled off.",
     **ABLATION_FIGURE_CAPTIONS,
