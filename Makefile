@@ -13,7 +13,9 @@ PROFILE_ARGS = $(if $(strip $(PROFILES)),--profile $(PROFILES))
 BASELINE ?=
 OUTPUT_ARGS = $(PROFILE_ARGS) $(if $(strip $(BASELINE)),--baseline $(BASELINE))
 
-.PHONY: setup test lint benchmark study status publish study-ablations study-ablations-fp32 headline data clean-results tables plots report perf docs-figures
+UNITS ?= 0 1 2 3 4 5 6 7
+
+.PHONY: setup test lint benchmark study study-units status publish study-ablations study-ablations-fp32 headline data clean-results tables plots report perf docs-figures
 
 setup: $(STAMP)
 
@@ -38,6 +40,11 @@ benchmark: setup
 # the label-scarcity study (benchmarks/configs/label_scarcity.yaml): ~32 core-hours, resumable
 study: setup
 	$(PY) run_all.py benchmark --profile label_scarcity --results-dir $(RESULTS) --jobs $(JOBS)
+
+# the study's second edition (benchmarks/configs/label_scarcity_units.yaml), unit by unit so each unit's nine methods
+# run on one machine; resumable (rerun to continue), UNITS="3 4" for some units
+study-units: setup
+	for unit in $(UNITS); do $(PY) run_all.py benchmark --profile label_scarcity_units --results-dir $(RESULTS) --jobs $(JOBS) --seeds $$unit || exit 1; done
 
 # how far $(PROFILE)'s grid is in $(RESULTS) (completed, running, interrupted, failed, pending); starts nothing
 status: setup
