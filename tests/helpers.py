@@ -40,3 +40,13 @@ def tiny_batch(num_classes: int = 3, size: int = 32) -> tuple[LabeledBatch, torc
     images = torch.randn(2, 1, size, size, generator=generator)
     masks = torch.randint(0, num_classes, (2, size, size), generator=generator)
     return LabeledBatch(images, masks), torch.randn(2, 1, size, size, generator=generator)
+
+
+def interrupt_at(original, step_to_fail: int):
+    """A replacement for a Method's ``on_step_end`` that runs ``original``, then raises KeyboardInterrupt at ``step_to_fail``."""
+    def on_step_end(self, step: int) -> None:
+        original(self, step)
+        if step == step_to_fail:
+            raise KeyboardInterrupt
+
+    return on_step_end

@@ -13,6 +13,7 @@ from benchmarks.engine.layout import run_dir
 from benchmarks.engine.trainer import CHECKPOINT_KEYS
 from benchmarks.grid.execute import expand_grid, run_grid
 from methods import get_method_class
+from tests.helpers import interrupt_at
 
 TIMINGS = {"train_seconds", "iterations_per_second", "eval_ms_per_image", "environment"}
 # 8 steps, checkpoint after 4, log and validation every 2: raised at the end of 0-based step 6, so
@@ -26,15 +27,6 @@ CHECKPOINT_STEP = 4
 def plugin():
     with plugin_methods() as names:
         yield names
-
-
-def _interrupt_at(original, step_to_fail: int):
-    def on_step_end(self, step: int) -> None:
-        original(self, step)
-        if step == step_to_fail:
-            raise KeyboardInterrupt
-
-    return on_step_end
 
 
 def _log_without_times(directory) -> list[dict]:
@@ -57,7 +49,7 @@ def test_resumed_run_equals_uninterrupted_run(plugin, tmp_path, monkeypatch, cap
     assert len(run_grid([run], straight, device="cpu", progress=False).completed) == 1
 
     cls = get_method_class(method)
-    monkeypatch.setattr(cls, "on_step_end", _interrupt_at(cls.on_step_end, INTERRUPT_AT))
+    monkeypatch.setattr(cls, "on_step_end", interrupt_at(cls.on_step_end, INTERRUPT_AT))
     with pytest.raises(KeyboardInterrupt):
         run_grid([run], resumed, device="cpu", progress=False)
     directory = run_dir(resumed, run)
@@ -91,7 +83,7 @@ def test_the_checkpoint_keeps_the_format_of_earlier_versions(plugin, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         with pytest.MonkeyPatch.context() as patch:
             cls = get_method_class("supervised")
-            patch.setattr(cls, "on_step_end", _interrupt_at(cls.on_step_end, INTERRUPT_AT))
+            patch.setattr(cls, "on_step_end", interrupt_at(cls.on_step_end, INTERRUPT_AT))
             run_grid([run], tmp_path, device="cpu", progress=False)
     checkpoint = torch.load(directory / "last.pt", weights_only=False)
     assert set(checkpoint) == {*CHECKPOINT_KEYS, "scheduler"} == {

@@ -29,7 +29,7 @@ from datasets.splits import Split
 from methods import ConfigError, LabeledBatch, Method, get_method_class, register_method
 from methods.losses import segmentation_loss
 from methods.registry import _METHODS
-from tests.helpers import train_smoke
+from tests.helpers import interrupt_at, train_smoke
 
 # 60 steps, validation every 10 at a high learning rate: on the machines tried the best
 # validation step (50) came before the last one; every validation step is recorded
@@ -240,15 +240,6 @@ def test_a_run_with_record_every_not_a_multiple_of_val_every_writes_nothing(tmp_
     assert not (tmp_path / "runs").exists()
 
 
-def _interrupt_at(original, step_to_fail: int):
-    def on_step_end(self, step: int) -> None:
-        original(self, step)
-        if step == step_to_fail:
-            raise KeyboardInterrupt
-
-    return on_step_end
-
-
 @pytest.mark.parametrize("damage", ["ahead", "corrupt"])
 def test_a_resumed_run_records_what_an_uninterrupted_run_records(tmp_path, monkeypatch, capfd, damage):
     """Interrupted after the checkpoint of step 4; its trajectory then either ran ahead of the
@@ -260,7 +251,7 @@ def test_a_resumed_run_records_what_an_uninterrupted_run_records(tmp_path, monke
     assert expected.steps == (2, 4, 6, 8)
 
     cls = get_method_class("supervised")
-    monkeypatch.setattr(cls, "on_step_end", _interrupt_at(cls.on_step_end, 6))
+    monkeypatch.setattr(cls, "on_step_end", interrupt_at(cls.on_step_end, 6))
     with pytest.raises(KeyboardInterrupt):
         run_grid([run], resumed, device="cpu", progress=False)
     monkeypatch.undo()

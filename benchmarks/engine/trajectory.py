@@ -73,10 +73,12 @@ class Trajectory:
 
 @dataclass(frozen=True)
 class PolicyChoice:
-    """The step a selection policy chose and the test counts of the default prediction there."""
+    """The step a selection policy chose and the test counts of the default prediction there (images in
+    ``test_ids`` order)."""
 
     step: int
     test: PixelCounts
+    test_ids: tuple[str, ...]
 
 
 def _stacked(counts: Sequence[PixelCounts], num_images: int, num_classes: int) -> np.ndarray:
@@ -175,7 +177,7 @@ def select_checkpoints(trajectory: Trajectory, budget: int, split_seed: int, see
         "test_best_standard": _earliest_best([standard_miou(c) for c in t.test]),
         "test_best_paper": _earliest_best([_paper_miou(c) for c in t.test]),
     }
-    return {policy: PolicyChoice(t.steps[index], t.test[index]) for policy, index in chosen.items()}
+    return {policy: PolicyChoice(t.steps[index], t.test[index], t.test_ids) for policy, index in chosen.items()}
 
 
 def run_policies(directory: Path, budget: int | None = None) -> dict[str, PolicyChoice]:

@@ -162,6 +162,16 @@ def plot_critical_difference(runs: pd.DataFrame, profile: str, protocol: str) ->
 # paired differences
 
 
+def _forest_panel(ax: Any, methods: list[str], first: bool, dataset: str, ratio: float, baseline: str) -> None:
+    """The frame of one cell's forest plot: zero line, a row per method (named in the first panel), title, x label."""
+    ax.axvline(0.0, color="black", linewidth=0.8)
+    ax.set_yticks(range(len(methods)))
+    ax.set_yticklabels(methods if first else [])
+    ax.set_ylim(len(methods) - 0.5, -0.5)
+    ax.set_title(f"{dataset_label(dataset)}, {ratio_label(ratio)} labels")
+    ax.set_xlabel(f"Δ mIoU vs {baseline} (points)")
+
+
 MARK_COLORS = {BETTER: "tab:green", WORSE: "tab:red", NO_EVIDENCE: "0.45"}
 
 
@@ -189,12 +199,7 @@ def plot_differences(runs: pd.DataFrame, profile: str, protocol: str, statistics
             color = MARK_COLORS[test["mark"]]
             ax.plot([test["diff_ci_low"], test["diff_ci_high"]], [y, y], color=color, linewidth=2.5, solid_capstyle="butt")
             ax.plot(test["diff"], y, "o", color=color, markersize=6)
-        ax.axvline(0.0, color="black", linewidth=0.8)
-        ax.set_yticks(range(len(methods)))
-        ax.set_yticklabels(methods if ax is axes[0] else [])
-        ax.set_ylim(len(methods) - 0.5, -0.5)
-        ax.set_title(f"{dataset_label(dataset)}, {ratio_label(ratio)} labels")
-        ax.set_xlabel(f"Δ mIoU vs {baseline} (points)")
+        _forest_panel(ax, methods, ax is axes[0], dataset, ratio, baseline)
         if untested:
             ax.set_xlabel("\n".join([ax.get_xlabel(), *textwrap.wrap("no test: " + "; ".join(untested), 45)]))
     handles = [Line2D([], [], color=MARK_COLORS[symbol], marker="o", linewidth=2.5, label=words)
@@ -231,12 +236,7 @@ def plot_selection(runs: pd.DataFrame, profile: str, protocol: str, records: pd.
                 test, at = cell.loc[(method, policy)], y + offsets[policy]
                 ax.plot([test["diff_ci_low"], test["diff_ci_high"]], [at, at], color=POLICY_COLORS[policy], linewidth=2)
                 ax.plot(test["diff"], at, "o" if test["mark"] == NO_EVIDENCE else "D", color=POLICY_COLORS[policy], markersize=5)
-        ax.axvline(0.0, color="black", linewidth=0.8)
-        ax.set_yticks(range(len(methods)))
-        ax.set_yticklabels(methods if ax is axes[0] else [])
-        ax.set_ylim(len(methods) - 0.5, -0.5)
-        ax.set_title(f"{dataset_label(dataset)}, {ratio_label(ratio)} labels")
-        ax.set_xlabel(f"Δ mIoU vs {baseline} (points)")
+        _forest_panel(ax, methods, ax is axes[0], dataset, ratio, baseline)
     handles = [Line2D([], [], color=POLICY_COLORS[p], marker="o", linewidth=2, label=POLICY_LABELS[p]) for p in POLICIES]
     titled_legend(fig, handles, f"Difference from {baseline} by checkpoint-selection policy, mIoU {protocol} protocol (profile "
                   f"{profile})\nbar: unadjusted 95 % CI over units; diamond: significant after Holm (per policy)", 4)

@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmarks.engine import layout
-from benchmarks.engine.trajectory import read_trajectory, run_policies
+from benchmarks.engine.trajectory import run_policies
 from benchmarks.reporting.aggregate import CELL_KEYS
 from benchmarks.reporting.statistics import (
     COMPARISON_COLUMNS, DETECTABLE, INTERVALS, PROTOCOLS as STATISTICS_PROTOCOLS, RULE, TOO_FEW_UNITS, RunRecords, compare, holm, run_metric,
@@ -49,11 +49,11 @@ def policy_records(runs: pd.DataFrame) -> pd.DataFrame:
         directory = Path(run.path)
         if not (directory / layout.TRAJECTORY).is_file():
             continue
-        choices, test_ids = run_policies(directory), read_trajectory(directory / layout.TRAJECTORY).test_ids
+        choices = run_policies(directory)
         for protocol, spec in STATISTICS_PROTOCOLS.items():
             for policy in POLICIES:
                 choice = choices[f"test_best_{protocol}" if policy == "test_best" else policy]
-                records = RunRecords.from_counts(int(run.seed), directory / layout.TRAJECTORY, test_ids, choice.test)
+                records = RunRecords.from_counts(int(run.seed), directory / layout.TRAJECTORY, choice.test_ids, choice.test)
                 rows.append({**{key: getattr(run, key) for key in CELL_KEYS}, "seed": int(run.seed), "protocol": protocol,
                              "policy": policy, "step": choice.step, "miou": 100 * run_metric(records.features[protocol], spec),
                              "records": records})
