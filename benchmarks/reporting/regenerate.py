@@ -21,7 +21,7 @@ import pandas as pd
 from methods import ConfigError
 
 from benchmarks.engine import layout
-from benchmarks.engine.config import ABSENT, config_hash, differing_keys, load_profile, resolve_run
+from benchmarks.engine.config import ABSENT, config_hash, differing_keys, load_profile, resolve_run, resolve_split_seed
 from benchmarks.engine.io import ResultsError, read_yaml
 
 SELECTION_KEYS = ("profile", "dataset", "ratio", "method", "base_method", "seed", "config_hash")
@@ -59,7 +59,7 @@ def run_overrides(config_path: Path) -> list[str]:
     config = read_yaml(config_path)
     name, where = config["profile"], [config[key] for key in ("dataset", "ratio", "method", "seed")]
     default = load_profile(name)
-    first = [f"{key}={json.dumps(config[key])}" for key in FIRST_KEYS if key in config and config[key] != default[key]]
+    first = [f"{key}={json.dumps(config[key])}" for key in FIRST_KEYS if key in config and config[key] != _profile_value(default, key, config)]
     profile = load_profile(name, first)
     overrides = first + [
         _override(key, value, config, profile)
@@ -68,6 +68,11 @@ def run_overrides(config_path: Path) -> list[str]:
     if config_hash(resolve_run(load_profile(name, overrides), *where)) != config.get("config_hash"):
         raise ConfigError(f"profile {name!r} with {overrides or 'no overrides'} does not resolve to its config hash")
     return overrides
+
+
+def _profile_value(profile: dict[str, Any], key: str, config: dict[str, Any]) -> Any:
+    """The profile's value of a FIRST_KEYS ``key`` for the run ``config`` (``split_seed: per_seed`` is the run's seed)."""
+    return resolve_split_seed(profile[key], config["seed"]) if key == "split_seed" else profile[key]
 
 
 def _override(key: str, value: Any, config: dict[str, Any], profile: dict[str, Any]) -> str:
