@@ -13,7 +13,8 @@ PROFILE_ARGS = $(if $(strip $(PROFILES)),--profile $(PROFILES))
 BASELINE ?=
 OUTPUT_ARGS = $(PROFILE_ARGS) $(if $(strip $(BASELINE)),--baseline $(BASELINE))
 
-UNITS ?= 0 1 2 3 4 5 6 7
+# units (seeds) of study-units; empty: each profile's own seeds
+UNITS ?=
 
 .PHONY: setup test lint benchmark study study-units status publish study-ablations study-ablations-fp32 headline data clean-results tables plots report perf docs-figures
 
@@ -41,10 +42,17 @@ benchmark: setup
 study: setup
 	$(PY) run_all.py benchmark --profile label_scarcity --results-dir $(RESULTS) --jobs $(JOBS)
 
-# the study's second edition (benchmarks/configs/label_scarcity_units.yaml), unit by unit so each unit's nine methods
-# run on one machine; resumable (rerun to continue), UNITS="3 4" for some units
+# the study's second edition, its profiles in order of priority (NEU-Seg 1 % units, seed replicates, MTiles 10 %,
+# 128 px), each unit by unit so a unit's methods run on one machine; resumable (rerun to continue).
+# STUDY_PROFILES="label_scarcity_units" for one profile, UNITS="3 4" for some units of each
+STUDY_PROFILES ?= label_scarcity_units label_scarcity_units_seeds label_scarcity_units_mtiles label_scarcity_units_128
 study-units: setup
-	for unit in $(UNITS); do $(PY) run_all.py benchmark --profile label_scarcity_units --results-dir $(RESULTS) --jobs $(JOBS) --seeds $$unit || exit 1; done
+	for profile in $(STUDY_PROFILES); do \
+	  units="$(UNITS)"; [ -n "$$units" ] || units=$$($(PY) -c "from benchmarks.engine.config import load_profile; print(*load_profile('$$profile')['seeds'])"); \
+	  for unit in $$units; do \
+	    $(PY) run_all.py benchmark --profile $$profile --results-dir $(RESULTS) --jobs $(JOBS) --seeds $$unit || exit 1; \
+	  done; \
+	done
 
 # how far $(PROFILE)'s grid is in $(RESULTS) (completed, running, interrupted, failed, pending); starts nothing
 status: setup
