@@ -16,6 +16,8 @@ Under ``<out>/<profile>/``:
    (better / worse / no evidence); cells without a test are listed, not drawn.
 4. ``selection_standard`` / ``selection_paper`` (runs with ``trajectory.npz`` only): each method's
    paired difference from the baseline under each checkpoint-selection policy, a panel per cell.
+   ``spread_standard`` / ``spread_paper`` (cells joined by runs sharing a labelled subset): each
+   method's runs, one per labelled subset beside the seed replicates of a shared subset.
 5. ``validation_curves``: validation mean Dice against the step, a panel per (dataset, ratio); the
    last 10 % of the run is shaded (a best step there means the run had not levelled off). For a
    profile of UAPS ablation variants only, a panel per ablation and cell, a line per setting.
@@ -35,6 +37,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import scikit_posthocs
 import seaborn as sns
@@ -50,6 +53,7 @@ from benchmarks.reporting.paper import (
 )
 from benchmarks.reporting.paper_figures import build_paper_figures
 from benchmarks.reporting.selection import POLICIES, POLICY_LABELS, policy_records, selection_tests
+from benchmarks.reporting.spread import spread_points
 from benchmarks.reporting.statistics import (
     ALPHA, BETTER, NO_EVIDENCE, WORSE, CellStatistics, cell_scores, cell_statistics, primary_baseline, rank_analysis,
 )
@@ -243,6 +247,33 @@ def plot_selection(runs: pd.DataFrame, profile: str, protocol: str, records: pd.
     return fig
 
 
+def plot_spread(points: pd.DataFrame, profile: str, protocol: str) -> Figure | None:
+    """Each method's runs of a cell: one per labelled subset (circles) and the seed replicates of a shared subset
+    (triangles), a panel per cell; None without a shared subset (``benchmarks.reporting.spread``)."""
+    if points.empty:
+        return None
+    column = "miou" if protocol == "standard" else "paper_miou"
+    cells = ordered_cells(points)
+    fig, axes = panels(len(cells), width=max(3.0, 1.0 + 0.55 * points["method"].nunique()), height=3.6)
+    for ax, (dataset, ratio) in zip(axes, cells):
+        cell = points[(points["dataset"] == dataset) & (points["ratio"] == ratio)]
+        methods = ordered_methods(cell["method"])
+        for x, method in enumerate(methods):
+            runs = cell[cell["method"] == method]
+            units = runs[~runs["shared"] | (runs["seed"] == runs["split_seed"])]
+            replicates = runs[runs["shared"]]
+            ax.plot(np.full(len(units), x - 0.12), units[column], "o", color="tab:blue", alpha=0.75, markersize=5)
+            ax.plot(np.full(len(replicates), x + 0.12), replicates[column], "^", color="tab:orange", alpha=0.85, markersize=5)
+        ax.set_xticks(range(len(methods)), methods, rotation=45, ha="right")
+        ax.set_xlim(-0.5, len(methods) - 0.5)
+        ax.set_title(f"{dataset_label(dataset)}, {ratio_label(ratio)} labels")
+        ax.set_ylabel(f"test mIoU (%), {protocol}" if ax is axes[0] else "")
+    handles = [Line2D([], [], color="tab:blue", marker="o", linestyle="", label="one run per labelled subset"),
+               Line2D([], [], color="tab:orange", marker="^", linestyle="", label="seeds on one shared subset")]
+    titled_legend(fig, handles, f"Which images are labelled against which seed trained, mIoU {protocol} protocol (profile {profile})", 2)
+    return fig
+
+
 # ---------------------------------------------------------------------------------------------
 # validation curves
 
@@ -363,6 +394,7 @@ def build_figures(runs: pd.DataFrame, profile: str, reference: dict[str, Any] | 
     (default ``supervised``).
     """
     reference = reference or load_paper_reference()
+    spread = spread_points(main_runs(runs), profile)  # replicates may come from another profile of the folder
     runs = runs[runs["profile"] == profile]
     baseline = primary_baseline(baselines)
     statistics = cell_statistics(main_runs(runs), [baseline])
@@ -372,6 +404,7 @@ def build_figures(runs: pd.DataFrame, profile: str, reference: dict[str, Any] | 
         **{f"difference_{p}": plot_differences(runs, profile, p, statistics, baseline) for p in PROTOCOLS},
         **{f"critical_difference_{p}": plot_critical_difference(runs, profile, p) for p in PROTOCOLS},
         **{f"selection_{p}": plot_selection(runs, profile, p, selection, baseline) for p in PROTOCOLS},
+        **{f"spread_{p}": plot_spread(spread, profile, p) for p in PROTOCOLS},
         "validation_curves": plot_validation_curves(runs, profile),
         **build_paper_figures(runs, profile, reference),
     }

@@ -53,6 +53,10 @@ FIGURE_CAPTIONS = {
                           "full validation split, validation budget, final checkpoint, best on test (an upper bound).",
     "selection_paper": "Difference from the baseline (paper protocol) when both choose their checkpoint by each policy: "
                        "full validation split, validation budget, final checkpoint, best on test (an upper bound).",
+    "spread_standard": "Each unit's mIoU (standard protocol; circles: one labelled subset each) beside the runs that share "
+                       "one subset and differ only in their training seed (triangles): the labelled subset's spread against the seed's.",
+    "spread_paper": "Each unit's mIoU (paper protocol; circles: one labelled subset each) beside the runs that share "
+                    "one subset and differ only in their training seed (triangles): the labelled subset's spread against the seed's.",
     "validation_curves": "Validation mean Dice against the iteration (mean over seeds); dots: each seed's best step; "
                          "shaded: the last 10 % of the run, where a best step means the run may not have levelled off.",
     **ABLATION_FIGURE_CAPTIONS,
@@ -273,6 +277,7 @@ def profile_section(runs: pd.DataFrame, failures: pd.DataFrame, profile: str, ou
         ("Main results", lambda n: n.startswith("main_")),
         ("Is a difference real?", lambda n: n.startswith(("difference_", "significance_", "ranks_"))),
         ("How was the checkpoint chosen?", lambda n: n.startswith("selection_")),
+        ("Does it matter which images are labelled?", lambda n: n.startswith("spread_")),
         ("Did training level off?", lambda n: n == "best_steps"),
         ("Comparison with the published numbers", lambda n: n.startswith("paper_")),
         ("Ablations", lambda n: n.startswith("ablation_")),

@@ -21,6 +21,8 @@ Per profile, under ``<out>/<profile>/``:
 * ``selection_standard`` / ``selection_paper`` (runs trained with ``train.record_every`` only): per
   method and cell, the test mIoU and the paired difference from the baseline when both choose
   their checkpoint by each of four policies (``benchmarks.reporting.selection``).
+* ``spread_standard`` / ``spread_paper`` (cells joined by runs that share a labelled subset, from any profile of
+  the folder): the spread over labelled subsets beside the spread over seeds (``benchmarks.reporting.spread``).
 * ``best_steps``: per method (ablation variants included) and (dataset, ratio), the range of the
   seeds' best validation steps (the tested checkpoints) and how many fall in the last 10 % of the
   run, where a run may not have levelled off.
@@ -49,6 +51,7 @@ from benchmarks.reporting.aggregate import aggregate, collect_runs, find_profile
 from benchmarks.reporting.paper import load_paper_reference
 from benchmarks.reporting.paper_tables import build_paper_tables
 from benchmarks.reporting.selection import policy_records, selection_table
+from benchmarks.reporting.spread import spread_points, spread_records, spread_table
 from benchmarks.reporting.statistics import (
     ALPHA, COMPARISON_COLUMNS, DETECTABLE, INTERVALS, N_PERMUTATIONS, RULE, TOO_FEW_UNITS, CellStatistics, baselines_for, cell_scores,
     cell_statistics, primary_baseline, rank_analysis,
@@ -318,6 +321,7 @@ def build_tables(runs: pd.DataFrame, profile: str, reference: dict[str, Any] | N
     ``baselines``: methods named with ``--baseline`` (``supervised`` is always one).
     """
     reference = reference or load_paper_reference()
+    spread = spread_records(spread_points(main_runs(runs), profile), profile)  # replicates may come from another profile
     runs = runs[runs["profile"] == profile]
     statistics = cell_statistics(main_runs(runs), baselines_for(baselines))
     selection = policy_records(main_runs(runs))
@@ -327,6 +331,7 @@ def build_tables(runs: pd.DataFrame, profile: str, reference: dict[str, Any] | N
         *((f"significance_{p}", significance_table(runs, profile, p, statistics, baselines_for(baselines))) for p in PROTOCOLS),
         *((f"ranks_{p}", ranks_table(runs, profile, p)) for p in PROTOCOLS),
         *((f"selection_{p}", selection_table(selection, main_runs(runs), profile, p, primary_baseline(baselines))) for p in PROTOCOLS),
+        *((f"spread_{p}", spread_table(spread, runs, profile, p)) for p in PROTOCOLS),
         ("best_steps", best_steps_table(runs, profile)),
         *((t.name, t) for t in per_class_tables(runs, profile)),
         *build_paper_tables(runs, profile, reference),
