@@ -18,6 +18,8 @@ from methods import ConfigError, LabeledBatch, Method, available_methods, get_me
 from methods.base import STANDARD_LOG_KEYS
 from methods.registry import check_step_output
 
+from benchmarks.engine.evaluate import autocast
+
 EXAMPLE = Path(__file__).resolve().parent.parent / "docs" / "examples" / "my_method.py"
 PLUGIN = "my_method (docs/examples)"
 BUILTIN = [name for name in available_methods() if get_method_class(name).__module__.startswith("methods.")]
@@ -151,3 +153,20 @@ def test_same_seed_gives_identical_losses(method_class):
         assert out_first.keys() == out_second.keys()
         for key in out_first:
             assert torch.equal(out_first[key], out_second[key]), key
+
+
+def test_a_step_as_the_runner_takes_it_under_bf16_autocast_and_channels_last(method_class):
+    """The runner's fast path: weights and images channels-last, the step under bf16 autocast. The losses stay
+    finite float32 scalars near the float32 step's, and every trainable parameter still gets a finite gradient."""
+    reference = build(method_class).training_step(*batch(), STEP, TOTAL_STEPS)["loss"].item()
+    method = build(method_class).to(memory_format=torch.channels_last)
+    labeled, unlabeled = batch()
+    labeled = LabeledBatch(labeled.images.contiguous(memory_format=torch.channels_last), labeled.masks)
+    with autocast(torch.device("cpu"), "bf16"):
+        out = method.training_step(labeled, unlabeled.contiguous(memory_format=torch.channels_last), STEP, TOTAL_STEPS)
+    for key, value in check_step_output(method_class.name, out).items():
+        assert value.numel() == 1 and math.isfinite(value.item()), key
+    assert out["loss"].item() == pytest.approx(reference, rel=0.1, abs=0.05)  # bf16 rounding, not another loss
+    out["loss"].backward()
+    missing = [name for name, p in method.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.isfinite().all())]
+    assert missing == []

@@ -6,7 +6,6 @@ from methods import ConfigError, LabeledBatch, build_method
 from methods.ensemble import ensemble_logits
 from methods.simeps import ensemble_cross_pseudo_labels
 from methods.similarity import similarity_consistency, similarity_map
-from tests.helpers import train_smoke, untrained_miou
 
 torch.set_num_threads(1)
 
@@ -105,10 +104,3 @@ def test_predictions_ensemble_and_single_network():
 def test_invalid_options_name_the_key(key, value):
     with pytest.raises(ConfigError, match=key):
         build_method("simeps", {key: value}, 1, 3)
-
-
-def test_simeps_trains_in_the_smoke_profile_and_beats_an_untrained_model(tmp_path):
-    overrides = ("train.num_threads=1",)
-    metrics = train_smoke("simeps", tmp_path, overrides)
-    assert metrics["standard"]["miou"] > untrained_miou("simeps", tmp_path, overrides)
-    assert set(metrics["variants"]) == {"ensemble", "network0", "network1", "network2"}

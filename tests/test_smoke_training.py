@@ -1,0 +1,51 @@
+"""Every built-in method and the example plugin train in the smoke profile as the runner trains them (the
+profile's precision and channels-last) and beat the same network untrained, on the same split."""
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from methods import available_methods, get_method_class, load_plugin, registry
+from tests.helpers import train_smoke, untrained_miou
+from tests.test_contract import EXAMPLE
+
+BUILTIN = [name for name in available_methods() if get_method_class(name).__module__.startswith("methods.")]
+PLUGIN = "my_method"  # docs/examples/my_method.py
+OVERRIDES = {"ua_mt": ("method_options.ua_mt.mc_passes=2",)}  # 3 teacher passes a step instead of 9
+VARIANTS = {  # the prediction variants each method reports besides its default prediction
+    "cps": {"net2", "ensemble"},
+    "cross_teaching": {"transformer", "ensemble"},
+    "mean_teacher": {"teacher"},
+    "ua_mt": {"teacher"},
+    "simeps": {"ensemble", "network0", "network1", "network2"},
+    "uaps": {"main", "ensemble"},
+}
+LOG_COLUMNS = {"uaps": {"loss_sup", "loss_unsup", "unsup_weight", "loss_ps", "loss_ups", "loss_un", "lambda2", "mean_exp_neg_u"}}
+
+
+@pytest.fixture(scope="module")
+def example_plugin():
+    """The example plugin registered as ``run_all.py --plugin`` registers it; the registry is restored afterwards."""
+    methods, plugins, modules = dict(registry._METHODS), dict(registry._PLUGINS), set(sys.modules)
+    (name,) = load_plugin(EXAMPLE)
+    yield name
+    registry._METHODS.clear()
+    registry._METHODS.update(methods)
+    registry._PLUGINS.clear()
+    registry._PLUGINS.update(plugins)
+    for module in set(sys.modules) - modules:
+        del sys.modules[module]
+
+
+@pytest.mark.parametrize("method", [*BUILTIN, PLUGIN])
+def test_trains_in_the_smoke_profile_and_beats_an_untrained_model(method, tmp_path, request):
+    if method == PLUGIN:
+        assert request.getfixturevalue("example_plugin") == PLUGIN
+    overrides = ("train.num_threads=1", *OVERRIDES.get(method, ()))  # one torch thread: fastest on a busy 2-core machine
+    before = untrained_miou(method, tmp_path, overrides)
+    metrics = train_smoke(method, tmp_path, overrides)  # raises NonFiniteLossError on a NaN loss
+    assert metrics["standard"]["miou"] > before
+    assert set(metrics.get("variants") or {}) == VARIANTS.get(method, set())
+    log = next(tmp_path.rglob("train_log.csv")).read_text().splitlines()[0].split(",")
+    assert LOG_COLUMNS.get(method, set()) <= set(log)
