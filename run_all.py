@@ -9,9 +9,15 @@
     run_all.py publish --results-dir scratch --to results/reference/study    (completed runs, no checkpoints)
     run_all.py compare RUNS/<profile>/neu/0.01/uaps OTHER/<profile>/neu/0.01/uaps    (paired, seed by seed)
     run_all.py uncertainty --run-dir results/runs/quick/neu/0.1/uaps/seed0    (also: similarity, predictions)
+    run_all.py write-folder --dataset synthetic --out data/synthetic_parts    (a dataset as a folder of your own: docs/your_data.md)
+    run_all.py predict --results-dir results --dataset folder --images NEW_IMAGES --out predictions    (masks, overlays, areas)
+    run_all.py export --run-dir results/runs/quick/neu/0.1/uaps/seed0 --out model.onnx    (ONNX + its preprocessing)
 
 A user error (bad option, missing or corrupt data or results, a run folder of another
-configuration) is one line on stderr and exit status 2; --debug shows its traceback instead.
+configuration, a run another process trains) and a filesystem error (read-only, not a folder,
+no space left, permission denied: the path and the cause) are one line on stderr and exit status
+2; --debug shows its traceback instead. A failed run exits 1; a grid that left runs to locks of
+hosts it cannot check exits 3; Ctrl-C exits 130 with one line (rerun the command to resume).
 """
 from __future__ import annotations
 
@@ -20,11 +26,13 @@ import json
 import sys
 from pathlib import Path
 
-from benchmarks.reporting.aggregate import ResultsError, collect_runs, format_summary, summarize
+from benchmarks.reporting.aggregate import ResultsError, collect_runs, format_summary, require_profiles, summarize
 from benchmarks.engine.config import load_profile, resolve_run
 from benchmarks.engine import layout
 from benchmarks.engine.environment import resolve_device
-from benchmarks.grid.execute import expand_grid, run_grid
+from benchmarks.engine.folders import describe_os_error, require_folder, writable_folder
+from benchmarks.engine.run_folder import completed_metrics
+from benchmarks.grid.execute import check_backend, expand_grid, run_grid
 from benchmarks.engine.runner import evaluate_checkpoint, train_run
 from benchmarks.engine.trainer import NonFiniteLossError
 from datasets import DATASETS
@@ -163,6 +171,34 @@ def build_parser() -> argparse.ArgumentParser:
     comparison.set_defaults(plugin=[])
     _debug_option(comparison)
 
+    folder = sub.add_parser("write-folder", help="write a dataset out as a folder dataset (images, masks, dataset.yaml; docs/your_data.md)")
+    folder.add_argument("--dataset", default="synthetic", help="the dataset to write (default: synthetic)")
+    folder.add_argument("--option", dest="options", action="append", default=[], metavar="KEY=VALUE",
+                        help="a dataset option (value parsed as YAML), e.g. --option num_images=300 (repeatable)")
+    folder.add_argument("--out", type=Path, required=True, help="the folder to create (new or empty)")
+    folder.add_argument("--unlabelled-fraction", type=float, default=0.5, help="share of the images written without masks (default: 0.5)")
+    folder.add_argument("--test-fraction", type=float, default=0.0, help="share written as a test part (default: 0: drawn when loaded)")
+    folder.add_argument("--seed", type=int, default=0, help="seed of the shuffle that assigns images to parts (default: 0)")
+    folder.add_argument("--data-root", type=Path, default=None, help=f"data root of --dataset (default: ${DATA_ROOT_ENV} or data/)")
+    folder.set_defaults(plugin=[])
+    _debug_option(folder)
+
+    for name, what in (("predict", "apply a trained run to a folder of new images: masks, overlays, areas.csv"),
+                       ("export", "write a trained run's network as ONNX, with its classes and preprocessing beside it")):
+        deploy = sub.add_parser(name, help=what)
+        deploy.add_argument("--run-dir", type=Path, default=None, help="the run to apply (else the best run of --dataset in --results-dir)")
+        deploy.add_argument("--results-dir", type=Path, default=Path("results"), help="where to look for the best run (default: results)")
+        deploy.add_argument("--dataset", default=None, help="take the run with the best mean test mIoU of this dataset (docs/your_data.md)")
+        _profiles_filter(deploy)
+        deploy.add_argument("--data-root", type=Path, default=None, help=f"data root of the run's dataset (default: ${DATA_ROOT_ENV} or data/)")
+        deploy.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default: cpu)")
+        deploy.add_argument("--plugin", type=Path, action="append", default=[], help="Python file registering the run's method (repeatable)")
+        _debug_option(deploy)
+    sub.choices["predict"].add_argument("--images", type=Path, required=True, help="folder of images (any size; grey or colour)")
+    sub.choices["predict"].add_argument("--out", type=Path, required=True, help="output folder: masks/, overlays/, areas.csv")
+    sub.choices["predict"].add_argument("--batch-size", type=int, default=32, help="images per batch (default: 32)")
+    sub.choices["export"].add_argument("--out", type=Path, required=True, help="the ONNX file to write (its .json description goes beside it)")
+
     listing = sub.add_parser("list", help="list registered methods, datasets and profiles")
     _common(listing)
     return parser
@@ -176,22 +212,47 @@ def main(argv: list[str] | None = None) -> int:
             load_plugin(plugin)
         if hasattr(args, "device"):
             resolve_device(args.device)  # a ConfigError before anything starts
+        _check_folder_options(args)
         return COMMANDS[args.command](args)
     except (ConfigError, PluginError, ResultsError, DatasetError) as error:
         if args.debug:
             raise
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # read-only, not a folder, no space left, permission denied, ...
+        if args.debug:
+            raise
+        print(f"error: {describe_os_error(error)}", file=sys.stderr)
+        return 2
     except NonFiniteLossError as error:
         if args.debug:
             raise
         print(f"error: the run failed: {error} (failure.json in its run folder)", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("interrupted: runs keep their last checkpoint; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+FOLDER_OPTIONS = {"results_dir": "--results-dir", "cache_dir": "--cache-dir", "to": "--to", "tables_dir": "--tables-dir",
+                  "figures_dir": "--figures-dir"}
+OUTPUT_FOLDER_COMMANDS = ("tables", "plots", "report")  # whose --out is a folder
+
+
+def _check_folder_options(args: argparse.Namespace) -> None:
+    """A ConfigError naming the option if one of the command's folders is a file (or lies below one)."""
+    options = {**FOLDER_OPTIONS, **({"out": "--out"} if args.command in OUTPUT_FOLDER_COMMANDS else {})}
+    for attribute, option in options.items():
+        require_folder(getattr(args, attribute, None), option)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     profile = load_profile(args.profile, args.overrides)
     run_config = resolve_run(profile, args.dataset, args.ratio, args.method, args.seed)
+    if completed_metrics(run_config, args.results_dir) is None:
+        writable_folder(args.results_dir, "--results-dir")
     metrics = train_run(run_config, args.results_dir, args.data_root, args.device, _cache_dir(args))
     print(f"results: {layout.run_dir(args.results_dir, run_config)}")
     print(json.dumps({k: metrics[k] for k in ("standard", "paper")}, indent=2))
@@ -205,7 +266,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
+    check_backend(args.backend, args.scheduler)
+    if args.scheduler is not None:
+        from benchmarks.grid.dask_cluster import check_address
+
+        check_address(args.scheduler)
     profile = load_profile(args.profile, args.overrides)
+    writable_folder(args.results_dir, "--results-dir")
     runs = expand_grid(profile, args.data_root, args.methods, args.datasets, args.ratios, args.seeds)
     print(f"profile {profile['profile']}: {len(runs)} runs; data root {resolve_data_root(args.data_root).resolve()}")
     result = run_grid(
@@ -218,12 +285,17 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         print(f"note: no summary table: {error}", file=sys.stderr)
     print(", ".join(f"{count} {status}" for status, count in result.counts().items()))
     print(f"results written under {layout.profile_dir(args.results_dir, profile['profile']).resolve()} (summary.json lists every run)")
+    if result.skipped_unreachable:
+        print(f"{len(result.skipped_unreachable)} run(s) held by locks of hosts that cannot be checked from here "
+              "(gone, or training them: run this again later):", file=sys.stderr)
+        for run_config, holder in result.skipped_unreachable:
+            print(f"  {layout.run_dir(args.results_dir, run_config)}: {holder}", file=sys.stderr)
     if result.failed:
         print(f"{len(result.failed)} run(s) failed:", file=sys.stderr)
         for run_config, reason in result.failed:
             print(f"  {layout.run_dir(args.results_dir, run_config)}: {reason}", file=sys.stderr)
         return 1
-    return 0
+    return 3 if result.skipped_unreachable else 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -293,6 +365,7 @@ def _print_outputs(results_dir: Path, written: dict[str, list[Path]], notes: lis
 def cmd_tables(args: argparse.Namespace) -> int:
     from benchmarks.reporting.tables import write_tables
 
+    require_profiles(args.results_dir, args.profiles)
     out = args.out or layout.tables_dir(args.results_dir)
     return _print_outputs(args.results_dir, *write_tables(args.results_dir, out, args.profiles, args.baselines))
 
@@ -300,6 +373,7 @@ def cmd_tables(args: argparse.Namespace) -> int:
 def cmd_plots(args: argparse.Namespace) -> int:
     from benchmarks.reporting.plots import write_figures
 
+    require_profiles(args.results_dir, args.profiles)
     out = args.out or layout.figures_dir(args.results_dir)
     return _print_outputs(args.results_dir, *write_figures(args.results_dir, out, args.profiles, args.baselines))
 
@@ -307,6 +381,9 @@ def cmd_plots(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from benchmarks.reporting.report import write_report
 
+    require_profiles(args.results_dir, args.profiles)
+    if collect_runs(args.results_dir, args.profiles).empty:
+        return _print_outputs(args.results_dir, {}, [])
     out = args.out or layout.report_dir(args.results_dir)
     pages, notes = write_report(args.results_dir, out, args.profiles, args.tables_dir, args.figures_dir, args.baselines)
     for note in notes:
@@ -327,6 +404,68 @@ def cmd_picture(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_write_folder(args: argparse.Namespace) -> int:
+    import yaml
+
+    from datasets import get_dataset
+    from datasets.write_folder import write_folder
+
+    options = {}
+    for option in args.options:
+        key, equals, value = option.partition("=")
+        if not equals:
+            raise ConfigError(f"--option {option!r} must look like key=value")
+        options[key.strip()] = yaml.safe_load(value)
+    dataset = get_dataset(args.dataset, args.data_root, **options)
+    counts = write_folder(dataset, args.out, args.unlabelled_fraction, args.test_fraction, args.seed)
+    print(f"wrote {args.out}: " + ", ".join(f"{count} {part}" for part, count in counts.items()) + " image(s), and dataset.yaml")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from benchmarks.deploy.network import load_network
+    from benchmarks.deploy.predict import predict_folder
+    from datasets.custom import IMAGE_SUFFIXES
+
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    network = load_network(_deployed_run(args), args.data_root, args.device, channels_last=True)
+    print(f"predicting with {network.describe()}")
+    outcome = predict_folder(network, args.images, args.out, args.batch_size)
+    for path in outcome.ignored:
+        print(f"note: {path} has no image suffix ({', '.join(IMAGE_SUFFIXES)}): left out", file=sys.stderr)
+    print(f"{len(outcome.predicted)} image(s) predicted into {args.out} (masks/, overlays/, areas.csv)")
+    for message in outcome.unreadable:
+        print(f"error: {message}: skipped", file=sys.stderr)
+    if outcome.unreadable:
+        print(f"error: {len(outcome.unreadable)} image(s) could not be read (above)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from benchmarks.deploy.network import load_network
+    from benchmarks.deploy.onnx_export import export_onnx
+
+    network = load_network(_deployed_run(args), args.data_root, args.device)
+    for path in export_onnx(network, args.out):
+        print(f"wrote {path}")
+    return 0
+
+
+def _deployed_run(args: argparse.Namespace) -> Path:
+    """``--run-dir``, or the best run of ``--dataset`` in ``--results-dir`` (said on stdout)."""
+    from benchmarks.deploy.choose import best_run
+
+    if args.run_dir is not None:
+        return args.run_dir
+    if args.dataset is None:
+        raise ConfigError(f"{args.command} needs --run-dir, or --dataset to take the best run of that dataset in --results-dir")
+    choice = best_run(args.results_dir, args.dataset, args.profiles)
+    print(f"run: {choice.reason}: {choice.run_dir}")
+    return choice.run_dir
+
+
 def _cache_dir(args: argparse.Namespace) -> Path:
     return args.cache_dir or layout.cache_dir(args.results_dir)
 
@@ -336,6 +475,7 @@ COMMANDS = {
     "compare": cmd_compare, "list": cmd_list,
     "tables": cmd_tables, "plots": cmd_plots, "report": cmd_report,
     "similarity": cmd_picture, "uncertainty": cmd_picture, "predictions": cmd_picture,
+    "write-folder": cmd_write_folder, "predict": cmd_predict, "export": cmd_export,
 }
 
 if __name__ == "__main__":

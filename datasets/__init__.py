@@ -5,13 +5,14 @@ import inspect
 import os
 
 from .base import DatasetError, Record, SegmentationDataset, resolve_data_root
+from .custom import CustomDataset
 from .dagm import DAGM
 from .mtiles import MTiles
 from .neu import NEUSeg
 from .synthetic import SyntheticDefects
 
 DATASETS: dict[str, type[SegmentationDataset]] = {
-    cls.name: cls for cls in (NEUSeg, MTiles, DAGM, SyntheticDefects)
+    cls.name: cls for cls in (NEUSeg, MTiles, DAGM, SyntheticDefects, CustomDataset)
 }
 
 __all__ = [
@@ -44,9 +45,10 @@ def get_dataset(
 
 
 def available_datasets(data_root: str | os.PathLike | None = None) -> list[str]:
-    """Names of the datasets usable now: generated ones always, others if their folder exists."""
+    """Names of the datasets usable now: generated ones always, others if their folder exists (never
+    ``folder``, whose folder its options name)."""
     root = resolve_data_root(data_root)
-    return [name for name, cls in DATASETS.items() if not _needs_root(cls) or (root / cls.folder).is_dir()]
+    return [name for name, cls in DATASETS.items() if not _needs_root(cls) or (cls.folder and (root / cls.folder).is_dir())]
 
 
 def _parameters(cls: type[SegmentationDataset]) -> list[str]:

@@ -11,6 +11,8 @@ import numpy as np
 
 DATA_ROOT_ENV = "DEFECTSEG_DATA_ROOT"
 DEFAULT_DATA_ROOT = Path("data")
+UNLABELED = "unlabeled"  # ``Record.subset`` of an image without a mask (the unlabelled part of a folder dataset)
+NO_MASK = 255  # what the decoded-array cache holds for the mask of such an image: never a class id
 
 
 class DatasetError(ValueError):
@@ -29,8 +31,9 @@ class Record:
     """One image of a dataset.
 
     ``uid`` is unique and stable across machines (a path relative to the dataset folder);
-    ``subset`` is the upstream split the file came from ("train", "test") or None when the
-    upstream layout has none; ``label`` is the image-level class used to stratify splits.
+    ``subset`` is the upstream split the file came from ("train", "test", or ``UNLABELED`` for an
+    image without a mask, which only ever joins the unlabelled set) or None when the upstream
+    layout has none; ``label`` is the image-level class used to stratify splits.
     """
 
     uid: str

@@ -1,6 +1,8 @@
 """Decode a dataset once per resolution into uint8 arrays, optionally cached as .npy files.
 
-Images are resized to ``size`` x ``size`` bilinearly and masks by nearest neighbour (PIL).
+Images are resized to ``size`` x ``size`` bilinearly and masks by nearest neighbour (PIL,
+``resize`` "bilinear"), or both by OpenCV's nearest-neighbour rule (``resize`` "nearest": what the
+UAPS and simEps code's ``A.Resize(256, 256, interpolation=cv2.INTER_NEAREST)`` does to both).
 Every record is validated while decoding (unreadable files, image/mask size mismatch, mask
 values outside the classes all raise DatasetError). With a ``cache_dir`` the arrays are stored
 as ``<name>_<size>px_<key>_{images,masks}.npy`` (written atomically), where ``key`` hashes the
@@ -28,11 +30,13 @@ from PIL import Image
 from tqdm import tqdm
 
 from .atomic import atomic_open
-from .base import DatasetError, Record, SegmentationDataset
+from .base import NO_MASK, UNLABELED, DatasetError, Record, SegmentationDataset
+from .memory import check_decoded_memory
 
 CACHE_VERSION = 2  # bump when decoding changes (2: arrays verified against a manifest)
 ARRAYS = ("images", "masks")
 CHUNK_BYTES = 1 << 24
+RESIZES = ("bilinear", "nearest")  # train.resize
 
 
 @dataclass(frozen=True)
@@ -62,15 +66,19 @@ def load_arrays(
     size: int,
     cache_dir: Path | None,
     n_jobs: int = 1,
+    resize: str = "bilinear",
 ) -> ArrayBundle:
-    """``records`` decoded at ``size`` px, from ``cache_dir`` if cached there (memory-mapped).
+    """``records`` decoded at ``size`` px with ``resize`` (one of ``RESIZES``), from ``cache_dir`` if cached there (memory-mapped).
 
     ``n_jobs`` > 1 decodes in that many threads.
     """
+    if resize not in RESIZES:
+        raise ValueError(f"resize must be one of {RESIZES}, got {resize!r}")
+    check_decoded_memory(dataset.name, len(records), dataset.in_channels, size, copies=1 if cache_dir else 2)
     uids = [record.uid for record in records]
     if cache_dir is None:
-        return ArrayBundle(*_decode(dataset, records, size, n_jobs), uids)
-    key = cache_key(dataset, records, size)
+        return ArrayBundle(*_decode(dataset, records, size, n_jobs, resize), uids)
+    key = cache_key(dataset, records, size, resize)
     stem = Path(cache_dir) / f"{dataset.name}_{size}px_{key}"
     shapes = {"images": (len(records), dataset.in_channels, size, size), "masks": (len(records), size, size)}
     cached = stem.with_suffix(".json").is_file()  # the manifest is written last
@@ -78,7 +86,13 @@ def load_arrays(
     if problem:
         print(f"note: {problem}: decoding {dataset.name} at {size} px again", file=sys.stderr)
     if problem or not cached:
-        _write_cache(stem, key, dict(zip(ARRAYS, _decode(dataset, records, size, n_jobs))))
+        arrays = dict(zip(ARRAYS, _decode(dataset, records, size, n_jobs, resize)))
+        try:
+            _write_cache(stem, key, arrays)
+        except OSError as error:  # a read-only or full cache folder: the run goes on without the cache
+            print(f"note: cannot write the cache ({error.filename}: {error.strerror}): {dataset.name} at {size} px "
+                  "is decoded in memory, not cached", file=sys.stderr)
+            return ArrayBundle(arrays["images"], arrays["masks"], uids)
     images, masks = (np.load(_array_path(stem, name), mmap_mode="r") for name in ARRAYS)
     return ArrayBundle(images, masks, uids)
 
@@ -118,6 +132,8 @@ def _cache_problem(stem: Path, key: str, shapes: dict[str, tuple[int, ...]]) -> 
 
 def _array_problem(path: Path, expected: dict, shape: tuple[int, ...]) -> str | None:
     """What in ``path`` differs from its manifest entry ``expected`` and from ``shape`` (uint8)."""
+    if not path.is_file():
+        return "is not a file (a folder?): move it away"
     if path.stat().st_size != expected["bytes"]:
         return f"has {path.stat().st_size} bytes, its manifest says {expected['bytes']} (truncated or overwritten)"
     if _crc32(path) != expected["crc32"]:
@@ -136,8 +152,9 @@ def _crc32(path: Path) -> int:
     return crc
 
 
-def cache_key(dataset: SegmentationDataset, records: Sequence[Record], size: int) -> str:
-    """Hash of what the decoded arrays depend on (16 hex digits)."""
+def cache_key(dataset: SegmentationDataset, records: Sequence[Record], size: int, resize: str = "bilinear") -> str:
+    """Hash of what the decoded arrays depend on (16 hex digits); ``resize`` enters it unless "bilinear",
+    so that the keys of bilinear caches are those from before ``resize`` existed."""
     content = {
         "version": CACHE_VERSION,
         "dataset": dataset.name,
@@ -145,6 +162,8 @@ def cache_key(dataset: SegmentationDataset, records: Sequence[Record], size: int
         "size": size,
         "records": [[record.uid, _stat(record.image_path), _stat(record.mask_path)] for record in records],
     }
+    if resize != "bilinear":
+        content["resize"] = resize
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -170,11 +189,11 @@ def _stat(path: Path | None) -> list[int] | None:
 
 
 def _decode(
-    dataset: SegmentationDataset, records: Sequence[Record], size: int, n_jobs: int
+    dataset: SegmentationDataset, records: Sequence[Record], size: int, n_jobs: int, resize: str
 ) -> tuple[np.ndarray, np.ndarray]:
     images = np.empty((len(records), dataset.in_channels, size, size), dtype=np.uint8)
     masks = np.empty((len(records), size, size), dtype=np.uint8)
-    jobs = (delayed(decode_resized)(dataset, record, size) for record in records)
+    jobs = (delayed(decode_resized)(dataset, record, size, resize) for record in records)
     decoded = Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator")(jobs)
     progress = tqdm(decoded, total=len(records), desc=f"decode {dataset.name} @{size}")
     for row, (image, mask) in enumerate(progress):
@@ -182,10 +201,41 @@ def _decode(
     return images, masks
 
 
-def decode_resized(dataset: SegmentationDataset, record: Record, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """One record decoded and resized as the cache stores it: image (C, size, size), mask (size, size)."""
+def decode_resized(dataset: SegmentationDataset, record: Record, size: int, resize: str = "bilinear") -> tuple[np.ndarray, np.ndarray]:
+    """One record decoded and resized (``resize``) as the cache stores it: image (C, size, size), mask (size, size).
+
+    An image without a mask (``UNLABELED``) gets a mask of ``NO_MASK``, a value no class has.
+    """
+    if record.subset == UNLABELED:
+        return resize_image(dataset.read_image(record), size, resize), np.full((size, size), NO_MASK, dtype=np.uint8)
     image, mask = read_sample(dataset, record)
+    return resize_image(image, size, resize), resize_mask(mask, size, resize)
+
+
+def resize_image(image: np.ndarray, size: int, resize: str = "bilinear") -> np.ndarray:
+    """A uint8 image (H, W, C) resized to (C, size, size), as every network sees its input: bilinearly (PIL), or
+    by OpenCV's nearest-neighbour rule (``resize`` "nearest")."""
+    if resize == "nearest":
+        return _nearest(image, size).transpose(2, 0, 1)
     pixels = Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image)
     resized = np.asarray(pixels.resize((size, size), Image.Resampling.BILINEAR))
-    resized = resized.reshape(size, size, image.shape[2]).transpose(2, 0, 1)
-    return resized, np.asarray(Image.fromarray(mask).resize((size, size), Image.Resampling.NEAREST))
+    return resized.reshape(size, size, image.shape[2]).transpose(2, 0, 1)
+
+
+def resize_mask(mask: np.ndarray, size: int, resize: str = "bilinear") -> np.ndarray:
+    """A mask (H, W) resized to (size, size) by nearest neighbour: PIL's (pixel centres), or OpenCV's (``resize`` "nearest")."""
+    if resize == "nearest":
+        return _nearest(mask, size)
+    return np.asarray(Image.fromarray(mask).resize((size, size), Image.Resampling.NEAREST))
+
+
+def _nearest(array: np.ndarray, size: int) -> np.ndarray:
+    """``array`` (H, W, ...) resized to (size, size, ...) by OpenCV's INTER_NEAREST."""
+    return array[nearest_indices(array.shape[0], size)][:, nearest_indices(array.shape[1], size)]
+
+
+def nearest_indices(source: int, size: int) -> np.ndarray:
+    """The source index of each of ``size`` output pixels under OpenCV's INTER_NEAREST: floor(i / (size / source)) in
+    float64, at most ``source`` - 1 (``resizeNN``, imgproc/src/resize.cpp). PIL's nearest samples pixel centres instead."""
+    scale = 1.0 / (size / source)
+    return np.minimum(np.floor(np.arange(size) * scale).astype(np.int64), source - 1)

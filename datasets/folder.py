@@ -80,13 +80,23 @@ def require_readable(path: Path, what: str, missing: str | None = None) -> Path:
 
 
 def list_files(folder: Path, pattern: str) -> list[Path]:
-    """Files matching ``pattern`` in ``folder`` (sorted; folders ignored); a DatasetError if there
-    are none or one cannot be read (see ``require_readable``)."""
+    """Files matching ``pattern`` in ``folder`` (sorted); a DatasetError if there are none or one
+    cannot be read, or is a folder named like an image (see ``require_readable``)."""
     matches = sorted(require_dir(folder, f"{pattern} files").glob(pattern))
-    files = [require_readable(path, "image") for path in matches if not path.is_dir()]
+    files = [require_readable(path, "image") for path in matches]
     if not files:
         raise DatasetError(f"no {pattern} files in {folder}")
     return files
+
+
+def check_orphan_masks(folder: Path, pattern: str, used: set[Path], images: Path) -> None:
+    """DatasetError naming a mask in ``folder`` matching ``pattern`` that no image of ``images`` uses: its image was
+    deleted or renamed, and the dataset would silently lose it."""
+    orphans = sorted(path for path in folder.glob(pattern) if path not in used)
+    if orphans:
+        raise DatasetError(
+            f"mask {orphans[0]} has no image in {images} ({len(orphans)} such mask(s)): restore its image, or remove the mask"
+        )
 
 
 def require_mask(image: Path, mask: Path) -> Path:

@@ -17,7 +17,7 @@ import os
 import numpy as np
 
 from .base import DatasetError, Record
-from .folder import FolderDataset, list_files, relative_uid, require_mask
+from .folder import FolderDataset, check_orphan_masks, list_files, relative_uid, require_mask
 from .imagefiles import MASK_THRESHOLD, decode_mask, threshold_mask
 
 FREE = "Free"
@@ -46,9 +46,13 @@ class MTiles(FolderDataset):
             folders[FREE] = 0
         records = []
         for name, label in folders.items():
-            for image in list_files(self.path / f"MT_{name}" / "Imgs", "*.jpg"):
+            folder = self.path / f"MT_{name}" / "Imgs"
+            used = set()
+            for image in list_files(folder, "*.jpg"):
                 mask = require_mask(image, image.with_suffix(".png"))
+                used.add(mask)
                 records.append(Record(relative_uid(image, self.path), image, mask, None, label))
+            check_orphan_masks(folder, "*.png", used, folder)
         return records
 
     def read_mask(self, record: Record) -> np.ndarray:

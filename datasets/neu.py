@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .base import Record
-from .folder import FolderDataset, list_files, relative_uid, require_dir, require_mask
+from .folder import FolderDataset, check_orphan_masks, list_files, relative_uid, require_dir, require_mask
 from .imagefiles import check_mask_values, decode_mask
 
 _SUBSETS = {"training": "train", "test": "test"}  # upstream folder -> Record.subset
@@ -36,10 +36,13 @@ class NEUSeg(FolderDataset):
         records = []
         for upstream, subset in _SUBSETS.items():
             masks = require_dir(self.path / "annotations" / upstream, "the .png masks of images/" + upstream)
+            used = set()
             for image in list_files(self.path / "images" / upstream, "*.jpg"):
                 mask = require_mask(image, masks / f"{image.stem}.png")
+                used.add(mask)
                 label = _dominant_class(self._load_mask(mask))
                 records.append(Record(relative_uid(image, self.path), image, mask, subset, label))
+            check_orphan_masks(masks, "*.png", used, self.path / "images" / upstream)
         return records
 
     def read_mask(self, record: Record) -> np.ndarray:

@@ -9,6 +9,11 @@ Policy, driven only by the dataset's ``test_fraction`` and ``val_fraction``:
    records are labelled, the others unlabelled. So labelled sets are nested across ratios and
    val/test do not depend on the ratio.
 
+Records without a mask (``subset == UNLABELED``: a folder dataset's unlabelled part) are set aside
+first and always join the unlabelled set: they are never drawn for test, validation or the
+labelled set, and they draw nothing from the generator, so the splits of datasets without them are
+unchanged. An empty validation or test set is a DatasetError (too few labelled images).
+
 Stratified carving gives each label ``fraction * count`` records, rounded by largest remainder
 so the total is ``round(fraction * N)``. All randomness comes from one
 ``Generator(PCG64(split_seed))`` drawn in a fixed order.
@@ -25,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_open
-from .base import DatasetError, Record, SegmentationDataset
+from .base import UNLABELED, DatasetError, Record, SegmentationDataset
 
 
 @dataclass(frozen=True)
@@ -66,7 +71,8 @@ def make_split(
     if not 0 < ratio <= 1:
         raise DatasetError(f"labelled ratio must be in (0, 1], got {ratio}")
     rng = np.random.Generator(np.random.PCG64(split_seed))
-    pool = sorted(records, key=lambda record: record.uid)
+    image_only = sorted(record.uid for record in records if record.subset == UNLABELED)
+    pool = sorted((record for record in records if record.subset != UNLABELED), key=lambda record: record.uid)
     if dataset.test_fraction is None:
         test = [record for record in pool if record.subset == "test"]
         if not test:
@@ -76,6 +82,9 @@ def make_split(
     pool = _without(pool, test)
     val = _stratified_sample(pool, dataset.val_fraction, rng)
     pool = _without(pool, val)
+    for part, carved in (("test", test), ("validation", val)):
+        if not carved:
+            raise DatasetError(f"{dataset.name}: the {part} set is empty: too few labelled images to carve it from")
     if not pool:
         raise DatasetError(f"{dataset.name}: no training records left after carving val and test")
     order = rng.permutation(len(pool))
@@ -87,7 +96,7 @@ def make_split(
         split_seed=split_seed,
         ratio=ratio,
         labeled=sorted(labeled),
-        unlabeled=sorted(unlabeled),
+        unlabeled=sorted(unlabeled + image_only),
         val=sorted(record.uid for record in val),
         test=sorted(record.uid for record in test),
     )

@@ -32,13 +32,21 @@ def to_float(images: torch.Tensor, normalization: str = "half") -> torch.Tensor:
     """
     if normalization == "half":
         return images.float().div_(255.0 * STD).sub_(MEAN / STD)
-    if normalization != "imagenet":
-        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
-    channels = images.shape[1]
-    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if channels == 3 else ((sum(IMAGENET_MEAN) / 3,) * channels, (sum(IMAGENET_STD) / 3,) * channels)
+    mean, std = normalization_constants(normalization, images.shape[1])
     mean_t = torch.tensor(mean, device=images.device).view(1, -1, 1, 1)
     scale_t = torch.tensor([255.0 * v for v in std], device=images.device).view(1, -1, 1, 1)
     return images.float().div_(scale_t).sub_(mean_t / (scale_t / 255.0))
+
+
+def normalization_constants(normalization: str, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel (mean, std) of ``normalization``: ``to_float`` gives (x / 255 - mean) / std."""
+    if normalization == "half":
+        return (MEAN,) * channels, (STD,) * channels
+    if normalization != "imagenet":
+        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+    if channels == 3:
+        return IMAGENET_MEAN, IMAGENET_STD
+    return (sum(IMAGENET_MEAN) / 3,) * channels, (sum(IMAGENET_STD) / 3,) * channels
 
 
 def random_flip_rot90(
@@ -79,8 +87,9 @@ def authors_augment(
     p 0.4, vertical flip p 0.4, brightness/contrast p 0.5 (x * (1 + a) + 255 b, a, b ~ U(0, 0.5),
     clipped), box blur p 0.3 (kernel 3, 5 or 7, reflected border), rot90 p 0.3 (k ~ {0, 1, 2, 3}),
     Gaussian noise p 0.3 (variance ~ U(10, 50) in pixel units, independent per pixel and channel,
-    clipped). Masks get the flips and rotations. Unlike albumentations, intermediate values are not
-    rounded to integers. All draws come from ``generator``, so a seeded generator reproduces them.
+    clipped). Masks get the flips and rotations. Every value stays an integer as in albumentations on
+    uint8 images: brightness/contrast and noise truncate (``astype(uint8)`` after clipping), the blur
+    rounds (``cv2.blur``). All draws come from ``generator``, so a seeded generator reproduces them.
     """
     if images.shape[-1] != images.shape[-2]:
         raise ValueError(f"authors_augment needs square images, got {tuple(images.shape)}")
@@ -97,13 +106,13 @@ def authors_augment(
         if masks is not None:
             masks = _where(coin < p, op(masks), masks)
     contrast, brightness = 1 + 0.5 * uniform(batch), 255.0 * 0.5 * uniform(batch)
-    adjusted = (x * contrast.view(-1, 1, 1, 1) + brightness.view(-1, 1, 1, 1)).clamp_(0, 255)
+    adjusted = (x * contrast.view(-1, 1, 1, 1) + brightness.view(-1, 1, 1, 1)).clamp_(0, 255).floor_()
     x = _where(coins[2] < 0.5, adjusted, x)
     kernel = 3 + 2 * torch.randint(0, 3, (batch,), generator=generator, device=gen_device).to(device)
     for size in (3, 5, 7):
         chosen = (coins[3] < 0.3) & (kernel == size)
         if chosen.any():
-            x = _where(chosen, _box_blur(x, size), x)
+            x = _where(chosen, _box_blur(x, size).round_(), x)
     turns = torch.randint(0, 4, (batch,), generator=generator, device=gen_device).to(device)
     for k in (1, 2, 3):
         chosen = (coins[4] < 0.3) & (turns == k)
@@ -112,7 +121,7 @@ def authors_augment(
             masks = _where(chosen, masks.rot90(k, (-2, -1)), masks)
     sigma = (10 + 40 * uniform(batch)).sqrt()
     noise = torch.randn(x.shape, generator=generator, device=gen_device).to(device) * sigma.view(-1, 1, 1, 1)
-    x = _where(coins[5] < 0.3, (x + noise).clamp_(0, 255), x)
+    x = _where(coins[5] < 0.3, (x + noise).clamp_(0, 255).floor_(), x)
     return x, masks
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple, TypeVar
 
 from torch import Tensor, nn
 
@@ -175,9 +175,12 @@ def resolve_options(name: str, defaults: Mapping[str, Any], options: Mapping[str
     return {**defaults, **options}
 
 
-def per_dataset(table: Mapping[str, dict[str, Any]], dataset: str) -> dict[str, Any]:
-    """A copy of ``table[dataset]``; a dataset without its own released script gets the NEU-Seg (default) script's entry."""
-    return dict(table.get(dataset, table["neu"]))
+Entry = TypeVar("Entry")  # an entry of a per-dataset table of released values
+
+
+def per_dataset(table: Mapping[str, Entry], dataset: str) -> Entry:
+    """``table[dataset]``; a dataset without its own released script gets the NEU-Seg (default) script's entry."""
+    return table.get(dataset, table["neu"])
 
 
 def step_losses(

@@ -45,6 +45,9 @@ dataset; taken from the released code, not the paper's text):
   softmax); "mean" averages them (the MTiles script's soft voting).
 * ``cross_on_labeled`` true (the code adds the cross pseudo-label loss on labelled images too).
 * ``dice_form`` "ssl4mis"; "uaps" is the released code's Dice (``methods.losses``).
+* ``data_parallel`` 1: each network's training passes run whole; 2 (released code: each network in
+  ``nn.DataParallel`` over two GPUs) splits them into halves, each normalised by BatchNorm on its
+  own, with running statistics from the first half (``methods.data_parallel``).
 * ``eval_mode`` "ensemble" (the released test notebook evaluates the average of the three
   networks): log of the mean softmax, whose argmax is that of the mean probabilities (the
   notebook averages logits instead); "network0" uses the first network alone. Every network and
@@ -54,11 +57,13 @@ Remaining differences from the released code (docs/fidelity.md): one Adam over a
 (equivalent to the code's one Adam per network, but the code's three ReduceLROnPlateau
 schedulers and its per-network best epochs are the runner's business); the ramp-up is continuous
 where the code's steps every 150 (50, 60) iterations. As in the code, labelled and unlabelled
-batches go through separate forward passes of each network (BatchNorm statistics per batch).
+batches go through separate forward passes of each network (BatchNorm statistics per batch, or
+per half with ``data_parallel`` 2).
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from itertools import combinations
 from typing import Any
 
@@ -66,29 +71,34 @@ import torch
 from torch import Tensor, nn
 
 from .base import ConfigError, LabeledBatch, Method, choice, flag, integer, number, per_dataset, step_losses, subset
+from .data_parallel import DATA_PARALLEL, parallel_forward
 from .ensemble import ENSEMBLE, member_predictions
 from .losses import DICE_FORMS, hard_labels, pseudo_label_loss, segmentation_loss
 from .networks import SegmentationNet, UNetDecoder, build_network
 from .registry import register_method
+from .released_loops import SIMEPS_LOOPS
 from .similarity import similarity_consistency
 
 STAGES = ("encoder", "decoder", "decoder_last", "output")
 # The released code (docs/fidelity.md): simEps_train.py (NEU-Seg, also used for datasets without a
 # script), MTiles-Dataset-codes/simEps_train.py, DAGM-Dataset-codes/simEps_model_train.py.
-# Ramp-up: sigmoid_rampup(iter_num // q, 200) over E "epochs" of n iterations: 200 q / (E n).
+# Ramp-up: sigmoid_rampup(iter_num // q, 200) over the script's run (methods.released_loops).
 AUTHORS_OPTIONS: dict[str, Any] = {
     "dice_form": "uaps",  # simEps_train.py:22, 235-237, 283-285, 305-307
     "similarity_rampup": False,  # simEps_train.py:314: similarity_loss_coeff * inp_sim_loss
+    # nn.DataParallel(model_i, device_ids=[0,1]) for each network: simEps_model.py:22-24,
+    # MTiles-Dataset-codes/simEps_model.py:18-20, DAGM-Dataset-codes/simEps_model.py:21-23
+    "data_parallel": 2,
 }
 AUTHORS_PER_DATASET: dict[str, dict[str, Any]] = {
-    "neu": {"rampup_fraction": 200 * 150 / (799 * 59)},  # simEps_train.py:59, 73, 75, 312
-    "mtiles": {  # MTiles-Dataset-codes/simEps_train.py:55, 70, 269-271, 290-292, 306, 309
-        "rampup_fraction": 200 * 50 / (599 * 29),
+    "neu": {"rampup_fraction": SIMEPS_LOOPS["neu"].rampup_fraction},
+    "mtiles": {  # MTiles-Dataset-codes/simEps_train.py:269-271, 290-292, 309
+        "rampup_fraction": SIMEPS_LOOPS["mtiles"].rampup_fraction,
         "similarity_weight": 200.0,
         "pseudo_label_ensemble": "mean",
     },
-    "dagm": {  # DAGM-Dataset-codes/simEps_model_train.py:57, 72, 284-308, 356-357
-        "rampup_fraction": 200 * 60 / (799 * 29),
+    "dagm": {  # DAGM-Dataset-codes/simEps_model_train.py:284-308, 357
+        "rampup_fraction": SIMEPS_LOOPS["dagm"].rampup_fraction,
         "similarity_weight": 200.0,
         "similarity_stages": ["encoder", "decoder_last"],
     },
@@ -115,6 +125,7 @@ class SimEps(Method):
         "pseudo_label_ensemble": choice("max", ("max", "mean")),
         "cross_on_labeled": flag(True),
         "dice_form": choice("ssl4mis", DICE_FORMS),
+        "data_parallel": DATA_PARALLEL,
         "eval_mode": choice(ENSEMBLE, (ENSEMBLE, "network0")),
         "rampup_fraction": number(0.64),
     }
@@ -151,8 +162,7 @@ class SimEps(Method):
         return logits, compared
 
     def training_step(self, labeled: LabeledBatch, unlabeled: Tensor, step: int, total_steps: int) -> dict[str, Tensor]:
-        lab = [self._forward(net, labeled.images) for net in self.nets]
-        unl = [self._forward(net, unlabeled) for net in self.nets]
+        lab, unl = self._passes(labeled.images), self._passes(unlabeled)
         lab_logits, unl_logits = [logits for logits, _ in lab], [logits for logits, _ in unl]
         dice_form = self.options["dice_form"]
         loss_sup = torch.stack([segmentation_loss(logits, labeled.masks, dice_form=dice_form) for logits in lab_logits]).sum()
@@ -168,6 +178,11 @@ class SimEps(Method):
             loss_cps=loss_cps, loss_cps_labeled=loss_cps_labeled, loss_sim=loss_sim,
             similarity_weight=loss_sup.new_tensor(similarity_weight),
         )
+
+    def _passes(self, images: Tensor) -> list[tuple[Tensor, list[Tensor]]]:
+        """``_forward`` of every network in training, each pass split as nn.DataParallel over ``data_parallel`` devices splits it."""
+        devices = self.options["data_parallel"]
+        return [parallel_forward(partial(self._forward, net), net, images, devices) for net in self.nets]
 
     def prediction_names(self) -> tuple[str, ...]:
         return (ENSEMBLE, *self._networks())

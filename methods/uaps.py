@@ -47,6 +47,9 @@ Options (defaults = recipe ``unified``; ``authors_options`` gives the released c
 * ``dropout_mode`` "channel", ``dropout_p`` 0.5, ``feature_dropout_draw`` "sample": how the
   dropout and feature-dropout decoders perturb (``methods.perturbations``); the released code
   uses element-wise ``F.dropout(x, 0.5)`` and one feature-dropout threshold per batch.
+* ``data_parallel`` 1: the training passes run whole; 2 (released code: ``nn.DataParallel`` over
+  two GPUs) splits each pass into halves, each normalised by BatchNorm and perturbed on its own,
+  with running statistics from the first half (``methods.data_parallel``).
 * ``eval_mode`` "main" (released test notebook evaluates the main decoder); "ensemble" predicts
   log of the mean softmax of all D+1 decoders (argmax = argmax of the mean probabilities). Both
   are always evaluated through ``predict_variants`` with one encoder pass.
@@ -59,9 +62,10 @@ Remaining differences from the released code (all listed in docs/fidelity.md):
 * The ramp-up is continuous; the code's steps every 80 (NEU-Seg), 50 (MTiles) or 60 (DAGM)
   iterations (``iter_num // 80``).
 * Labelled and unlabelled batches go through separate forward passes, as in the released code
-  (so BatchNorm normalises each batch with its own statistics, as there).
+  (so BatchNorm normalises each batch, or each half with ``data_parallel`` 2, with its own statistics, as there).
 * With D = 0 (one decoder) there is no unlabelled loss at all (u = 0 and the pseudo-label is the
-  decoder's own argmax): the method is then exactly the supervised baseline (same ``dice_form``).
+  decoder's own argmax): the method is then exactly the supervised baseline (same ``dice_form``,
+  and ``data_parallel`` 1: the released baseline script runs on one GPU).
 """
 from __future__ import annotations
 
@@ -73,6 +77,7 @@ from torch import Tensor
 from torch.distributions import Dirichlet
 
 from .base import LabeledBatch, Method, choice, flag, integer, number, per_dataset, step_losses, subset
+from .data_parallel import DATA_PARALLEL, parallel_forward
 from .ensemble import ENSEMBLE, ensemble_logits
 from .losses import (
     DICE_FORMS,
@@ -86,6 +91,7 @@ from .losses import (
 from .networks import build_backbone
 from .perturbations import PERTURBATION_OPTIONS, PERTURBATIONS, MultiDecoderNet, build_perturbations, perturbation_settings
 from .registry import register_method
+from .released_loops import UAPS_LOOPS
 
 LOSS_NAMES = ("ps", "ups", "un")
 # The released code (docs/fidelity.md): UAPS_train.py (NEU-Seg, also used for datasets without a
@@ -96,17 +102,19 @@ AUTHORS_OPTIONS: dict[str, Any] = {
     "detach_confidence": False,  # UAPS_train.py:227: exp_variance_main = torch.exp(-variance_main)
     "dropout_mode": "element",  # utilities/UAPS_unet.py:156-158: F.dropout(x, p=0.5)
     "feature_dropout_draw": "batch",  # utilities/UAPS_unet.py:165: np.random.uniform(0.7, 0.9)
+    # nn.DataParallel(model) (UAPS_model.py:13; MTiles :18, DAGM :12) over CUDA_VISIBLE_DEVICES="0,1"
+    # (UAPS_train.py:4 in all three folders)
+    "data_parallel": 2,
 }
-# ramp-up: sigmoid_rampup(iter_num // q, 200) over 799 "epochs" of n iterations (range(1, epochs),
-# range(1, iter_per_epoch)): 200 q / (799 n) of the run
+# ramp-up: sigmoid_rampup(iter_num // q, 200) over the script's run (methods.released_loops)
 AUTHORS_PER_DATASET: dict[str, dict[str, Any]] = {
-    "neu": {"rampup_fraction": 200 * 80 / (799 * 59)},  # UAPS_train.py:66, 78, 279-280
-    "mtiles": {  # MTiles-Dataset-codes/UAPS_train.py:63, 74, 282, 286
-        "rampup_fraction": 200 * 50 / (799 * 19),
+    "neu": {"rampup_fraction": UAPS_LOOPS["neu"].rampup_fraction},
+    "mtiles": {  # MTiles-Dataset-codes/UAPS_train.py:286
+        "rampup_fraction": UAPS_LOOPS["mtiles"].rampup_fraction,
         "lambda2": 1.0,
         "lambda2_rampup": False,
     },
-    "dagm": {"rampup_fraction": 200 * 60 / (799 * 29)},  # DAGM-Dataset-codes/UAPS_train.py:59, 70, 250-254
+    "dagm": {"rampup_fraction": UAPS_LOOPS["dagm"].rampup_fraction},
 }
 
 
@@ -156,6 +164,7 @@ class UAPS(Method):
         "detach_confidence": flag(True),
         "dice_form": choice("ssl4mis", DICE_FORMS),
         **PERTURBATION_OPTIONS,
+        "data_parallel": DATA_PARALLEL,
         "eval_mode": choice("main", ("main", ENSEMBLE)),
     }
     variants_include_default = True  # the main decoder and the ensemble, whatever ``eval_mode``
@@ -188,7 +197,7 @@ class UAPS(Method):
         return Dirichlet(torch.ones(self.num_decoders, device=device), validate_args=False).sample()
 
     def training_step(self, labeled: LabeledBatch, unlabeled: Tensor, step: int, total_steps: int) -> dict[str, Tensor]:
-        loss_seg = _mean([segmentation_loss(logits, labeled.masks, dice_form=self.dice_form) for logits in self.net(labeled.images)])
+        loss_seg = _mean([segmentation_loss(logits, labeled.masks, dice_form=self.dice_form) for logits in self._decoders(labeled.images)])
         zero = torch.zeros((), device=loss_seg.device)
         parts = {"loss_ps": zero, "loss_ups": zero, "loss_un": zero}
         mean_confidence = torch.ones((), device=loss_seg.device)
@@ -203,7 +212,7 @@ class UAPS(Method):
         )
 
     def _unlabeled_losses(self, images: Tensor, zero: Tensor) -> tuple[dict[str, Tensor], Tensor]:
-        log_probs = [log_probabilities(logits) for logits in self.net(images)]  # one float32 softmax per decoder
+        log_probs = [log_probabilities(logits) for logits in self._decoders(images)]  # one float32 softmax per decoder
         probs = [member.exp() for member in log_probs]
         uncertainty = decoder_uncertainty(probs)
         parts = {"loss_ps": zero, "loss_ups": zero, "loss_un": zero}
@@ -219,6 +228,10 @@ class UAPS(Method):
             parts["loss_un"] = _mean([u.mean() for u in uncertainty])
         mean_confidence = _mean([torch.exp(-u.detach()).mean() for u in uncertainty])
         return parts, mean_confidence
+
+    def _decoders(self, images: Tensor) -> list[Tensor]:
+        """Every decoder's logits in training, the pass split as nn.DataParallel over ``data_parallel`` devices splits it."""
+        return parallel_forward(self.net, self.net, images, self.options["data_parallel"])
 
     def _weighted_loss(self, log_probs: Tensor, pseudo_label: Tensor, uncertainty: Tensor) -> Tensor:
         mode, detach = self.options["uncertainty_weighting"], self.options["detach_confidence"]

@@ -85,10 +85,10 @@ def synthetic() -> SyntheticDefects:
 
 
 def test_registry_names_and_options(neu_root: Path) -> None:
-    assert set(DATASETS) == {"neu", "mtiles", "dagm", "synthetic"}
+    assert set(DATASETS) == {"neu", "mtiles", "dagm", "synthetic", "folder"}
     assert isinstance(get_dataset("neu", neu_root), NEUSeg)
     assert get_dataset("synthetic", num_images=5).options()["num_images"] == 5
-    with pytest.raises(DatasetError, match="valid names: dagm, mtiles, neu, synthetic"):
+    with pytest.raises(DatasetError, match="valid names: dagm, folder, mtiles, neu, synthetic"):
         get_dataset("kolektor")
     with pytest.raises(DatasetError, match="valid options: num_images, image_size, seed"):
         get_dataset("synthetic", size=3)

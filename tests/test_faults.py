@@ -1,19 +1,16 @@
 """Fault injection: kill -9 of a worker, of the main process and of one of two grids on one folder,
 corrupted cache / checkpoint / split / metrics / lock files, runs of another configuration, and
-user errors on the command line.
+user errors on the command line (the tiny grid and its reference: ``fault_helpers``).
 
-Every scenario runs the tiny grid of ``grid_helpers.TINY`` (``grid_stateful``: an EMA teacher and
-all RNGs in play, seeds 0-2, 6 steps, checkpoints every 2) and ends by checking that no run was lost,
-none trained twice or with mixed settings, and that every result equals the one of an
-uninterrupted grid (metrics.json and best.pt, timings aside). Kills land at a random moment of a
-run: the delay is in each assertion's message. $GRID_TEST_STEP_SECONDS slows the steps down so
-that a kill meets a run in the middle.
+Kills land at a random moment of a run: the delay is in each assertion's message.
+$GRID_TEST_STEP_SECONDS slows the steps down so that a kill meets a run in the middle. More
+faults: test_faults_claims.py (run locks, Ctrl-C), test_faults_filesystem.py (read-only, full
+disk, not a folder), test_faults_results.py (damaged results, mixed cells).
 """
 from __future__ import annotations
 
 import json
 import os
-import random
 import re
 import shlex
 import shutil
@@ -24,126 +21,31 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
-import torch
 import yaml
-from grid_helpers import PLUGIN, REPO, TINY, plugin_methods, tiny_profile, keep_torch_threads  # noqa: F401 (autouse fixture)
+import fault_helpers
+from fault_helpers import METHOD, PACE, RNG, assert_like_reference, benchmark_command, linux_only, lock_owners, running, start, starts, wait_for
+from grid_helpers import PLUGIN, TINY, keep_torch_threads  # noqa: F401 (autouse fixture)
 
 import run_all
 from benchmarks.reporting.aggregate import collect_runs
 from benchmarks.engine.config import config_hash
 from benchmarks.engine.layout import run_dir
-from benchmarks.grid.execute import expand_grid, run_grid
+from benchmarks.grid.execute import run_grid
 from benchmarks.engine.io import write_json
 from benchmarks.grid.locks import UNREADABLE_GRACE_SECONDS, FileLock
 from benchmarks.reporting.regenerate import benchmark_commands
 from datasets import DatasetError
 from datasets.cache import load_arrays
 from datasets.mtiles import MTiles
+from datasets.neu import NEUSeg
 from datasets.synthetic import SyntheticDefects
 from methods import get_method_class
-from tests.test_datasets import write_mtiles
+from tests.test_datasets import write_mtiles, write_neu
 
-METHOD, SEEDS = "grid_stateful", (0, 1, 2)
-TIMINGS = {"train_seconds", "iterations_per_second", "eval_ms_per_image", "variant_ms_per_image", "environment"}
-PACE = "0.3"  # seconds per training step while a kill is due: a run lasts > 2 s after taking its lock
-RNG = random.Random()  # the runs seed the global one: kill delays would repeat
-linux_only = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
-
-
-@pytest.fixture(scope="module")
-def plugin():
-    with plugin_methods() as names:
-        yield names
-
-
-@pytest.fixture(scope="module")
-def runs(plugin) -> list[dict[str, Any]]:
-    return expand_grid(tiny_profile(f"methods=[{METHOD}]", f"seeds={list(SEEDS)}"))
-
-
-@pytest.fixture(scope="module")
-def reference(runs, tmp_path_factory) -> Path:
-    """The uninterrupted grid, in this process."""
-    results = tmp_path_factory.mktemp("reference")
-    assert len(run_grid(runs, results, device="cpu", progress=False).completed) == len(runs)
-    return results
-
-
-@pytest.fixture
-def copy_of_reference(reference, tmp_path) -> Path:
-    return Path(shutil.copytree(reference, tmp_path / "results"))
-
-
-# ---------------------------------------------------------------------------------------------
-# helpers
-
-
-def _outcome(directory: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    metrics = json.loads((directory / "metrics.json").read_text())
-    return {k: v for k, v in metrics.items() if k not in TIMINGS}, torch.load(directory / "best.pt", weights_only=True)
-
-
-def _assert_like_reference(results: Path, reference: Path, runs: list[dict[str, Any]], context: str = "") -> None:
-    """Every run completed once, cleanly, with the uninterrupted grid's metrics and weights."""
-    for run in runs:
-        directory = run_dir(results, run)
-        metrics, weights = _outcome(directory)
-        expected_metrics, expected_weights = _outcome(run_dir(reference, run))
-        assert metrics == expected_metrics, f"{directory} {context}"
-        assert all(torch.equal(weights[k], expected_weights[k]) for k in expected_weights), f"{directory} {context}"
-        leftovers = [name for name in (".lock", "last.pt", "failure.json") if (directory / name).exists()]
-        assert not leftovers, f"{directory}: {leftovers} {context}"
-
-
-def _lock_owners(results: Path) -> dict[Path, int]:
-    """Run folder -> pid in its lock, for every readable lock under ``results``."""
-    owners = {}
-    for path in results.glob("runs/*/*/*/*/seed*/.lock"):
-        try:
-            owners[path.parent] = json.loads(path.read_text())["pid"]
-        except (OSError, ValueError, KeyError):
-            continue
-    return owners
-
-
-def _wait_for(condition: Callable[[], Any], timeout: float = 180.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {condition}")
-
-
-def _running(pid: int) -> bool:
-    """Whether ``pid`` is a live process (a zombie is not)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return False
-    return fields[0] != "Z"
-
-
-def _benchmark(results: Path, *extra: str) -> list[str]:
-    command = [sys.executable, "run_all.py", "benchmark", "--profile", "smoke", "--results-dir", str(results), "--device", "cpu"]
-    command += ["--plugin", str(PLUGIN), "--methods", METHOD, "--seeds", *map(str, SEEDS), *extra]
-    return command + [f"--set={o}" for o in TINY]
-
-
-def _start(command: list[str], **env: str) -> subprocess.Popen:
-    return subprocess.Popen(command, cwd=REPO, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def _starts(marker: Path) -> list[str]:
-    return marker.read_text().splitlines() if marker.exists() else []
-
+plugin, runs, reference, copy_of_reference = fault_helpers.plugin, fault_helpers.runs, fault_helpers.reference, fault_helpers.copy_of_reference
 
 # ---------------------------------------------------------------------------------------------
 # killed processes
@@ -156,7 +58,7 @@ def test_a_killed_worker_fails_only_its_run_and_the_rerun_completes_it(runs, ref
     killed: list[int] = []
 
     def kill_a_worker() -> None:
-        (pid, *_) = _wait_for(lambda: [p for p in _lock_owners(tmp_path).values() if p != os.getpid()])
+        (pid, *_) = wait_for(lambda: [p for p in lock_owners(tmp_path).values() if p != os.getpid()])
         time.sleep(delay)
         os.kill(pid, signal.SIGKILL)  # as the kernel's OOM killer would
         killed.append(pid)
@@ -171,32 +73,32 @@ def test_a_killed_worker_fails_only_its_run_and_the_rerun_completes_it(runs, ref
     assert len(result.completed) == len(runs) - 1, context  # the other runs carried on
     failure = json.loads((run_dir(tmp_path, victim) / "failure.json").read_text())
     assert failure["error"] == "WorkerDiedError" and "out of memory" in failure["reason"], context
-    assert not _lock_owners(tmp_path) and not list(tmp_path.glob("runs/**/.lock")), context  # released
+    assert not lock_owners(tmp_path) and not list(tmp_path.glob("runs/**/.lock")), context  # released
 
     monkeypatch.delenv("GRID_TEST_STEP_SECONDS")
     rerun = run_grid(runs, tmp_path, device="cpu", progress=False)
     assert rerun.completed == [victim] and len(rerun.skipped_done) == len(runs) - 1, context
-    _assert_like_reference(tmp_path, reference, runs, context)
+    assert_like_reference(tmp_path, reference, runs, context)
 
 
 @linux_only
 def test_killing_the_main_process_kills_its_workers_before_they_start_queued_runs(runs, reference, tmp_path):
     marker, delay = tmp_path / "starts.txt", RNG.uniform(0.0, 0.8)
-    main = _start(_benchmark(tmp_path / "results", "--jobs", "2"), GRID_TEST_STEP_SECONDS=PACE, GRID_TEST_MARKER=str(marker))
-    workers = _wait_for(lambda: len(_lock_owners(tmp_path / "results")) == 2 and _lock_owners(tmp_path / "results"))
+    main = start(benchmark_command(tmp_path / "results", "--jobs", "2"), GRID_TEST_STEP_SECONDS=PACE, GRID_TEST_MARKER=str(marker))
+    workers = wait_for(lambda: len(lock_owners(tmp_path / "results")) == 2 and lock_owners(tmp_path / "results"))
     time.sleep(delay)
     main.kill()
     main.communicate(timeout=60)
     context = f"(main killed {delay:.2f} s after both workers took a run)"
-    _wait_for(lambda: not any(_running(pid) for pid in workers.values()), timeout=10)
-    started = _starts(marker)
+    wait_for(lambda: not any(running(pid) for pid in workers.values()), timeout=10)
+    started = starts(marker)
     time.sleep(1.5)
-    assert _starts(marker) == started, f"a run started after the main process died {context}"
+    assert starts(marker) == started, f"a run started after the main process died {context}"
     assert not run_dir(tmp_path / "results", runs[2]).exists(), context  # only queued: never started
 
     rerun = run_grid(runs, tmp_path / "results", device="cpu", progress=False)  # breaks the dead workers' locks
     assert not rerun.failed and not rerun.skipped_running, context
-    _assert_like_reference(tmp_path / "results", reference, runs, context)
+    assert_like_reference(tmp_path / "results", reference, runs, context)
 
 
 @linux_only
@@ -204,8 +106,8 @@ def test_two_grids_on_one_folder_one_killed(runs, reference, tmp_path):
     marker, barrier, delay = tmp_path / "starts.txt", tmp_path / "barrier", RNG.uniform(0.0, 2.0)
     barrier.mkdir()
     env = {"GRID_TEST_STEP_SECONDS": PACE, "GRID_TEST_MARKER": str(marker), "GRID_TEST_BARRIER": f"{barrier}:2"}
-    first, second = (_start(_benchmark(tmp_path / "results", "--jobs", "1"), **env) for _ in range(2))
-    _wait_for(lambda: len(list(barrier.iterdir())) == 2)  # both are training
+    first, second = (start(benchmark_command(tmp_path / "results", "--jobs", "1"), **env) for _ in range(2))
+    wait_for(lambda: len(list(barrier.iterdir())) == 2)  # both are training
     time.sleep(delay)
     first.kill()
     first.communicate(timeout=60)
@@ -215,8 +117,8 @@ def test_two_grids_on_one_folder_one_killed(runs, reference, tmp_path):
 
     rerun = run_grid(runs, tmp_path / "results", device="cpu", progress=False)
     assert not rerun.failed and not rerun.skipped_running, context
-    assert len(_starts(marker)) + len(rerun.completed) <= len(runs) + 1, context  # only the killed run trained twice
-    _assert_like_reference(tmp_path / "results", reference, runs, context)
+    assert len(starts(marker)) + len(rerun.completed) <= len(runs) + 1, context  # only the killed run trained twice
+    assert_like_reference(tmp_path / "results", reference, runs, context)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -262,7 +164,7 @@ def test_a_corrupt_checkpoint_is_set_aside_and_the_run_restarts(runs, reference,
     err = capfd.readouterr().err
     assert f"checkpoint {directory / 'last.pt'}" in err and "the run restarts from step 0" in err
     assert len(list(directory.glob("last.pt.corrupt-*"))) == 1  # set aside, not deleted
-    _assert_like_reference(tmp_path, reference, [run])
+    assert_like_reference(tmp_path, reference, [run])
 
 
 def test_a_corrupt_metrics_json_fails_its_run_by_name_and_the_grid_carries_on(runs, copy_of_reference, capsys):
@@ -301,7 +203,7 @@ def test_empty_and_garbled_locks_are_stale_after_a_short_grace(runs, copy_of_ref
 @linux_only
 def test_a_lock_held_by_a_zombie_is_stale(tmp_path):
     child = subprocess.Popen([sys.executable, "-c", "pass"])  # exits; not reaped until wait(): a zombie
-    _wait_for(lambda: not _running(child.pid), timeout=30)
+    wait_for(lambda: not running(child.pid), timeout=30)
     path = tmp_path / ".lock"
     path.write_text(json.dumps({"pid": child.pid, "host": socket.gethostname(), "started": time.time(), "token": "t"}))
     holder = FileLock(path)
@@ -385,19 +287,91 @@ def test_unreadable_dataset_files_are_named_never_skipped(tmp_path):
         (["--device", "tpu"], "unknown device 'tpu'"),
         (["--dataset", "mtiles", "--data-root", "{tmp}/empty"], "mtiles data not found"),
         (["--dataset", "mtiles", "--data-root", "{tmp}"], "cannot read image"),
+        (["--set", "train.image_size=40"], "train.image_size (40, for synthetic) must be a multiple of 16"),
+        (["--set", "train.image_size=40", "--set", "common_method_options.backbone=smp:Unet:resnet18"], "must be a multiple of 32"),
+        (["--set", "train.image_size=1048576"], "GiB are available: lower train.image_size"),
+        *((["--set", f"dataset_options.synthetic.num_images={n}"], "set is empty") for n in range(1, 5)),
+        (["--set", "train.image_size=[64"], "override 'train.image_size=[64': the value is not valid YAML"),
     ],
 )
 def test_train_user_errors_are_one_line_and_exit_2(tmp_path, capsys, arguments, message):
-    folder = write_mtiles(tmp_path) / "MT_Break" / "Imgs"
-    (folder / "a.jpg").write_bytes(b"not a jpeg")
+    root = write_mtiles(tmp_path)
+    for image in root.glob("MT_*/Imgs/a.*"):  # five images per class: enough for a split
+        for copy in "bcde":
+            shutil.copy(image, image.with_stem(copy))
+    (root / "MT_Break" / "Imgs" / "a.jpg").write_bytes(b"not a jpeg")
     values = {"--dataset": "synthetic", "--ratio": "0.5", "--method": "supervised", "--profile": "smoke"}
-    values.update(zip(arguments[::2], (a.format(tmp=tmp_path) for a in arguments[1::2])))
-    argv = ["train", "--results-dir", str(tmp_path / "results"), *(x for item in values.items() for x in item)]
+    values.update((key, value.format(tmp=tmp_path)) for key, value in zip(arguments[::2], arguments[1::2]) if key != "--set")
+    sets = [f"--set={value}" for key, value in zip(arguments[::2], arguments[1::2]) if key == "--set"]
+    argv = ["train", "--results-dir", str(tmp_path / "results"), *(x for item in values.items() for x in item), *sets]
     assert run_all.main(argv) == 2
     err = capsys.readouterr().err  # progress bars aside (decoding), one line: the error
     assert "Traceback" not in err and err.count("error: ") == 1 and err.endswith("\n") and message in err.splitlines()[-1], err
     with pytest.raises(Exception, match=re.escape(message)):
         run_all.main([*argv, "--debug"])
+
+
+def test_a_folder_named_like_an_image_and_a_mask_without_its_image_are_named(tmp_path):
+    folder = write_mtiles(tmp_path) / "MT_Crack" / "Imgs"
+    (folder / "z.jpg").mkdir()
+    with pytest.raises(DatasetError, match=rf"image {folder / 'z.jpg'} is not a regular file; rename or remove it"):
+        MTiles(tmp_path).records()
+    (folder / "z.jpg").rmdir()
+    shutil.copy(folder / "a.jpg", folder / "b.jpg")
+    shutil.copy(folder / "a.png", folder / "b.png")
+    (folder / "a.jpg").unlink()  # its mask a.png stays
+    with pytest.raises(DatasetError, match=rf"mask {folder / 'a.png'} has no image in {folder} \(1 such mask\(s\)\)"):
+        MTiles(tmp_path).records()
+    neu = write_neu(tmp_path / "neu")
+    (neu / "images" / "test" / "te0001.jpg").unlink()
+    with pytest.raises(DatasetError, match=rf"mask {neu / 'annotations' / 'test' / 'te0001.png'} has no image"):
+        NEUSeg(tmp_path / "neu").records()
+
+
+def test_a_nan_loss_message_starts_its_own_line(plugin, tmp_path, capsys):
+    argv = ["train", "--profile", "smoke", "--results-dir", str(tmp_path), "--device", "cpu", "--plugin", str(PLUGIN)]
+    argv += ["--dataset", "synthetic", "--ratio", "0.2", "--method", "grid_nan", *(f"--set={o}" for o in TINY)]
+    assert run_all.main(argv) == 1
+    before, error = capsys.readouterr().err.rsplit("error: the run failed: non-finite loss", 1)
+    assert before.endswith(("\r", "\n")), before[-80:]  # the progress bar was closed first
+    assert "Traceback" not in before and error.count("\n") == 1
+
+
+def test_report_tables_and_plots_agree_on_empty_and_unknown(copy_of_reference, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    (empty / "runs").mkdir(parents=True)
+    for command in ("tables", "plots", "report"):
+        assert run_all.main([command, "--results-dir", str(empty)]) == 1, command
+        assert capsys.readouterr().err == f"error: nothing written: no completed runs under {empty / 'runs'}\n", command
+        assert run_all.main([command, "--results-dir", str(copy_of_reference), "--profile", "nonexistent"]) == 2, command
+        assert capsys.readouterr().err == (f"error: no runs of profile 'nonexistent' under {copy_of_reference / 'runs'} "
+                                           "(profiles there: smoke)\n"), command
+    assert not (empty / "report").exists()
+
+
+def test_a_yaml_error_in_a_profile_is_one_line(tmp_path, capsys):
+    profile = tmp_path / "broken.yaml"
+    profile.write_text("train:\n  iterations: 10\n lr: [0.1\n")
+    assert run_all.main(["train", "--profile", str(profile), "--dataset", "synthetic", "--ratio", "0.5", "--method", "supervised"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: profile {profile} is not valid YAML: ") and ", column " in err, err
+
+
+@pytest.mark.parametrize(
+    ("address", "message"),
+    [("foo:bar", "--scheduler 'foo:bar' is not a Dask scheduler address"), ("http://x:1", "unknown address scheme 'http'"),
+     ("tcp://127.0.0.1:{port}", "cannot reach the Dask scheduler at tcp://127.0.0.1:{port} (connection refused)")],
+)
+def test_a_bad_or_unreachable_scheduler_is_one_line_at_once(tmp_path, capsys, address, message):
+    with socket.socket() as free:  # a port nothing listens on
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    argv = ["benchmark", "--profile", "smoke", "--results-dir", str(tmp_path), "--backend", "dask", "--scheduler", address.format(port=port)]
+    started = time.monotonic()
+    assert run_all.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message.format(port=port) in err and time.monotonic() - started < 10, err
+    assert not list(tmp_path.iterdir())  # checked before anything ran
 
 
 @pytest.mark.parametrize("command", ["eval", "predictions", "uncertainty", "similarity"])

@@ -10,6 +10,11 @@ to 1e-5 relative in float32. Steps are chosen on the released code's "epoch" bou
 stepwise ramp-up (``sigmoid_rampup(iter_num // q, 200)``) equals ours, with the released
 iteration counts as ``total_steps``.
 
+The UAPS and simEps scripts' loop numbers are written below as data read from the scripts
+(``RELEASED``, file and line for each), not taken from the project: the ``authors`` recipe must
+resolve every run to them (iterations, learning rate, its floor, plateau patience, ramp length,
+devices, float32, nearest-neighbour resizing).
+
 Also: the perturbations have the released code's statistics, every recipe builds for every method
 and dataset, and UA-MT's certainty mask no longer keeps every pixel of a trained model.
 """
@@ -17,13 +22,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from itertools import combinations
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 from torch import Tensor, nn
 
+from benchmarks.engine.config import load_profile, resolve_run
+from datasets.cache import cache_key, load_arrays, nearest_indices
 from datasets.synthetic import SyntheticDefects
 from methods import ConfigError, LabeledBatch, available_methods, build_method, get_method_class
 from methods.base import RECIPES
@@ -37,6 +46,48 @@ DATASETS = ("neu", "mtiles", "dagm", "synthetic")
 ALL_METHODS = ("supervised", "mean_teacher", "ua_mt", "cps", "cct", "urpc", "cross_teaching", "uaps", "simeps")
 SSL4MIS_TOTAL, SSL4MIS_EPOCH = 30000, 150  # SSL4MIS 2D scripts: max_iterations, iter_num // 150
 SSL4MIS_STEP = 7 * SSL4MIS_EPOCH  # after Mean Teacher's 1000 iterations without consistency
+
+
+# ---------------------------------------------------------------- the released scripts' loops, as data
+
+
+@dataclass(frozen=True)
+class Script:
+    """Numbers of one released training script, as written in it."""
+
+    epochs: int  # epochs = ...; for epoch in range(1, epochs)
+    iter_per_epoch: int  # iter_per_epoch = ...
+    first_iteration: int  # for iteration in range(first_iteration, iter_per_epoch)
+    ramp_epoch: int  # sigmoid_rampup(iter_num // ramp_epoch, 200)
+    lr: float  # --base_lr default
+    min_lr: float  # ReduceLROnPlateau(..., min_lr=...), stepped once per epoch
+    patience: int  # ReduceLROnPlateau(..., patience=...), in epochs
+    devices: int  # GPUs of its nn.DataParallel
+
+    @property
+    def epoch_length(self) -> int:
+        return self.iter_per_epoch - self.first_iteration
+
+    @property
+    def iterations(self) -> int:
+        return (self.epochs - 1) * self.epoch_length
+
+
+# Lines: epochs, iter_per_epoch, the iteration loop, the ramp, --base_lr, the scheduler; DataParallel.
+RELEASED: dict[tuple[str, str], Script] = {
+    # UAPS (182a1b8) UAPS_train.py:66,78,159,279,44,113; UAPS_model.py:13 nn.DataParallel(model), UAPS_train.py:4 "0,1"
+    ("uaps", "neu"): Script(800, 60, 1, 80, 1e-3, 1e-8, 50, 2),
+    # MTiles-Dataset-codes/UAPS_train.py:63,74,149,282,45,104; UAPS_model.py:18, UAPS_train.py:4
+    ("uaps", "mtiles"): Script(800, 20, 1, 50, 2e-3, 1e-8, 50, 2),
+    # DAGM-Dataset-codes/UAPS_train.py:59,70,145,250,41,100; UAPS_model.py:12, UAPS_train.py:4
+    ("uaps", "dagm"): Script(800, 30, 1, 60, 1e-3, 1e-6, 50, 2),
+    # simEps (17de20a) simEps_train.py:59,75,191,312,41,123-125; simEps_model.py:22-24 device_ids=[0,1]
+    ("simeps", "neu"): Script(800, 60, 1, 150, 1e-3, 1e-7, 50, 2),
+    # MTiles-Dataset-codes/simEps_train.py:55,70,189,306,37,116-118; simEps_model.py:18-20
+    ("simeps", "mtiles"): Script(600, 30, 1, 50, 2e-3, 1e-7, 50, 2),
+    # DAGM-Dataset-codes/simEps_model_train.py:57,72,196 (range(0, iter_per_epoch)),356,39,122-124; simEps_model.py:21-23
+    ("simeps", "dagm"): Script(800, 30, 0, 60, 2e-3, 1e-8, 50, 2),
+}
 
 
 # ---------------------------------------------------------------- references (closed forms)
@@ -114,6 +165,18 @@ def record_outputs(module: nn.Module, outputs: list) -> None:
     module.register_forward_hook(lambda m, args, out: outputs.append(out))
 
 
+def concatenated(outputs: Sequence[Any]) -> Any:
+    """Tensors concatenated along dim 0, tuples and lists element by element (what nn.DataParallel gathers)."""
+    if isinstance(outputs[0], Tensor):
+        return torch.cat(list(outputs))
+    return type(outputs[0])(concatenated(parts) for parts in zip(*outputs))
+
+
+def passes(outputs: list, devices: int) -> list:
+    """The outputs recorded per forward pass: the ``devices`` chunks of each pass (one per replica) concatenated."""
+    return [concatenated(outputs[start:start + devices]) for start in range(0, len(outputs), devices)]
+
+
 def close(actual: Tensor | float, expected: Tensor | float) -> None:
     torch.testing.assert_close(torch.as_tensor(actual).float(), torch.as_tensor(expected).float().detach(), rtol=1e-5, atol=1e-7)
 
@@ -137,17 +200,14 @@ def same_gradients(method: nn.Module, loss: Tensor, reference: Tensor) -> None:
 
 # ---------------------------------------------------------------- UAPS
 
-UAPS_RUNS = {  # dataset: (released total iterations, ramp "epoch", lambda2 ramped)
-    "neu": (799 * 59, 80, True),  # UAPS_train.py
-    "mtiles": (799 * 19, 50, False),  # MTiles-Dataset-codes/UAPS_train.py
-    "dagm": (799 * 29, 60, True),  # DAGM-Dataset-codes/UAPS_train.py
-}
+LAMBDA2_RAMPED = {"neu": True, "mtiles": False, "dagm": True}  # MTiles-Dataset-codes/UAPS_train.py:286: + 1 * loss_un
 MIXING = torch.tensor([0.1, 0.2, 0.3, 0.4])
 
 
-@pytest.mark.parametrize("dataset", sorted(UAPS_RUNS))
+@pytest.mark.parametrize("dataset", sorted(LAMBDA2_RAMPED))
 def test_uaps_matches_the_released_losses(dataset, monkeypatch):
-    total, epoch, lambda2_ramped = UAPS_RUNS[dataset]
+    script = RELEASED["uaps", dataset]
+    total, epoch, lambda2_ramped = script.iterations, script.ramp_epoch, LAMBDA2_RAMPED[dataset]
     step = 100 * epoch
     method = authors_method("uaps", dataset)
     monkeypatch.setattr(method, "mixing_weights", lambda device="cpu": MIXING.to(device))
@@ -155,7 +215,7 @@ def test_uaps_matches_the_released_losses(dataset, monkeypatch):
     record_outputs(method.net, outputs)
     labeled, unlabeled = batch()
     out = method.training_step(labeled, unlabeled, step, total)
-    lab, unl = outputs  # every decoder's logits: labelled pass, unlabelled pass
+    lab, unl = passes(outputs, script.devices)  # every decoder's logits: labelled pass, unlabelled pass
     loss_seg = sum(ref_seg(member, labeled.masks, "uaps") for member in lab) / 4
     variance, _ = ref_kl_to_mean(unl)
     mixture = sum(w * member.detach().softmax(1) for w, member in zip(MIXING, unl))
@@ -173,10 +233,10 @@ def test_uaps_matches_the_released_losses(dataset, monkeypatch):
 
 # ---------------------------------------------------------------- simEps
 
-SIMEPS_RUNS = {  # dataset: (released total iterations, ramp "epoch", similarity weight, ensemble, stages)
-    "neu": (799 * 59, 150, 50.0, "max", ("output",)),  # simEps_train.py
-    "mtiles": (599 * 29, 50, 200.0, "mean", ("output",)),  # MTiles-Dataset-codes/simEps_train.py
-    "dagm": (799 * 29, 60, 200.0, "max", ("encoder", "decoder_last")),  # DAGM-Dataset-codes/simEps_model_train.py
+SIMEPS_LOSSES = {  # dataset: (similarity weight, ensemble, stages)
+    "neu": (50.0, "max", ("output",)),  # simEps_train.py:73, 279-281, 259-261
+    "mtiles": (200.0, "mean", ("output",)),  # MTiles-Dataset-codes/simEps_train.py:309, 269-271, 256-260
+    "dagm": (200.0, "max", ("encoder", "decoder_last")),  # DAGM-Dataset-codes/simEps_model_train.py:357, 323-325, 284-295
 }
 
 
@@ -190,9 +250,10 @@ def ref_cross_pseudo(logits: Sequence[Tensor], ensemble: str) -> Tensor:
     return total
 
 
-@pytest.mark.parametrize("dataset", sorted(SIMEPS_RUNS))
+@pytest.mark.parametrize("dataset", sorted(SIMEPS_LOSSES))
 def test_simeps_matches_the_released_losses(dataset):
-    total, epoch, sim_weight, ensemble, stages = SIMEPS_RUNS[dataset]
+    script = RELEASED["simeps", dataset]
+    (total, epoch), (sim_weight, ensemble, stages) = (script.iterations, script.ramp_epoch), SIMEPS_LOSSES[dataset]
     step = 100 * epoch
     method = authors_method("simeps", dataset)
     heads = [[] for _ in method.nets]  # per network: (last decoder features, logits) of each pass
@@ -203,6 +264,7 @@ def test_simeps_matches_the_released_losses(dataset):
         record_outputs(net.encoder, encoder_log)
     labeled, unlabeled = batch()
     out = method.training_step(labeled, unlabeled, step, total)
+    heads, encoders = [passes(log, script.devices) for log in heads], [passes(log, script.devices) for log in encoders]
     compared = {"encoder": lambda n, k: encoders[n][k][-1], "decoder_last": lambda n, k: heads[n][k][0], "output": lambda n, k: heads[n][k][1]}
     lab = [heads[n][0][1] for n in range(3)]
     unl = [heads[n][1][1] for n in range(3)]
@@ -410,6 +472,66 @@ def test_feature_dropout_draws_one_threshold_per_batch_as_released(name: str, mo
     assert torch.equal(masks, masks[:1].expand_as(masks))  # one fraction for the whole batch
     sample = FeatureDropout(draw="sample").train()(ramp) != 0
     assert not torch.equal(sample, sample[:1].expand_as(sample))  # unified: one fraction per sample
+
+
+# ---------------------------------------------------------------- the loop, resizing and precision of each released script
+
+
+@pytest.mark.parametrize("method, dataset", sorted(RELEASED))
+def test_authors_runs_have_their_released_scripts_loop(method, dataset):
+    script = RELEASED[method, dataset]
+    run = resolve_run(load_profile("paper"), dataset, 0.1, method, 0)
+    train, options = run["train"], run["method_options"]
+    assert (train["iterations"], train["lr"], train["min_lr"]) == (script.iterations, script.lr, script.min_lr)
+    assert train["lr_patience"] == script.patience * script.epoch_length  # in iterations
+    assert round(options["rampup_fraction"] * train["iterations"]) == 200 * script.ramp_epoch  # Method.rampup's length
+    assert options["data_parallel"] == script.devices
+    assert (train["precision"], train["resize"]) == ("fp32", "nearest")
+
+
+def test_every_other_method_runs_the_uaps_scripts_loop_and_a_dataset_without_script_the_neu_seg_one():
+    profile = load_profile("paper")
+    for dataset, script_of in (("neu", "neu"), ("mtiles", "mtiles"), ("dagm", "dagm"), ("synthetic", "neu")):
+        for method in ALL_METHODS:
+            script = RELEASED["simeps" if method == "simeps" else "uaps", script_of]
+            train = resolve_run(profile, dataset, 0.1, method, 0)["train"]
+            loop = (train["iterations"], train["lr"], train["min_lr"], train["lr_patience"])
+            assert loop == (script.iterations, script.lr, script.min_lr, script.patience * script.epoch_length), (method, dataset)
+
+
+def test_the_profiles_own_values_win_over_the_released_loop():
+    profile = load_profile("paper", ["train.iterations=300", "train_per_dataset.mtiles.lr=5e-4"])
+    for method in ("uaps", "simeps", "supervised"):
+        script = RELEASED["simeps" if method == "simeps" else "uaps", "mtiles"]
+        train = resolve_run(profile, "mtiles", 0.1, method, 0)["train"]
+        assert (train["iterations"], train["lr"]) == (300, 5e-4)
+        assert (train["min_lr"], train["lr_patience"]) == (script.min_lr, script.patience * script.epoch_length)
+
+
+# cv2.resize(..., interpolation=cv2.INTER_NEAREST) (opencv-python-headless 5.1.0; the released code pins
+# 4.5.2, whose resizeNN is the same): the source row of the first output rows, from NEU-Seg's 200 px and
+# DAGM's 512 px to the released 256 px, and from 40 to 32 px; PIL's nearest (pixel centres) from 200 to 256
+CV2_NEAREST_ROWS = {
+    (200, 256): [0, 0, 1, 2, 3, 3, 4, 5, 6, 7, 7, 8, 9, 10, 10, 11],
+    (512, 256): [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30],
+    (40, 32): [0, 1, 2, 3, 5, 6, 7, 8, 10, 11, 12, 13, 15, 16, 17, 18],
+}
+PIL_NEAREST_ROWS_200_TO_256 = [0, 1, 1, 2, 3, 4, 5, 5, 6, 7, 8, 8, 9, 10, 11, 12]
+
+
+def test_nearest_resizing_is_opencvs_and_gets_its_own_cache_key():
+    for (source, size), rows in CV2_NEAREST_ROWS.items():
+        assert nearest_indices(source, size)[: len(rows)].tolist() == rows
+    assert nearest_indices(200, 256)[:16].tolist() != PIL_NEAREST_ROWS_200_TO_256
+    data = SyntheticDefects(num_images=6, image_size=40, seed=0)
+    records = data.records()
+    nearest = load_arrays(data, records, 32, None, resize="nearest")
+    rows = nearest_indices(40, 32)
+    assert np.array_equal(nearest.images[0, 0], data.read_image(records[0])[rows][:, rows, 0])
+    assert np.array_equal(nearest.masks[0], data.read_mask(records[0])[rows][:, rows])
+    assert not np.array_equal(nearest.images, load_arrays(data, records, 32, None).images)
+    assert cache_key(data, records, 32) == "8dcc5b53cb45f500"  # a bilinear cache's key from before ``resize``
+    assert cache_key(data, records, 32, "nearest") != cache_key(data, records, 32)
 
 
 # ---------------------------------------------------------------- recipes

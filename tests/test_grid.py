@@ -142,7 +142,7 @@ def test_workers_share_the_cores_and_a_second_invocation_trains_nothing(plugin, 
     assert [path.stat().st_mtime_ns for path in metrics] == mtimes
     assert len(marker.read_text().splitlines()) == 2
     summary = _summary(tmp_path)
-    assert summary["counts"] == {"completed": 0, "skipped_done": 2, "skipped_running": 0, "failed": 0}
+    assert summary["counts"] == {"completed": 0, "skipped_done": 2, "skipped_running": 0, "skipped_unreachable": 0, "failed": 0}
     assert summary["finished"] is not None
 
     changed = expand_grid(tiny_profile("methods=[grid_tiny]", "seeds=[0]", "train.num_threads=null", "train.iterations=4"))
@@ -164,7 +164,7 @@ def test_failures_are_recorded_and_the_grid_carries_on(plugin, tmp_path, capsys)
     assert json.loads((raise_run / "failure.json").read_text())["reason"] == "grid_raise fails on purpose"
     assert (good_run / "metrics.json").exists()
     summary = _summary(tmp_path)
-    assert summary["counts"] == {"completed": 1, "skipped_done": 0, "skipped_running": 0, "failed": 2}
+    assert summary["counts"] == {"completed": 1, "skipped_done": 0, "skipped_running": 0, "skipped_unreachable": 0, "failed": 2}
     assert {item["method"]: item["reason"].split(":")[0] for item in summary["failed"]} == {
         "grid_nan": "NonFiniteLossError",
         "grid_raise": "RuntimeError",

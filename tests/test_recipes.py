@@ -88,6 +88,7 @@ def test_authors_augmentation_statistics_and_alignment():
     masks = (images[:, 0].long() * 7) % 5  # a function of the pixel value
     out, out_masks = authors_augment(images, masks, generator)
     assert out.dtype == torch.float32 and out.min() >= 0 and out.max() <= 255
+    assert torch.equal(out, out.round())  # integers, as albumentations' uint8 ops give (truncated or rounded)
     same_geometry = [k for k in range(len(images)) if torch.equal(out_masks[k], masks[k])]
     # geometry unchanged: no flip of either axis (0.6²) and no effective rotation (1 - 0.3·3/4)
     # (a flip on both axes equals a 180° turn, so count only exact identity of masks)

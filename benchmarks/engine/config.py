@@ -34,6 +34,7 @@ from typing import Any
 import yaml
 
 from datasets import DATASETS
+from datasets.cache import RESIZES
 from datasets.transforms import AUGMENTATIONS, NORMALIZATIONS
 from methods import ConfigError, Option, available_methods, choice, flag, get_method_class, integer, number, text
 
@@ -53,6 +54,7 @@ TRAIN_OPTIONS: dict[str, Option] = {
     "lr": number(1e-3),  # Adam, as in the UAPS and simEps papers
     "weight_decay": number(0.0),
     "image_size": integer(128, 8),  # images are resized to image_size x image_size
+    "resize": choice("bilinear", RESIZES),  # bilinear (masks nearest) | nearest: OpenCV's, images and masks (datasets.cache)
     "augment": flag(True),  # augment training batches (labelled and unlabelled) with ``augmentation``
     "augmentation": choice("flips_rot90", AUGMENTATIONS),  # flips_rot90 | authors (datasets.transforms)
     "normalization": choice("half", NORMALIZATIONS),  # half ([-1, 1]) | imagenet (datasets.transforms)
@@ -117,6 +119,7 @@ HASH_NEUTRAL: dict[tuple[str, ...], Any] = {
     ("train", "lr_factor"): 0.1,
     ("train", "min_lr"): 1e-8,
     ("train", "record_every"): None,
+    ("train", "resize"): "bilinear",
 }
 METHOD_OPTION_NEUTRAL: dict[str, Any] = {  # the options recipe "authors" switches (docs/fidelity.md)
     "dice_form": "ssl4mis",
@@ -131,8 +134,12 @@ METHOD_OPTION_NEUTRAL: dict[str, Any] = {  # the options recipe "authors" switch
     "mask_normaliser": "classes",
     "detach_target": True,
     "aux_upsampling": "bilinear",
+    "data_parallel": 1,
 }
 ABSENT = "(absent)"  # the value differing_keys reports for a key a config lacks
+# Key of a loaded profile (``load_profile``), not of a profile file: the train keys the profile or its
+# overrides set, which the recipe's per-run loop settings (``run_train``) leave as they are.
+TRAIN_KEYS_SET = "train_keys_set"
 
 
 def check_train(train: dict[str, Any], where: str = "train") -> None:
@@ -227,13 +234,21 @@ def profile_path(name_or_path: str) -> Path:
     return candidate
 
 
+def yaml_problem(error: yaml.YAMLError) -> str:
+    """A YAML error in one line: what is wrong and where (line and column, counted from 1)."""
+    problem = getattr(error, "problem", None) or " ".join(str(error).split())
+    mark = getattr(error, "problem_mark", None)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else problem
+
+
 def load_profile(name_or_path: str, overrides: list[str] | None = None) -> dict[str, Any]:
-    """Defaults <- recipe <- profile YAML <- ``--set`` overrides, validated. Adds ``profile`` (the name)."""
+    """Defaults <- recipe <- profile YAML <- ``--set`` overrides, validated. Adds ``profile`` (the name)
+    and ``TRAIN_KEYS_SET``; the recipe's per-run settings are added per run (``run_train``)."""
     path = profile_path(name_or_path)
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
-        raise ConfigError(f"profile {path} is not valid YAML: {error}") from error
+        raise ConfigError(f"profile {path} is not valid YAML: {yaml_problem(error)}") from error
     if not isinstance(data, dict):
         raise ConfigError(f"profile {path} must be a mapping of config keys")
     _check_keys(data, PROFILE_DEFAULTS, "")
@@ -241,13 +256,7 @@ def load_profile(name_or_path: str, overrides: list[str] | None = None) -> dict[
     for override in overrides or []:
         user = apply_override(user, override)
     recipe = train_recipe(user.get("recipe", PROFILE_DEFAULTS["recipe"]))
-    explicit_train = set(user.get("train", {}))
-    recipe_per_dataset = {
-        dataset: {key: value for key, value in settings.items() if key not in explicit_train}
-        for dataset, settings in recipe.train_per_dataset.items()
-    }
-    config = _merge(PROFILE_DEFAULTS, {"train": recipe.train, "train_per_dataset": recipe_per_dataset})
-    config = _merge(config, user)
+    config = _merge(_merge(PROFILE_DEFAULTS, {"train": recipe.train}), user)
     check_run_level(config)
     check_train(config["train"])
     _check_train_per_dataset(config["train_per_dataset"])
@@ -256,6 +265,7 @@ def load_profile(name_or_path: str, overrides: list[str] | None = None) -> dict[
         _check_ratios(ratios, f"ratios_per_dataset.{dataset}")
     _check_variants(config["method_variants"])
     config["profile"] = path.stem
+    config[TRAIN_KEYS_SET] = sorted(user.get("train", {}))
     return config
 
 
@@ -316,7 +326,10 @@ def apply_override(config: dict, assignment: str) -> dict:
         raise ConfigError(f"override {assignment!r} must look like key.subkey=value")
     dotted, raw = assignment.split("=", 1)
     keys = dotted.strip().split(".")
-    value = yaml.safe_load(raw)
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"override {assignment!r}: the value is not valid YAML ({yaml_problem(error)})") from error
     if isinstance(value, str) and SCIENTIFIC.fullmatch(value.strip()):
         value = float(value)  # YAML 1.1 reads 5e-4 (no dot) as a string
     update: dict = {keys[-1]: value}
@@ -343,6 +356,8 @@ def resolve_run(profile: dict[str, Any], dataset: str, ratio: float, method: str
     recipe_options = method_class.recipe_options(profile["recipe"], dataset)
     options = {**recipe_options, **profile["common_method_options"], **profile["method_options"].get(base, {}), **variant_options}
     label = method if base == method else f"{method} (variant of {base})"
+    train, method_options = run_train(profile, base, dataset), method_class.checked_options(options, label)
+    check_image_size(train["image_size"], method_options.get("backbone"), dataset)
     return {
         "profile": profile["profile"],
         "recipe": profile["recipe"],
@@ -352,10 +367,36 @@ def resolve_run(profile: dict[str, Any], dataset: str, ratio: float, method: str
         "base_method": base,
         "seed": int(seed),
         "split_seed": resolve_split_seed(profile["split_seed"], seed),
-        "train": _merge(profile["train"], profile["train_per_dataset"].get(dataset, {})),
-        "method_options": method_class.checked_options(options, label),
+        "train": train,
+        "method_options": method_options,
         "dataset_options": copy.deepcopy(profile["dataset_options"].get(dataset, {})),
     }
+
+
+def network_stride(backbone: str | None) -> int:
+    """What a network's input size must be a multiple of: 16 for the paper U-Nets (four 2x2 poolings), 32 for
+    segmentation-models-pytorch backbones (encoders of depth 5)."""
+    return 32 if str(backbone).startswith("smp:") else 16
+
+
+def check_image_size(image_size: int, backbone: str | None, dataset: str) -> None:
+    """ConfigError unless ``image_size`` is a multiple of the network's stride: else the decoder's upsampled
+    features would not match the encoder's, and training would crash at its first step."""
+    stride = network_stride(backbone)
+    if image_size % stride:
+        lower, upper = max(stride, image_size // stride * stride), (image_size // stride + 1) * stride
+        raise ConfigError(
+            f"train.image_size ({image_size}, for {dataset}) must be a multiple of {stride}, the stride of backbone "
+            f"{backbone or 'unet'!r}; e.g. {lower} or {upper}"
+        )
+
+
+def run_train(profile: dict[str, Any], method: str, dataset: str) -> dict[str, Any]:
+    """The train settings of a run of registered ``method`` on ``dataset``: the profile's ``train``, the recipe's
+    loop settings for the run (``Recipe.loop``) where the profile sets no value of its own, then the profile's
+    ``train_per_dataset`` entry."""
+    loop = {key: value for key, value in train_recipe(profile["recipe"]).loop(method, dataset).items() if key not in profile[TRAIN_KEYS_SET]}
+    return _merge(_merge(profile["train"], loop), profile["train_per_dataset"].get(dataset, {}))
 
 
 def resolve_split_seed(split_seed: int | str, seed: int) -> int:

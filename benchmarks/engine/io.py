@@ -5,6 +5,7 @@ truncated copy, the wrong type), never a bare decoder error.
 """
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,8 +32,12 @@ def write_yaml(path: Path, data: Any) -> None:
 
 
 def save_torch(path: Path, data: Any) -> None:
+    """``torch.save`` atomically: serialised in memory first, so that a failed write (a full disk) is an
+    OSError naming ``path``, and the previous file stays as it was."""
+    buffer = io.BytesIO()
+    torch.save(data, buffer)
     with atomic_open(Path(path), "wb") as handle:
-        torch.save(data, handle)
+        handle.write(buffer.getbuffer())
 
 
 def load_torch(path: Path, **options: Any) -> Any:

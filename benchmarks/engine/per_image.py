@@ -207,7 +207,7 @@ def read_per_image(path: Path) -> PerImageRecords:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in ("image_ids", "class_names", "predictions", "counts")}
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as error:
-        raise PerImageError(f"{path}: not a readable per-image records file ({error}); rerun the run") from error
+        raise PerImageError(f"{path}: not a readable per-image records file ({error})") from error
     counts = arrays["counts"]
     expected = (len(arrays["predictions"]), len(arrays["image_ids"]), len(arrays["class_names"]), 3)
     if counts.shape != expected:

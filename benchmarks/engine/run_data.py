@@ -5,11 +5,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from datasets import get_dataset
-from datasets.cache import load_arrays
+from datasets.base import NO_MASK, DatasetError
+from datasets.cache import ArrayBundle, load_arrays
 from datasets.splits import Split, make_split
 
 
@@ -34,13 +36,13 @@ def load_run_data(run_config: dict[str, Any], data_root: Path | None, cache_dir:
     dataset = get_dataset(run_config["dataset"], data_root, **run_config["dataset_options"])
     records = dataset.records()
     split = make_split(dataset, records, run_config["split_seed"], run_config["ratio"])
-    bundle = load_arrays(dataset, records, run_config["train"]["image_size"], cache_dir)
+    bundle = load_arrays(dataset, records, run_config["train"]["image_size"], cache_dir, resize=run_config["train"]["resize"])
 
     def images(uids: list[str]) -> Tensor:
         return torch.from_numpy(bundle.subset(uids).images.copy())
 
     def masks(uids: list[str]) -> Tensor:
-        return torch.from_numpy(bundle.subset(uids).masks.copy())
+        return torch.from_numpy(labelled_masks(bundle, uids))
 
     max_val = run_config["train"]["val_max_images"]
     val_uids = split.val[:max_val] if max_val else split.val
@@ -60,3 +62,13 @@ def load_run_data(run_config: dict[str, Any], data_root: Path | None, cache_dir:
         test_ids=list(split.test),
         val_ids=list(val_uids),
     )
+
+
+def labelled_masks(bundle: ArrayBundle, uids: list[str]) -> np.ndarray:
+    """The masks of ``uids`` (a copy); a DatasetError if one is an image without a mask (``NO_MASK``),
+    which must never be scored: it would count as labels no one drew."""
+    masks = bundle.subset(uids).masks.copy()
+    unlabelled = [uid for uid, bad in zip(uids, (masks == NO_MASK).reshape(len(masks), -1).any(1)) if bad]
+    if unlabelled:
+        raise DatasetError(f"{len(unlabelled)} image(s) without a mask were asked for as labelled, e.g. {unlabelled[:3]}")
+    return masks

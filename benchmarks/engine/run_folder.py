@@ -1,5 +1,11 @@
 """What a run folder says about its run: completed (for this config), held by another config, or failed.
 
+A run is *completed* when its folder holds a ``metrics.json`` of the config's hash with every key a
+run writes, beside readable per-image records (``completed_run``): the one test of "is this run
+done?" of the grid, ``status``, the tables, ``compare`` and ``publish``. Damaged results (a
+``metrics.json`` that cannot be read or lacks its metrics, an unreadable ``per_image.npz``) are a
+ResultsError naming the file and what to do, never a completed run nor one trained over.
+
 A run folder belongs to one configuration: a folder holding a completed run (``metrics.json``) or
 an interrupted one (``last.pt`` without ``failure.json``) of another config hash is never trained
 over (``RunConflictError``, naming the differing keys); a failed run of another config is replaced.
@@ -8,7 +14,7 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +23,11 @@ from methods import ConfigError
 from benchmarks.engine import layout
 from benchmarks.engine.config import config_differences, config_hash
 from benchmarks.engine.io import ResultsError, read_json, read_yaml, write_json
+from benchmarks.engine.per_image import PerImageError, read_per_image
+
+RUN_KEYS = ("profile", "dataset", "ratio", "method", "seed")  # of a metrics.json's "run"
+METRIC_KEYS = {"standard": ("miou", "mdice"), "paper": ("miou",)}  # what the tables read of each protocol
+RETRAIN = "move it away (or delete it) to train this run again, or restore it"
 
 
 class RunConflictError(ConfigError):
@@ -24,19 +35,46 @@ class RunConflictError(ConfigError):
 
 
 def completed_metrics(run_config: dict[str, Any], results_dir: Path) -> dict[str, Any] | None:
-    """The run's ``metrics.json`` if it exists for this exact config (same hash), else None.
+    """``completed_run`` of the run's folder for this exact config (its hash)."""
+    return completed_run(layout.run_dir(results_dir, run_config), config_hash(run_config))
 
-    The one test of "is this run done?". A ``metrics.json`` that cannot be read is a ResultsError
-    naming it and what to do.
+
+def completed_run(directory: Path, expected_hash: str | None) -> dict[str, Any] | None:
+    """The metrics of the run in ``directory`` if it completed with config hash ``expected_hash`` (None: any), else None.
+
+    See the module docstring; damaged results are a ResultsError naming the file and what to do.
+    Runs completed before per-image records existed have no ``per_image.npz``: still completed.
     """
-    metrics_path = layout.run_dir(results_dir, run_config) / layout.METRICS
+    metrics_path = Path(directory) / layout.METRICS
     if not metrics_path.exists():
         return None
     try:
         metrics = read_json(metrics_path)
     except ResultsError as error:
-        raise ResultsError(f"{error}; move it away (or delete it) to train this run again, or restore it") from error
-    return metrics if metrics.get("config_hash") == config_hash(run_config) else None
+        raise ResultsError(f"{error}; {RETRAIN}") from error
+    if expected_hash is not None and metrics.get("config_hash") != expected_hash:
+        return None
+    missing = missing_metric_keys(metrics)
+    if missing:
+        raise ResultsError(f"{metrics_path} lacks {', '.join(missing)}: not the metrics.json of a completed run; {RETRAIN}")
+    per_image = Path(directory) / layout.PER_IMAGE
+    if per_image.exists():
+        try:
+            read_per_image(per_image)
+        except PerImageError as error:
+            raise ResultsError(f"{error}; move the run's {layout.METRICS} away (or delete the run folder) to train "
+                               f"this run again, or restore {layout.PER_IMAGE}") from error
+    return metrics
+
+
+def missing_metric_keys(metrics: dict[str, Any]) -> list[str]:
+    """The dotted keys a run's ``metrics.json`` must have and ``metrics`` lacks."""
+    run = metrics.get("run")
+    missing = [f"run.{key}" for key in RUN_KEYS if not isinstance(run, dict) or key not in run]
+    for protocol, keys in METRIC_KEYS.items():
+        part = metrics.get(protocol)
+        missing += [f"{protocol}.{key}" for key in keys if not isinstance(part, dict) or key not in part]
+    return missing
 
 
 def check_run_folder(run_config: dict[str, Any], results_dir: Path) -> None:
@@ -77,12 +115,17 @@ def write_failure(run_config: dict[str, Any], results_dir: Path, error: BaseExce
 
 @contextmanager
 def failure_recorded(run_config: dict[str, Any], results_dir: Path) -> Iterator[None]:
-    """Create the run folder and clear its ``failure.json``; write a new one if the body raises."""
+    """Create the run folder and clear its ``failure.json``; write a new one if the body raises.
+
+    A ``failure.json`` that cannot be written (a full disk, a folder turned read-only) is left out:
+    the body's error is the one raised.
+    """
     directory = layout.run_dir(results_dir, run_config)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / layout.FAILURE).unlink(missing_ok=True)
     try:
         yield
     except BaseException as error:
-        write_failure(run_config, results_dir, error)
+        with suppress(OSError):
+            write_failure(run_config, results_dir, error)
         raise

@@ -15,7 +15,10 @@ method (``TrainState``) -> train loop (``trainer.fit``) -> test -> results, in i
     metrics.json     test metrics, written atomically last: its presence means the run completed
     failure.json     written instead when the run raised (reason and traceback)
 
-A folder holding another configuration's run is never trained over (``run_folder.check_run_folder``).
+A run is trained under its folder's lock (``run_lock.claimed``), by a grid's worker and a lone
+``train`` alike: a run another live process trains is refused, naming that process; ``eval`` and
+the pictures refuse it too (its ``best.pt`` is moving). A folder holding another configuration's
+run is never trained over (``run_folder.check_run_folder``).
 A ``last.pt`` that cannot be loaded, or whose recorded split no longer matches the data, is set
 aside (renamed ``last.pt.corrupt-<time>``, with a note naming it) and the run restarts from step 0;
 so is one whose ``best.pt`` or (when recording) ``trajectory.npz`` cannot be read.
@@ -34,17 +37,19 @@ import torch
 
 from datasets.base import DatasetError
 from datasets.splits import Split
-from methods import ConfigError, Method, build_method
+from methods import ConfigError, Method
 
 from benchmarks.engine import layout
-from benchmarks.engine.config import PROFILE_DEFAULTS, config_hash, registered_method
+from benchmarks.engine.config import config_hash, registered_method
 from benchmarks.engine.environment import environment, resolve_device, resolved_train_settings, slow_bf16_warning
 from benchmarks.engine.evaluate import autocast, count_macs, evaluate, metrics_from_counts, prediction_counts, prepare_images, time_per_image
-from benchmarks.engine.io import ResultsError, load_torch, read_yaml, write_json, write_yaml
+from benchmarks.engine.io import ResultsError, load_torch, write_json, write_yaml
 from benchmarks.engine.per_image import write_per_image
 from benchmarks.engine.run_data import RunData, load_run_data
 from benchmarks.engine.run_folder import check_run_folder, completed_metrics, failure_recorded
+from benchmarks.engine.run_lock import check_not_held, claimed
 from benchmarks.engine.split_store import record_split, recorded_split
+from benchmarks.engine.trained import load_best, read_run_config
 from benchmarks.engine.trainer import TrainState, fit
 from benchmarks.engine.trajectory import TrajectoryError, read_trajectory
 
@@ -59,10 +64,18 @@ def train_run(
 ) -> dict[str, Any]:
     """Train and test one run unless it is done; returns its metrics (also written to ``metrics.json``).
 
-    A run whose ``metrics.json`` carries the same config hash is not run again; otherwise see ``train_pending``.
+    A run whose ``metrics.json`` carries the same config hash is not run again; otherwise the run's
+    lock is taken (a RunHeldError naming the process that holds it), the run is looked at again
+    (another process may have completed it meanwhile) and trained (``train_pending``). A ConfigError
+    of ``check_record_every`` comes before anything is written.
     """
+    check_record_every(run_config["train"])
     done = completed_metrics(run_config, results_dir)
-    return done if done is not None else train_pending(run_config, results_dir, data_root, device, cache_dir, progress)
+    if done is not None:
+        return done
+    with claimed(layout.run_dir(results_dir, run_config)):
+        done = completed_metrics(run_config, results_dir)
+        return done if done is not None else train_pending(run_config, results_dir, data_root, device, cache_dir, progress)
 
 
 def train_pending(
@@ -244,20 +257,14 @@ class TrainedRun:
 
 
 def load_trained_run(run_directory: Path, data_root: Path | None = None, cache_dir: Path | None = None, device: str = "auto") -> TrainedRun:
-    """Rebuild a run from its ``config.yaml`` and ``best.pt`` (for ``eval`` and the pictures)."""
+    """Rebuild a run from its ``config.yaml`` and ``best.pt`` (for ``eval`` and the pictures); a RunHeldError
+    while another process trains it."""
     run_directory = Path(run_directory)
-    for name in (layout.CONFIG, layout.BEST):
-        if not (run_directory / name).exists():
-            raise ResultsError(f"{run_directory / name} not found: expected a run directory written by 'run_all.py train'")
-    run_config = read_yaml(run_directory / layout.CONFIG)
-    run_config.pop("config_hash", None)
-    # runs written before a train setting existed used its default (the HASH_NEUTRAL value)
-    run_config["train"] = {**PROFILE_DEFAULTS["train"], **run_config["train"]}
+    run_config = read_run_config(run_directory)
+    check_not_held(run_directory)
     torch_device = resolve_device(device)
     data = load_run_data(run_config, data_root, cache_dir)
-    method = build_method(registered_method(run_config), run_config["method_options"], data.in_channels, len(data.class_names))
-    method.load_state_dict(load_torch(run_directory / layout.BEST, map_location=torch_device, weights_only=True))
-    method.to(torch_device).eval()
+    method = load_best(run_directory, run_config, data.in_channels, len(data.class_names), torch_device)
     return TrainedRun(run_directory, run_config, method, data, torch_device)
 
 

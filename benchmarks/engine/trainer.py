@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from datasets.atomic import atomic_open
 from datasets.transforms import authors_augment, random_flip_rot90
 from methods import LabeledBatch, Method, build_method
 from methods.registry import check_step_output
@@ -64,7 +65,7 @@ class EpochSampler:
 
 
 class TrainLog:
-    """Append-only CSV of the training log; on resume, rows after the checkpoint are dropped."""
+    """Append-only CSV of the training log, rewritten atomically; on resume, rows after the checkpoint are dropped."""
 
     def __init__(self, path: Path, resume_step: int) -> None:
         self.path = path
@@ -82,7 +83,7 @@ class TrainLog:
         fields: list[str] = []
         for row in self.rows:
             fields += [key for key in row if key not in fields]
-        with open(self.path, "w", newline="") as handle:
+        with atomic_open(self.path, "w") as handle:  # a full disk leaves the previous log, not a truncated one
             writer = csv.DictWriter(handle, fieldnames=fields or ["step"])
             writer.writeheader()
             writer.writerows(self.rows)
@@ -309,8 +310,18 @@ def fit(state: TrainState, data: RunData, train: dict[str, Any], directory: Path
     With ``record_every`` set, the validation counts and the test counts of every validation step
     that is a multiple of it and of the last step are kept, and written to ``trajectory.npz``
     before each checkpoint and at the end. ``label`` names the run on the progress bar.
-    Validation and recording are not counted in ``train_seconds``.
+    Validation and recording are not counted in ``train_seconds``. The progress bar is closed
+    before any error leaves, so that the error's message starts a line of its own.
     """
+    bar = tqdm(total=int(train["iterations"]), initial=state.progress.step, disable=not progress, leave=False, desc=label)
+    try:
+        _fit(state, data, train, directory, bar)
+    finally:
+        bar.close()
+
+
+def _fit(state: TrainState, data: RunData, train: dict[str, Any], directory: Path, bar: tqdm) -> None:
+    """The loop of ``fit``, advancing ``bar``."""
     method, progress_state = state.method, state.progress
     best_path, last_path, trajectory_path = directory / layout.BEST, directory / layout.LAST, directory / layout.TRAJECTORY
     log = TrainLog(directory / layout.TRAIN_LOG, progress_state.step)
@@ -318,7 +329,6 @@ def fit(state: TrainState, data: RunData, train: dict[str, Any], directory: Path
     trajectory = start_trajectory(trajectory_path, data, progress_state.step) if record_every else None
     total = int(train["iterations"])
     method.train()
-    bar = tqdm(total=total, initial=progress_state.step, disable=not progress, leave=False, desc=label)
     tick = time.perf_counter()
     for step in range(progress_state.step, total):
         losses = train_step(state, data, train, step, total)
@@ -355,6 +365,5 @@ def fit(state: TrainState, data: RunData, train: dict[str, Any], directory: Path
                 write_trajectory(trajectory_path, trajectory)
             save_torch(last_path, state.state_dict())
         tick = time.perf_counter()
-    bar.close()
     if trajectory is not None:
         write_trajectory(trajectory_path, trajectory)

@@ -12,21 +12,25 @@ Execution, one task per run:
   visible GPUs, and every run leases one GPU exclusively for its duration (a lock file per device
   on the host, see ``locks.lease_device``), so no two runs ever share a device, also across
   benchmark processes on the same machine.
-* ``backend="dask"``: the same tasks through joblib on a Dask cluster
-  (``joblib.parallel_config("dask")`` with a ``dask.distributed.Client``). Each run takes
-  ``cores // (Dask worker threads on its host)`` CPU threads and, on GPU hosts, leases a GPU of
-  its host. Paths are made absolute: the results, data and cache directories must be on a
-  filesystem shared by the workers at the same path, and the workers must import this repository
-  (same code and environment).
+* ``backend="dask"``: one task per run submitted to a Dask cluster (``dask.distributed``), so a
+  worker runs one run per worker thread: nothing inside a run hands work back to the scheduler.
+  Every run takes the same CPU threads, fixed at the grid's start (``dask_cluster.threads_per_run``;
+  ``train.num_threads`` fixes them in the run's config) so that a run retried on another or a
+  restarted worker computes the same result, and, on GPU hosts, leases a GPU of its host. A run
+  whose worker dies is retried by Dask and resumes from its checkpoint; its lock names its worker,
+  so a retry breaks it as soon as the scheduler no longer lists that worker. Paths are made
+  absolute: the results, data and cache directories must be on a filesystem shared by the workers
+  at the same path, and the workers must import this repository (same code and environment).
 
-Every run is isolated: it is skipped when its ``metrics.json`` exists for the same resolved
-config ("skipped (done)"), skipped when another live process holds its ``<run dir>/.lock``
-("skipped (running elsewhere)"), resumed from its ``last.pt`` when it was interrupted, and
-recorded as failed (``failure.json`` plus the summary) when it raises, its loss becomes NaN or
-its worker dies, while the grid carries on. A run whose folder holds another configuration's
-run, or an unreadable ``metrics.json``, is failed with the reason and nothing is written there.
-``<results>/runs/<profile>/summary.json`` (rewritten atomically after every run) lists what this
-invocation completed, skipped and saw fail.
+Every run is isolated: it is skipped when it completed with the same resolved config ("skipped
+(done)", ``run_folder.completed_run``), skipped when another live process holds its
+``<run dir>/.lock`` ("skipped (running elsewhere)") or a process of another host that nothing
+here can check ("skipped (locked by an unreachable host)": the command then exits non-zero), resumed
+from its ``last.pt`` when it was interrupted, and recorded as failed (``failure.json`` plus the
+summary) when it raises, its loss becomes NaN or its worker dies, while the grid carries on. A
+run whose folder holds another configuration's run, or damaged results, is failed with the
+reason and nothing is written there. ``<results>/runs/<profile>/summary.json`` (rewritten
+atomically after every run) lists what this invocation completed, skipped and saw fail.
 """
 from __future__ import annotations
 
@@ -49,7 +53,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from joblib import Parallel, delayed, parallel_config
 from tqdm.auto import tqdm
 
 from datasets import DATASETS, available_datasets, get_dataset
@@ -59,14 +62,21 @@ from methods import ConfigError, available_methods, load_entry_point_plugins, lo
 
 from benchmarks.engine import layout
 from benchmarks.engine.config import method_ratios, resolve_run
+from benchmarks.engine.folders import error_reason
 from benchmarks.engine.io import ResultsError, write_json
 from benchmarks.engine.run_folder import completed_metrics, write_failure
+from benchmarks.engine.run_lock import RunHeldError, claimed
 from benchmarks.engine.runner import check_record_every, train_pending
-from benchmarks.grid.locks import FileLock, describe_owner, lease_device
+from benchmarks.grid import dask_cluster
+from benchmarks.grid.locks import FileLock, OwnerCheck, lease_device
 
 BACKENDS = ("local", "dask")
 COMPLETED, SKIPPED_DONE, SKIPPED_RUNNING, FAILED = "completed", "skipped (done)", "skipped (running elsewhere)", "failed"
-SUMMARY_KEYS = {"completed": COMPLETED, "skipped_done": SKIPPED_DONE, "skipped_running": SKIPPED_RUNNING, "failed": FAILED}
+SKIPPED_UNREACHABLE = "skipped (locked by an unreachable host)"
+SUMMARY_KEYS = {
+    "completed": COMPLETED, "skipped_done": SKIPPED_DONE, "skipped_running": SKIPPED_RUNNING,
+    "skipped_unreachable": SKIPPED_UNREACHABLE, "failed": FAILED,
+}
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEVICE_LOCK_DIR = Path(tempfile.gettempdir()) / "defectseg-device-locks"
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -84,6 +94,7 @@ class GridResult:
     completed: list[dict[str, Any]] = field(default_factory=list)  # run configs
     skipped_done: list[dict[str, Any]] = field(default_factory=list)
     skipped_running: list[tuple[dict[str, Any], str]] = field(default_factory=list)  # (run config, lock owner)
+    skipped_unreachable: list[tuple[dict[str, Any], str]] = field(default_factory=list)  # (run config, lock owner)
     failed: list[tuple[dict[str, Any], str]] = field(default_factory=list)  # (run config, reason)
 
     def counts(self) -> dict[str, int]:
@@ -91,6 +102,7 @@ class GridResult:
             COMPLETED: len(self.completed),
             SKIPPED_DONE: len(self.skipped_done),
             SKIPPED_RUNNING: len(self.skipped_running),
+            SKIPPED_UNREACHABLE: len(self.skipped_unreachable),
             FAILED: len(self.failed),
         }
 
@@ -146,7 +158,7 @@ def _select_datasets(names: str | list[str], data_root: Path | None, skip_missin
     unknown = [name for name in selected if name not in DATASETS]
     if unknown:
         raise ConfigError(f"unknown dataset(s) {unknown}; valid names: {sorted(DATASETS)} or 'available'")
-    missing = [name for name in selected if name not in found]
+    missing = [name for name in selected if name not in found and DATASETS[name].folder]  # ``folder``: its runs check its path
     if missing:
         root = resolve_data_root(data_root).resolve()
         folders = [f"{DATASETS[name].folder}/" for name in missing]
@@ -156,7 +168,7 @@ def _select_datasets(names: str | list[str], data_root: Path | None, skip_missin
                 "download them (make data), pass --datasets with the ones you have, or set skip_missing_datasets: true"
             )
         print(f"note: skipping dataset(s) {missing}: not found under {root} (expected {folders})", file=sys.stderr)
-    return [name for name in selected if name in found]
+    return [name for name in selected if name not in missing]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -173,7 +185,8 @@ class RunSettings:
     device: str
     plugins: tuple[Path, ...]
     progress: bool
-    slots: int | dict[str, int]  # concurrent runs on a host: one number, or per Dask worker address
+    threads: int  # torch CPU threads of every run (``train.num_threads`` of a run overrides it)
+    scheduler: str | None = None  # on Dask: the scheduler's address, which run locks record
 
 
 def run_grid(
@@ -192,10 +205,7 @@ def run_grid(
 
     ``jobs`` applies to the local backend only; on Dask the workers' threads set the concurrency.
     """
-    if backend not in BACKENDS:
-        raise ConfigError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if (backend == "dask") != (scheduler is not None):
-        raise ConfigError("--backend dask needs --scheduler ADDRESS, and --scheduler needs --backend dask")
+    check_backend(backend, scheduler)
     results_dir = Path(results_dir).resolve()
     settings = RunSettings(
         results_dir=results_dir,
@@ -204,7 +214,7 @@ def run_grid(
         device=device,
         plugins=tuple(Path(p).resolve() for p in plugins),
         progress=False,
-        slots=1,
+        threads=1,
     )
     tracker = _Tracker(runs, results_dir, backend, progress)
     pending = []
@@ -221,7 +231,7 @@ def run_grid(
             tracker.jobs = jobs
             if jobs > 1 and settings.cache_dir is not None:
                 warm_cache([run for _, run in pending], settings.data_root, settings.cache_dir, jobs)
-            settings = replace(settings, slots=jobs, progress=progress and jobs == 1)
+            settings = replace(settings, threads=max(1, available_cores() // jobs), progress=progress and jobs == 1)
             if jobs == 1:
                 for index, run in pending:
                     tracker.record(execute_run(index, run, settings))
@@ -234,8 +244,16 @@ def run_grid(
     return tracker.result
 
 
+def check_backend(backend: str, scheduler: str | None) -> None:
+    """ConfigError unless ``backend`` is known and ``scheduler`` is given exactly with ``dask``."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if (backend == "dask") != (scheduler is not None):
+        raise ConfigError("--backend dask needs --scheduler ADDRESS, and --scheduler needs --backend dask")
+
+
 def _is_done(run_config: dict[str, Any], results_dir: Path) -> bool:
-    """Whether the run completed with this config; an unreadable ``metrics.json`` is left to the run to report."""
+    """Whether the run completed with this config; damaged results are left to the run to report."""
     try:
         return completed_metrics(run_config, results_dir) is not None
     except ResultsError:
@@ -322,14 +340,16 @@ def _death_reason(process: BaseProcess) -> str:
     return f"worker process {process.pid} exited with code {code} before finishing the run"
 
 
-def _record_dead_worker(run_config: dict[str, Any], settings: RunSettings, error: WorkerDiedError) -> None:
+def _record_dead_worker(
+    run_config: dict[str, Any], settings: RunSettings, error: BaseException, owner_alive: OwnerCheck | None = None
+) -> None:
     """Write the run's ``failure.json`` and release the dead worker's lock (taken over, then dropped).
 
     Nothing is written if another process has taken the run over, or it completed after all.
     """
     directory = layout.run_dir(settings.results_dir, run_config)
     directory.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(directory / layout.LOCK)
+    lock = FileLock(directory / layout.LOCK, owner_alive=owner_alive)
     if not lock.acquire():
         return
     try:
@@ -374,36 +394,39 @@ def _die_with_parent(parent: int) -> None:
 
 
 def warm_cache(runs: list[dict[str, Any]], data_root: Path, cache_dir: Path, threads: int) -> None:
-    """Decode every (dataset, options, image size) the runs need into the cache, once, here.
+    """Decode every (dataset, options, image size, resize) the runs need into the cache, once, here.
 
     Without it, parallel workers starting on the same dataset would each decode it. A dataset that fails to
     load is left to its runs, which record the error in their ``failure.json``.
     """
     done: set[str] = set()
     for run in runs:
-        key = json.dumps([run["dataset"], run["dataset_options"], run["train"]["image_size"]], sort_keys=True, default=str)
+        train = run["train"]
+        key = json.dumps([run["dataset"], run["dataset_options"], train["image_size"], train["resize"]], sort_keys=True, default=str)
         if key in done:
             continue
         done.add(key)
         try:
             dataset = get_dataset(run["dataset"], data_root, **run["dataset_options"])
-            load_arrays(dataset, dataset.records(), run["train"]["image_size"], cache_dir, n_jobs=threads)
+            load_arrays(dataset, dataset.records(), train["image_size"], cache_dir, n_jobs=threads, resize=train["resize"])
         except Exception as error:  # noqa: BLE001 - reported by the runs themselves
             tqdm.write(f"note: could not pre-decode {run['dataset']} ({error}); its runs will report it")
 
 
 def _run_on_dask(pending: list[tuple[int, dict]], settings: RunSettings, scheduler: str, tracker: _Tracker) -> None:
-    from dask.distributed import Client
+    """One task per run (Dask retries a run whose worker died: it resumes from its checkpoint)."""
+    from distributed import as_completed
 
-    with Client(scheduler) as client:
+    with dask_cluster.connect(scheduler) as client:
         _check_cluster_imports(client, scheduler)
-        workers = client.scheduler_info()["workers"]
-        tracker.jobs = sum(int(info["nthreads"]) for info in workers.values())
-        settings = replace(settings, slots=_slots_per_worker(workers))
-        with parallel_config(backend="dask"):
-            parallel = Parallel(n_jobs=-1, return_as="generator_unordered")
-            for outcome in parallel(delayed(execute_run)(index, run, settings) for index, run in pending):
-                tracker.record(outcome)
+        tracker.jobs = sum(client.nthreads().values())
+        settings = replace(settings, threads=dask_cluster.threads_per_run(client, available_cores),
+                           scheduler=dask_cluster.scheduler_address(client))
+        tqdm.write(f"dask: {tracker.jobs} worker thread(s), one run each; {settings.threads} CPU thread(s) per run "
+                   "(train.num_threads overrides)")
+        tasks = {client.submit(execute_run, index, run, settings, pure=False): (index, run) for index, run in pending}
+        for task in as_completed(tasks):
+            tracker.record(_dask_outcome(task, *tasks[task], settings, client))
 
 
 def _check_cluster_imports(client: Any, address: str) -> None:
@@ -419,12 +442,13 @@ def _check_cluster_imports(client: Any, address: str) -> None:
         ) from error
 
 
-def _slots_per_worker(workers: dict[str, dict[str, Any]]) -> dict[str, int]:
-    """Dask worker address -> total worker threads on that worker's host (runs there at once)."""
-    per_host: dict[str, int] = {}
-    for info in workers.values():
-        per_host[info["host"]] = per_host.get(info["host"], 0) + int(info["nthreads"])
-    return {address: per_host[info["host"]] for address, info in workers.items()}
+def _dask_outcome(task: Any, index: int, run_config: dict[str, Any], settings: RunSettings, client: Any) -> dict[str, Any]:
+    """What the task returned; a failure (recorded in the run folder) if it raised, e.g. its workers kept dying."""
+    try:
+        return task.result()
+    except Exception as error:  # noqa: BLE001 - KilledWorker after Dask's retries, or a cancelled task
+        _record_dead_worker(run_config, settings, error, dask_cluster.owner_check(settings.scheduler, client))
+        return {"index": index, "status": FAILED, "detail": error_reason(error), "seconds": 0.0}
 
 
 def cuda_devices(device: str) -> list[str]:
@@ -464,23 +488,27 @@ def execute_run(index: int, run_config: dict[str, Any], settings: RunSettings) -
 def _execute(run_config: dict[str, Any], settings: RunSettings) -> tuple[str, str | None]:
     try:
         return _claim_and_train(run_config, settings)
+    except RunHeldError as held:
+        return (SKIPPED_RUNNING if held.verified else SKIPPED_UNREACHABLE), held.holder
     except Exception as error:  # noqa: BLE001 - isolation: recorded (train_pending wrote failure.json), the grid carries on
-        return FAILED, f"{type(error).__name__}: {error}"
+        return FAILED, error_reason(error)
 
 
 def _claim_and_train(run_config: dict[str, Any], settings: RunSettings) -> tuple[str, str | None]:
-    """Skip the run if locked by a live process or done (by then), else train it under its lock.
+    """Train the run under its lock (a RunHeldError if a live process holds it), unless done by then.
 
     ``run_grid`` queued it as not done; under the lock it is looked at again, as another process
-    may have completed it meanwhile.
+    may have completed it meanwhile. On Dask the lock names this worker, and a lock of a worker
+    the scheduler no longer lists is broken.
     """
     results_dir = settings.results_dir
-    directory = layout.run_dir(results_dir, run_config)
-    directory.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(directory / layout.LOCK)
-    if not lock.acquire():
-        return SKIPPED_RUNNING, describe_owner(lock.owner())
-    try:
+    identity, owner_alive = None, None
+    if settings.scheduler is not None:
+        from distributed import get_client
+
+        identity = dask_cluster.lock_identity(settings.scheduler)
+        owner_alive = dask_cluster.owner_check(settings.scheduler, get_client())
+    with claimed(layout.run_dir(results_dir, run_config), identity, owner_alive):
         if completed_metrics(run_config, results_dir) is not None:
             return SKIPPED_DONE, None
         with _device(settings.device) as device:
@@ -488,25 +516,15 @@ def _claim_and_train(run_config: dict[str, Any], settings: RunSettings) -> tuple
                 run_config, results_dir, settings.data_root, device, settings.cache_dir, settings.progress,
                 before=lambda: _prepare_worker(settings),  # e.g. a plugin that fails to load is the run's failure
             )
-    finally:
-        lock.release()
     return COMPLETED, None
 
 
 def _prepare_worker(settings: RunSettings) -> None:
-    """Register plugin methods in this worker process and take its share of the CPU threads."""
+    """Register plugin methods in this worker process and take the grid's CPU threads per run."""
     load_entry_point_plugins()
     for plugin in settings.plugins:
         load_plugin(plugin)  # a no-op for a file this process already loaded
-    torch.set_num_threads(max(1, available_cores() // max(1, _host_slots(settings.slots))))
-
-
-def _host_slots(slots: int | dict[str, int]) -> int:
-    if isinstance(slots, int):
-        return slots
-    from distributed import get_worker
-
-    return slots.get(get_worker().address, 1)
+    torch.set_num_threads(settings.threads)
 
 
 @contextmanager
@@ -565,6 +583,8 @@ class _Tracker:
                 result.skipped_done.append(run)
             elif status == SKIPPED_RUNNING:
                 result.skipped_running.append((run, outcome["detail"]))
+            elif status == SKIPPED_UNREACHABLE:
+                result.skipped_unreachable.append((run, outcome["detail"]))
             else:
                 result.failed.append((run, outcome["detail"]))
         self.result = result
@@ -583,7 +603,7 @@ class _Tracker:
             return item
 
         by_status = {status: [entry(i) for i in sorted(self.outcomes) if self.outcomes[i]["status"] == status]
-                     for status in (COMPLETED, SKIPPED_DONE, SKIPPED_RUNNING, FAILED)}
+                     for status in SUMMARY_KEYS.values()}
         write_json(
             self.summary_path,
             {

@@ -9,7 +9,12 @@ daemon thread. A lock is *stale*, and may be broken, when
 * it has not been refreshed for ``stale_after`` seconds (owner on another host that died, or a
   pid reused by an unrelated process), or
 * it cannot be read as an owner record (empty or garbled: its creator was killed between creating
-  and writing it) and is older than ``UNREADABLE_GRACE_SECONDS``.
+  and writing it) and is older than ``UNREADABLE_GRACE_SECONDS``, or
+* its owner ran on another host and the lock's ``owner_alive`` check says it is gone (on Dask: the
+  owner record names a worker of this scheduler that the scheduler no longer lists).
+
+An owner on another host that no check can vouch for is *unverified* (``FileLock.verdict`` is
+None): a dead host's lock holds until it is ``stale_after`` old, and callers say so.
 
 Breaking a stale lock is itself guarded by a ``<lock>.break`` file (also O_EXCL), so two
 processes that both find the same stale lock cannot remove a fresh lock the other just created.
@@ -30,7 +35,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -95,7 +100,11 @@ def describe_owner(owner: dict[str, Any] | None) -> str:
     if owner is None:
         return f"an unreadable lock file (being created, or left by a killed process: broken once {UNREADABLE_GRACE_SECONDS:.0f} s old)"
     started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(owner.get("started", 0)))
-    return f"pid {owner.get('pid')} on {owner.get('host')} since {started}"
+    worker = f" (Dask worker {owner['dask_worker']})" if owner.get("dask_worker") else ""
+    return f"pid {owner.get('pid')} on {owner.get('host')}{worker} since {started}"
+
+
+OwnerCheck = Callable[[dict[str, Any]], bool | None]  # owner record -> alive, gone, or None: cannot tell
 
 
 class FileLock:
@@ -106,11 +115,16 @@ class FileLock:
         path: Path,
         heartbeat: float = HEARTBEAT_SECONDS,
         stale_after: float = STALE_AFTER_SECONDS,
+        identity: dict[str, Any] | None = None,
+        owner_alive: OwnerCheck | None = None,
     ) -> None:
+        """``identity``: extra fields of the owner record this object writes (e.g. its Dask worker);
+        ``owner_alive``: tells whether an owner on another host is alive (True), gone (False) or cannot be told (None)."""
         if heartbeat >= stale_after:
             raise ValueError(f"heartbeat ({heartbeat} s) must be shorter than stale_after ({stale_after} s)")
         self.path = Path(path)
         self.heartbeat, self.stale_after = heartbeat, stale_after
+        self.identity, self.owner_alive = dict(identity or {}), owner_alive
         self.token: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -135,7 +149,7 @@ class FileLock:
             raise RuntimeError(f"lock {self.path} is already held by this object")
         for _ in range(5):
             token = uuid.uuid4().hex
-            record = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(), "token": token}
+            record = {**self.identity, "pid": os.getpid(), "host": socket.gethostname(), "started": time.time(), "token": token}
             if _create_exclusive(self.path, json.dumps(record).encode()):
                 self.token = token
                 self._start_heartbeat()
@@ -165,6 +179,17 @@ class FileLock:
     def __exit__(self, *exc_info: object) -> None:
         self.release()
 
+    def verdict(self, owner: dict[str, Any]) -> bool | None:
+        """Whether ``owner`` still runs: its pid on this host, ``owner_alive`` elsewhere; None where nothing can tell."""
+        if owner["host"] == socket.gethostname():
+            return _pid_alive(owner["pid"])
+        return None if self.owner_alive is None else self.owner_alive(owner)
+
+    def age(self) -> float | None:
+        """Seconds since the owner last refreshed the lock; None if there is no lock."""
+        found = _read(self.path)
+        return None if found is None else time.time() - found[1]
+
     def _is_stale(self, content: bytes, mtime: float) -> bool:
         age = time.time() - mtime
         if age > self.stale_after:
@@ -172,7 +197,7 @@ class FileLock:
         owner = _parse(content)
         if owner is None:
             return age > UNREADABLE_GRACE_SECONDS
-        return owner["host"] == socket.gethostname() and not _pid_alive(owner["pid"])
+        return self.verdict(owner) is False
 
     def _break(self, stale_content: bytes) -> None:
         """Remove the lock if it still is the stale one we saw; one breaker at a time."""

@@ -9,8 +9,11 @@ was made on (stored once in the target's ``splits/``, the run folder referring t
 and failed or unfinished runs are not copied. ``metrics.json`` is copied last, so an interrupted
 publish leaves no run that looks completed; running it again completes it.
 
-A run already completed in the target is left as it is when it has the same config hash; one of
-another configuration, or a run in progress there, is an error naming the folder.
+The runs pass the tables' checks before anything is copied: completed by the one test of
+``run_folder.completed_run`` (complete metrics, readable per-image records; damaged results are an
+error naming the file), and one configuration per table cell, the target's runs of that cell
+included. A run already completed in the target is left as it is when it has the same config
+hash; one of another configuration, or a run in progress there, is an error naming the folder.
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ from datasets.atomic import atomic_open
 from benchmarks.engine import layout
 from benchmarks.engine.io import ResultsError, read_json
 from benchmarks.engine.split_store import record_split, recorded_split
-from benchmarks.reporting.aggregate import run_status
+from benchmarks.reporting.aggregate import check_one_configuration, require_profiles, run_status
 
 RESULT_FILES = (layout.CONFIG, layout.TRAIN_LOG, layout.PER_IMAGE, layout.TRAJECTORY)  # copied when present, before METRICS
 
@@ -39,10 +42,8 @@ class Published:
 def completed_run_dirs(results_dir: Path, profiles: list[str] | None = None) -> list[Path]:
     """The completed run folders under ``results_dir`` (of ``profiles``, if given), sorted: ``run_status``'s test,
     a ``metrics.json`` whose config hash matches the folder's ``config.yaml``."""
+    require_profiles(results_dir, profiles)
     names = profiles or sorted(p.name for p in layout.runs_root(results_dir).iterdir() if p.is_dir())
-    for name in names:
-        if not layout.profile_dir(results_dir, name).is_dir():
-            raise ResultsError(f"{layout.profile_dir(results_dir, name)} not found: no runs of profile {name!r} there")
     return [d for name in names for d in layout.profile_run_dirs(results_dir, name) if run_status(d) == "completed"]
 
 
@@ -52,16 +53,30 @@ def publish(source: Path, target: Path, profiles: list[str] | None = None) -> Pu
         raise ResultsError(f"{layout.runs_root(source)} not found: expected a results directory (holding runs/)")
     if Path(source).resolve() == Path(target).resolve():
         raise ResultsError(f"--to {target} is the results directory itself: publish into another folder")
+    directories = completed_run_dirs(source, profiles)
+    labels = [str(directory.relative_to(layout.runs_root(source))) for directory in directories]
+    there = {label: _already_there(directory, layout.runs_root(target) / label) for directory, label in zip(directories, labels)}
+    _check_cells(directories, target)
     outcome = Published()
-    for directory in completed_run_dirs(source, profiles):
-        label = str(directory.relative_to(layout.runs_root(source)))
-        destination = layout.runs_root(target) / label
-        if _already_there(directory, destination):
+    for directory, label in zip(directories, labels):
+        if there[label]:
             outcome.already_there.append(label)
             continue
-        _copy_run(directory, source, destination, target)
+        _copy_run(directory, source, layout.runs_root(target) / label, target)
         outcome.copied.append(label)
     return outcome
+
+
+def _check_cells(directories: list[Path], target: Path) -> None:
+    """ResultsError unless each table cell's runs, with the target's completed runs of that cell, share one configuration."""
+    cells: dict[tuple[str, ...], list[Path]] = {}
+    for directory in directories:
+        cells.setdefault(directory.parent.parts[-4:], []).append(directory)
+    for cell, runs in cells.items():
+        published = layout.runs_root(target).joinpath(*cell)
+        seeds = {run.name for run in runs}
+        in_target = sorted(d for d in published.glob("seed*") if d.is_dir() and d.name not in seeds and run_status(d) == "completed")
+        check_one_configuration(runs + in_target)
 
 
 def _config_hash(metrics_path: Path) -> str:

@@ -3,7 +3,8 @@
 A run is, in this order of precedence,
 
 * ``completed``: its ``metrics.json`` is of this exact config (``run_folder.completed_metrics``);
-* ``running``: a live process holds its ``.lock`` (``locks.FileLock.is_live``);
+* ``running``: a live process holds its ``.lock`` (``run_lock.check_not_held``; a lock of another host
+  that cannot be checked from here says so);
 * ``failed``: it has a ``failure.json``, or an unreadable ``metrics.json``;
 * ``interrupted``: it has a ``last.pt`` to resume from (the last step in ``train_log.csv`` is shown);
 * ``pending``: none of these (never started, or only a run of another config is there).
@@ -31,7 +32,7 @@ from typing import Any
 from benchmarks.engine import layout
 from benchmarks.engine.io import ResultsError, read_json, read_yaml
 from benchmarks.engine.run_folder import completed_metrics
-from benchmarks.grid.locks import FileLock, describe_owner
+from benchmarks.engine.run_lock import RunHeldError, check_not_held
 from benchmarks.reporting.aggregate import find_profiles, run_directories
 
 STATES = ("completed", "running", "interrupted", "failed", "pending")
@@ -57,10 +58,11 @@ def run_status(run_config: dict[str, Any], results_dir: Path) -> RunStatus:
             return RunStatus(run_config, "completed", seconds_per_step=_seconds_per_step(run_config, metrics))
     except ResultsError as error:
         return RunStatus(run_config, "failed", str(error))
-    lock = FileLock(directory / layout.LOCK)
     step = _last_logged_step(directory / layout.TRAIN_LOG)
-    if lock.is_live():
-        return RunStatus(run_config, "running", describe_owner(lock.owner()), steps_done=step or 0)
+    try:
+        check_not_held(directory)
+    except RunHeldError as held:
+        return RunStatus(run_config, "running", held.holder, steps_done=step or 0)
     if (directory / layout.FAILURE).exists():
         return RunStatus(run_config, "failed", _failure_reason(directory / layout.FAILURE))
     if (directory / layout.LAST).exists():

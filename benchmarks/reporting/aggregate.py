@@ -1,9 +1,10 @@
 """Collect run directories into tables: one row per run, then mean ± std over seeds per cell.
 
 A run directory is ``<results>/runs/<profile>/<dataset>/<ratio>/<method>/seed<k>/``. It is
-*completed* when its ``metrics.json`` carries the config hash of its ``config.yaml``, *failed*
-when it holds a ``failure.json``, and *incomplete* otherwise (running, killed, or a stale
-``metrics.json`` from an older config). Metric values are stored as fractions; here they become
+*completed* when its ``metrics.json`` carries the config hash of its ``config.yaml``
+(``run_folder.completed_run``: complete metrics, readable per-image records; damaged ones are a
+ResultsError), *failed* when it holds a ``failure.json``, and *incomplete* otherwise (running,
+killed, or a stale ``metrics.json`` from an older config). Metric values are stored as fractions; here they become
 percentages (mIoU, mDice) so every table and figure shows %.
 
 Ablation variants (``method`` a variant name, ``base_method`` the registered method) are told
@@ -27,6 +28,7 @@ import yaml
 from benchmarks.engine import layout
 from benchmarks.engine.config import config_differences
 from benchmarks.engine.io import ResultsError, read_json, read_yaml
+from benchmarks.engine.run_folder import completed_run
 from benchmarks.reporting.paper import ABLATION_OPTIONS, option_value
 
 RUN_KEYS = ["profile", "dataset", "ratio", "method", "seed"]
@@ -55,24 +57,29 @@ def run_directories(results_dir: Path, profile: str | Iterable[str] | None = Non
     return sorted(d for name in _profiles(results_dir, profile) for d in layout.profile_run_dirs(results_dir, name))
 
 
-def _read_metrics(path: Path) -> dict[str, Any]:
-    metrics = read_json(path)
-    missing = [key for key in ("run", "standard", "paper") if key not in metrics]
-    if missing:
-        raise ResultsError(f"{path} lacks key(s) {missing}; expected a metrics.json written by benchmarks.engine.runner")
-    missing = [key for key in RUN_KEYS if key not in metrics["run"]]
-    if missing:
-        raise ResultsError(f"{path}: 'run' lacks key(s) {missing}; expected {RUN_KEYS}")
-    return metrics
+def require_profiles(results_dir: Path, profiles: Iterable[str] | None) -> None:
+    """ResultsError naming the profiles found if one of ``profiles`` has no folder under ``results_dir/runs``."""
+    found = find_profiles(results_dir)
+    unknown = [name for name in profiles or [] if name not in found]
+    if unknown:
+        raise ResultsError(f"no runs of profile {', '.join(map(repr, unknown))} under {layout.runs_root(results_dir)} "
+                           f"(profiles there: {', '.join(found) or 'none'})")
+
+
+def completed_run_metrics(directory: Path) -> dict[str, Any] | None:
+    """The metrics of the run in ``directory`` if it is completed for the hash of its ``config.yaml`` (any hash
+    without one), else None; damaged results are a ResultsError (``run_folder.completed_run``)."""
+    if not (directory / layout.METRICS).exists():
+        return None
+    config_path = directory / layout.CONFIG
+    expected = read_yaml(config_path).get("config_hash") if config_path.exists() else None
+    return completed_run(directory, expected)
 
 
 def run_status(directory: Path) -> str:
     """``completed``, ``failed`` or ``incomplete`` (see the module docstring)."""
-    metrics_path, config_path = directory / layout.METRICS, directory / layout.CONFIG
-    if metrics_path.exists():
-        expected = read_yaml(config_path).get("config_hash") if config_path.exists() else None
-        if expected is None or read_json(metrics_path).get("config_hash") == expected:
-            return "completed"
+    if completed_run_metrics(directory) is not None:
+        return "completed"
     return "failed" if (directory / layout.FAILURE).exists() else "incomplete"
 
 
@@ -133,11 +140,12 @@ def collect_runs(results_dir: Path, profile: str | Iterable[str] | None = None) 
     rows = []
     first_of_cell: dict[tuple, tuple[Path, dict[str, Any]]] = {}
     for directory in run_directories(results_dir, profile):
-        if run_status(directory) != "completed":
+        metrics = completed_run_metrics(directory)
+        if metrics is None:
             continue
         config_path = directory / layout.CONFIG
         config = read_yaml(config_path) if config_path.exists() else {}
-        row = _run_row(directory, _read_metrics(directory / layout.METRICS), config)
+        row = _run_row(directory, metrics, config)
         _check_same_config(first_of_cell.setdefault(tuple(row[key] for key in CELL_KEYS), (directory, config)), (directory, config))
         rows.append(row)
     frame = pd.DataFrame(rows)
@@ -145,6 +153,13 @@ def collect_runs(results_dir: Path, profile: str | Iterable[str] | None = None) 
         if column not in frame:
             frame[column] = pd.Series(dtype=float)
     return frame
+
+
+def check_one_configuration(directories: Sequence[Path]) -> None:
+    """ResultsError naming two runs if the runs in ``directories`` (one table cell) differ in more than their unit."""
+    configs = [(Path(d), read_yaml(Path(d) / layout.CONFIG) if (Path(d) / layout.CONFIG).exists() else {}) for d in directories]
+    for other in configs[1:]:
+        _check_same_config(configs[0], other)
 
 
 def _check_same_config(first: tuple[Path, dict[str, Any]], other: tuple[Path, dict[str, Any]]) -> None:

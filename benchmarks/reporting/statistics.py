@@ -66,7 +66,7 @@ import scikit_posthocs
 import scipy.stats
 from statsmodels.stats.multitest import multipletests
 
-from benchmarks.reporting.aggregate import CELL_KEYS, ResultsError, aggregate, run_status
+from benchmarks.reporting.aggregate import CELL_KEYS, ResultsError, aggregate, check_one_configuration, run_status
 from benchmarks.engine import layout
 from benchmarks.engine.per_image import DEFAULT_PREDICTION, PerImageError, PixelCounts, paper_image_iou, read_per_image
 
@@ -431,7 +431,9 @@ def compare_run_folders(method: Path, baseline: Path) -> pd.DataFrame:
     one comparison per protocol, so Holm changes nothing)."""
     sides = {}
     for name, folder in (("method", method), ("baseline", baseline)):
-        records = run_set_records(completed_seed_runs(folder))
+        runs = completed_seed_runs(folder)
+        check_one_configuration(sorted(runs))  # as the tables: one experiment per side
+        records = run_set_records(runs)
         if records is None:
             raise ResultsError(f"{folder}: a run without {layout.PER_IMAGE}; the comparison needs per-image records")
         sides[name] = records

@@ -1,0 +1,1 @@
+"""Apply a trained run to new images (``predict``) and export its network for a production runtime (``export``)."""
