@@ -16,7 +16,7 @@ OUTPUT_ARGS = $(PROFILE_ARGS) $(if $(strip $(BASELINE)),--baseline $(BASELINE))
 # units (seeds) of study-units; empty: each profile's own seeds
 UNITS ?=
 
-.PHONY: setup test lint benchmark study study-units status publish study-ablations study-ablations-fp32 headline data clean-results tables plots report perf docs-figures
+.PHONY: setup test test-fast lint benchmark study study-units status publish study-ablations study-ablations-fp32 headline data clean-results tables plots report perf docs-figures
 
 setup: $(STAMP)
 
@@ -29,6 +29,12 @@ $(STAMP): requirements.txt
 # pytest exits 5 when it collected no test: that is a failure here, not a pass.
 test: setup
 	@$(PY) -m pytest -q tests; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+# everyday work: leaves out the tests marked slow (training, grids, simulations) or process (kills, races,
+# Dask clusters); make test (CI) runs everything
+test-fast: setup
+	@$(PY) -m pytest -q -m "not slow and not process" tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 # ruff with the rules in pyproject.toml ([tool.ruff]); reports, changes nothing

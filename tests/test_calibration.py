@@ -12,6 +12,8 @@ import pytest
 from benchmarks.reporting.calibration import DESIGNS, Scenario, miss_rate
 from benchmarks.reporting.statistics import MIN_UNITS
 
+pytestmark = pytest.mark.slow  # trains models or simulates: run by make test, not make test-fast
+
 NULL_CELLS, EFFECT_CELLS = 2000, 1000
 SCENARIOS = [Scenario(units, ratio, design, protocol)
              for design in DESIGNS for protocol in ("paper", "standard") for units in (MIN_UNITS, 5, 10) for ratio in (0.0, 1.0, 3.0)

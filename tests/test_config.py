@@ -180,9 +180,22 @@ def test_results_name_the_commit_the_process_loaded_not_a_later_checkout(monkeyp
     assert environment.environment(torch.device("cpu"))["git_commit"] == loaded
 
 
-def test_matmul_rate_is_measured():
+def test_matmul_rate_is_flops_over_the_median_time(monkeypatch):
+    """2 n³ FLOPs over the median of the timed products (the warm-up left out), in TFLOP/s."""
+    durations = iter([9.0, 0.004, 0.001, 0.002])  # warm-up, then three timed products: median 0.002 s
+    clock = iter([0.0])
+    ticks: list[float] = []
+
+    def perf_counter() -> float:  # start and stop of each product, stop = start + its duration
+        if len(ticks) % 2 == 0:
+            ticks.append(next(clock, ticks[-1] if ticks else 0.0))
+        else:
+            ticks.append(ticks[-1] + next(durations))
+        return ticks[-1]
+
+    monkeypatch.setattr(environment.time, "perf_counter", perf_counter)
     rate = environment.matmul_tflops(torch.device("cpu"), torch.float32, 64, repeats=3)
-    assert 0 < rate < 1e3
+    assert rate == pytest.approx(2 * 64**3 / 0.002 / 1e12)
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,8 @@ from benchmarks.engine.layout import run_dir
 from benchmarks.engine.run_folder import completed_metrics
 from benchmarks.grid.execute import expand_grid, run_grid
 
+pytestmark = [pytest.mark.slow, pytest.mark.process]  # a real Dask cluster: processes, kills, minutes
+
 distributed = pytest.importorskip("dask.distributed")
 
 PACE = "0.25"  # seconds per training step: a 6-step run lasts a few seconds

@@ -51,6 +51,7 @@ plugin, runs, reference, copy_of_reference = fault_helpers.plugin, fault_helpers
 # killed processes
 
 
+@pytest.mark.process
 @linux_only
 def test_a_killed_worker_fails_only_its_run_and_the_rerun_completes_it(runs, reference, tmp_path, monkeypatch):
     monkeypatch.setenv("GRID_TEST_STEP_SECONDS", PACE)
@@ -81,6 +82,7 @@ def test_a_killed_worker_fails_only_its_run_and_the_rerun_completes_it(runs, ref
     assert_like_reference(tmp_path, reference, runs, context)
 
 
+@pytest.mark.process
 @linux_only
 def test_killing_the_main_process_kills_its_workers_before_they_start_queued_runs(runs, reference, tmp_path):
     marker, delay = tmp_path / "starts.txt", RNG.uniform(0.0, 0.8)
@@ -101,6 +103,7 @@ def test_killing_the_main_process_kills_its_workers_before_they_start_queued_run
     assert_like_reference(tmp_path / "results", reference, runs, context)
 
 
+@pytest.mark.process
 @linux_only
 def test_two_grids_on_one_folder_one_killed(runs, reference, tmp_path):
     marker, barrier, delay = tmp_path / "starts.txt", tmp_path / "barrier", RNG.uniform(0.0, 2.0)

@@ -45,6 +45,7 @@ def test_train_and_eval_refuse_a_run_another_process_trains(runs, copy_of_refere
     assert run_all.main(train_arguments(tmp_path, runs[0])) == 0  # released: trained now
 
 
+@pytest.mark.process
 def test_a_lone_train_and_a_grid_on_one_folder_train_each_run_once(runs, reference, tmp_path):
     train = start([sys.executable, "run_all.py", *train_arguments(tmp_path, runs[0])], GRID_TEST_STEP_SECONDS=PACE)
     wait_for(lambda: lock_owners(tmp_path))  # the lone train holds its run

@@ -24,6 +24,8 @@ from golden.make_golden import (
     GOLDEN, RECIPES, RUN_METHODS, cpu_model, golden_files, golden_from_commit, method_values, one_thread, run_values,
 )
 
+pytestmark = pytest.mark.slow  # trains models or simulates: run by make test, not make test-fast
+
 RTOL = 1e-5
 METHODS = sorted(json.loads(GOLDEN.read_text())["methods"])  # the same methods in every file
 

@@ -212,6 +212,7 @@ def test_file_lock_heartbeat_refreshes_mtime(tmp_path):
         assert path.stat().st_mtime > time.time() - 5
 
 
+@pytest.mark.process
 def test_two_processes_run_each_run_once(tmp_path):
     marker, barrier = tmp_path / "starts.txt", tmp_path / "barrier"
     barrier.mkdir()

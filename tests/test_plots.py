@@ -140,6 +140,7 @@ save(plot_critical_difference(runs, "tiny", "standard"), Path(sys.argv[1]), "cd"
 """
 
 
+@pytest.mark.process
 def test_critical_difference_bytes_do_not_depend_on_the_hash_seed(tmp_path):
     root = Path(__file__).resolve().parents[1]
     outs = [tmp_path / f"seed{seed}" for seed in (0, 1)]

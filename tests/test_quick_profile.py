@@ -3,8 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from benchmarks.engine.config import load_profile, resolve_run
 from benchmarks.engine.runner import train_run
+
+pytestmark = pytest.mark.slow  # trains models or simulates: run by make test, not make test-fast
 
 QUICK_DATASETS = ("synthetic", "neu", "mtiles")
 # Seconds per training step of each method at 64 px with 8 labelled + 4 unlabelled images, one

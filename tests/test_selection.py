@@ -7,6 +7,8 @@ import run_all
 from benchmarks.reporting.aggregate import collect_runs
 from benchmarks.reporting.selection import POLICIES, policy_records
 
+pytestmark = pytest.mark.slow  # trains models or simulates: run by make test, not make test-fast
+
 ITERATIONS = 120  # the smoke profile's
 
 

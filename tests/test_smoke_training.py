@@ -10,6 +10,8 @@ from methods import available_methods, get_method_class, load_plugin, registry
 from tests.helpers import train_smoke, untrained_miou
 from tests.test_contract import EXAMPLE
 
+pytestmark = pytest.mark.slow  # trains models or simulates: run by make test, not make test-fast
+
 BUILTIN = [name for name in available_methods() if get_method_class(name).__module__.startswith("methods.")]
 PLUGIN = "my_method"  # docs/examples/my_method.py
 OVERRIDES = {"ua_mt": ("method_options.ua_mt.mc_passes=2",)}  # 3 teacher passes a step instead of 9

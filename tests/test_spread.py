@@ -13,6 +13,8 @@ from benchmarks.engine.config import CONFIG_DIR
 from benchmarks.reporting.aggregate import collect_runs
 from benchmarks.reporting.spread import spread_points, spread_statistics
 
+pytestmark = pytest.mark.slow  # trains models or simulates: run by make test, not make test-fast
+
 
 def test_spread_statistics_by_hand():
     # subsets 0..3 with one unit run each (60, 62, 64, 66); subset 0 also trained with seeds 1 and 2 (61, 59)
