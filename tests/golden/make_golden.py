@@ -140,6 +140,10 @@ def golden_files() -> dict[str, Path]:
     return {json.loads(path.read_text())["cpu"]: path for path in sorted(GOLDEN.parent.glob("golden*.json"))}
 
 
+class MissingCommitError(RuntimeError):
+    """The commit the golden values come from is not in this clone's history (a shallow clone, an export)."""
+
+
 def golden_from_commit(output: Path, commit: str = GOLDEN_COMMIT) -> None:
     """Write golden values made on this machine by the code of ``commit`` (from this clone's git
     history) to ``output``: this script runs in an extracted copy of that commit's tree."""
@@ -147,7 +151,7 @@ def golden_from_commit(output: Path, commit: str = GOLDEN_COMMIT) -> None:
         archive = subprocess.run(["git", "archive", "--format=tar", commit], cwd=REPO_ROOT, capture_output=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError) as error:
         detail = getattr(error, "stderr", b"") or b""
-        raise RuntimeError(f"cannot read commit {commit} from the git history of {REPO_ROOT} (a shallow clone?): "
+        raise MissingCommitError(f"cannot read commit {commit} from the git history of {REPO_ROOT} (a shallow clone?): "
                            f"{detail.decode(errors='replace').strip() or error}") from error
     with tempfile.TemporaryDirectory() as folder:
         tree = Path(folder)
