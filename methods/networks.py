@@ -205,4 +205,5 @@ def build_network(name: str, in_channels: int, num_classes: int) -> Segmentation
 
 
 def count_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
+    """The trainable parameters of ``module`` (``requires_grad``: what the optimiser updates; ``metrics.json``'s ``params``)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

@@ -10,10 +10,3 @@ def sigmoid_rampup(step: int, length: int) -> float:
         return 1.0
     t = min(max(step, 0), length) / length
     return math.exp(-5.0 * (1.0 - t) ** 2)
-
-
-def linear_rampup(step: int, length: int) -> float:
-    """t = step / length clipped to [0, 1]; 1 if length is 0."""
-    if length <= 0:
-        return 1.0
-    return min(max(step, 0), length) / length

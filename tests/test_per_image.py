@@ -11,6 +11,7 @@ from benchmarks.engine.metrics import SegmentationMeter
 from benchmarks.engine.per_image import (
     PerImageError,
     PixelCounts,
+    iou_from_counts,
     paper_image_iou,
     protocol_metrics,
     read_per_image,
@@ -97,6 +98,11 @@ def test_hand_computed_example():
     metrics = protocol_metrics(counts, ["bg", "a", "b"])
     assert metrics["paper"]["miou"] == 0.5 and metrics["paper"]["num_images"] == 1
     assert metrics["standard"]["per_class_iou"]["b"] is None
+
+
+def test_iou_is_tp_over_union_and_none_where_a_class_is_absent_from_both():
+    iou = iou_from_counts(np.array([2, 0, 0, 3]), np.array([1, 4, 0, 0]), np.array([1, 0, 0, 0]))
+    assert iou[0] == 0.5 and iou[1] == 0.0 and np.isnan(iou[2]) and iou[3] == 1.0
 
 
 def test_file_stays_small_for_neu_sized_records(tmp_path):

@@ -10,7 +10,7 @@
 
 All values are fractions in [0, 1]. The meter keeps each image's true-positive, false-positive and
 false-negative pixel counts per class; both protocols are computed from them by
-``benchmarks.engine.per_image``, the one implementation of IoU in the project.
+``benchmarks.engine.per_image`` (``iou_from_counts``: the one implementation of IoU in the project).
 """
 from __future__ import annotations
 

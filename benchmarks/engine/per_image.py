@@ -8,6 +8,7 @@ afterwards without the checkpoint:
 
 * ``standard``: counts summed over images; per class IoU = TP / (TP + FP + FN) and
   Dice = 2 TP / (2 TP + FP + FN); a class with no pixel in ground truth or prediction has none.
+  ``iou_from_counts`` is the project's one IoU (both protocols, the statistics, the trajectory).
 * ``paper``: per image, the mean IoU of the defect classes present in its ground truth
   (TP + FN > 0); images without defect pixels have none; the mean over images.
 
@@ -74,10 +75,6 @@ class PerImageRecords:
     class_names: list[str]
     predictions: dict[str, PixelCounts]
 
-    def metrics(self, prediction: str = DEFAULT_PREDICTION) -> dict[str, Any]:
-        """Both protocols of one prediction, as ``metrics.json`` reports them."""
-        return protocol_metrics(self.predictions[prediction], self.class_names)
-
 
 def _as_list(values: np.ndarray) -> list[float | None]:
     return [None if math.isnan(v) else float(v) for v in values.tolist()]
@@ -89,14 +86,28 @@ def _nanmean(values: np.ndarray) -> float | None:
     return float(torch.from_numpy(finite).mean()) if finite.size else None
 
 
+def iou_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
+    """IoU = TP / (TP + FP + FN), elementwise, float64: the project's one IoU.
+
+    Where TP + FP + FN is 0 (a class absent from both ground truth and prediction) there is no
+    IoU: NaN, left out of every mean.
+    """
+    tp = np.asarray(tp, dtype=np.float64)
+    union = tp + fp + fn
+    present = union > 0
+    return np.where(present, tp / np.where(present, union, 1.0), np.nan)
+
+
+def _defects_present(counts: PixelCounts) -> np.ndarray:
+    """(N, C) bool: the defect classes (not background, class 0) in each image's ground truth."""
+    present = (counts.tp + counts.fn) > 0
+    present[:, 0] = False
+    return present
+
+
 def per_class_iou(counts: PixelCounts) -> np.ndarray:
     """Standard-protocol IoU per class (C,) float64 from counts summed over images; NaN where no pixel."""
-    intersection = counts.tp.sum(0).astype(np.float64)
-    gt = intersection + counts.fn.sum(0)
-    pred = intersection + counts.fp.sum(0)
-    union = gt + pred - intersection
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(union > 0, intersection / union, np.nan)
+    return iou_from_counts(counts.tp.sum(0), counts.fp.sum(0), counts.fn.sum(0))
 
 
 def standard_miou(counts: PixelCounts) -> float:
@@ -108,10 +119,8 @@ def standard_miou(counts: PixelCounts) -> float:
 
 def paper_image_iou(counts: PixelCounts) -> np.ndarray:
     """Paper protocol per image (N,): mean IoU of the defect classes in its ground truth; NaN without defects."""
-    tp, fp, fn = (a.astype(np.float64) for a in (counts.tp, counts.fp, counts.fn))
-    iou = tp / np.maximum(tp + fp + fn, 1.0)
-    present = (tp + fn) > 0
-    present[:, 0] = False  # background is not a defect class
+    iou = iou_from_counts(counts.tp, counts.fp, counts.fn)
+    present = _defects_present(counts)
     number = present.sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(number > 0, np.where(present, iou, 0.0).sum(1) / np.maximum(number, 1), np.nan)
@@ -154,13 +163,11 @@ def standard_metrics(counts: PixelCounts, class_names: Sequence[str]) -> dict[st
 
 def paper_metrics(counts: PixelCounts, class_names: Sequence[str]) -> dict[str, Any]:
     # torch float64 reductions, image by image (the order every metrics.json is computed in)
-    tp, fp, fn = (torch.from_numpy(a).double() for a in (counts.tp, counts.fp, counts.fn))
-    iou = tp / (tp + fp + fn).clamp_min(1)
-    present = (tp + fn) > 0
-    present[:, 0] = False  # background is not a defect class
+    iou = torch.from_numpy(iou_from_counts(counts.tp, counts.fp, counts.fn))
+    present = torch.from_numpy(_defects_present(counts))
     image_iou: list[float] = []
-    class_sum = torch.zeros(tp.shape[1], dtype=torch.float64)
-    class_count = torch.zeros(tp.shape[1], dtype=torch.int64)
+    class_sum = torch.zeros(iou.shape[1], dtype=torch.float64)
+    class_count = torch.zeros(iou.shape[1], dtype=torch.int64)
     for image_iou_row, image_present in zip(iou, present):
         if image_present.any():
             image_iou.append(float(image_iou_row[image_present].mean()))

@@ -38,6 +38,7 @@ import torch
 from datasets.base import DatasetError
 from datasets.splits import Split
 from methods import ConfigError, Method
+from methods.networks import count_parameters
 
 from benchmarks.engine import layout
 from benchmarks.engine.config import config_hash, registered_method
@@ -240,7 +241,7 @@ def _test_metrics(method: Method, data: RunData, train: dict, device: torch.devi
         name: count_macs(functools.partial(method.predict_variant, name=name), example)
         for name in metrics.get("variants", {})
     }
-    metrics["params"] = sum(p.numel() for p in method.parameters() if p.requires_grad)
+    metrics["params"] = count_parameters(method)
     metrics["num_test_images"] = len(data.test_images)
     return metrics
 

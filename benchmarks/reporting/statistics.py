@@ -68,7 +68,7 @@ from statsmodels.stats.multitest import multipletests
 
 from benchmarks.reporting.aggregate import CELL_KEYS, ResultsError, aggregate, check_one_configuration, run_status
 from benchmarks.engine import layout
-from benchmarks.engine.per_image import DEFAULT_PREDICTION, PerImageError, PixelCounts, paper_image_iou, read_per_image
+from benchmarks.engine.per_image import DEFAULT_PREDICTION, PerImageError, PixelCounts, iou_from_counts, paper_image_iou, read_per_image
 
 BASELINE = "supervised"
 CONFIDENCE = 0.95
@@ -121,8 +121,7 @@ def _class_iou(sums: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     tp, fp, fn = (part[..., 1:] for part in np.split(sums, 3, axis=-1))
     union = tp + fp + fn
     present = union > 0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(present, tp / np.where(present, union, 1.0), 0.0), union, present
+    return np.where(present, iou_from_counts(tp, fp, fn), 0.0), union, present
 
 
 def _standard_metric(sums: np.ndarray) -> np.ndarray:
