@@ -191,7 +191,7 @@ def plot_differences(runs: pd.DataFrame, profile: str, protocol: str, statistics
         return None
     cells = ordered_cells(runs)
     methods = [m for m in ordered_methods(runs["method"]) if m != baseline]
-    fig, axes = panels(len(cells), width=3.6, height=0.9 + 0.4 * len(methods))
+    fig, axes = panels(len(cells), width=3.6, height=max(2.4, 0.9 + 0.4 * len(methods)))  # room for the legend above
     tests = tests.set_index(["dataset", "ratio", "method"])
     for ax, (dataset, ratio) in zip(axes, cells):
         untested = []
@@ -229,7 +229,7 @@ def plot_selection(runs: pd.DataFrame, profile: str, protocol: str, records: pd.
         return None
     cells = ordered_cells(tested)
     methods = [m for m in ordered_methods(tested["method"]) if m != baseline]
-    fig, axes = panels(len(cells), width=4.0, height=1.8 + 0.6 * len(methods))
+    fig, axes = panels(len(cells), width=4.0, height=max(3.0, 1.8 + 0.6 * len(methods)))
     offsets = dict(zip(POLICIES, (-0.27, -0.09, 0.09, 0.27)))
     for ax, (dataset, ratio) in zip(axes, cells):
         cell = tested[(tested["dataset"] == dataset) & (tested["ratio"] == ratio)].set_index(["method", "policy"])
