@@ -1,6 +1,9 @@
 """Shared test helpers: train a method in the smoke profile and compare it with an untrained model."""
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -9,7 +12,7 @@ from benchmarks.engine.config import load_profile, resolve_run
 from benchmarks.engine.evaluate import evaluate
 from benchmarks.engine.run_data import load_run_data
 from benchmarks.engine.runner import train_run
-from methods import LabeledBatch, build_method
+from methods import LabeledBatch, build_method, registry
 
 SMOKE_DATASET = "synthetic"
 SMOKE_RATIO = 0.2
@@ -50,3 +53,19 @@ def interrupt_at(original, step_to_fail: int):
             raise KeyboardInterrupt
 
     return on_step_end
+
+
+@contextmanager
+def restored_registry() -> Iterator[None]:
+    """Inside, plugins may register methods; afterwards the registry and the imported plugin modules are as before."""
+    methods, plugins, modules = dict(registry._METHODS), dict(registry._PLUGINS), set(sys.modules)
+    try:
+        yield
+    finally:
+        registry._METHODS.clear()
+        registry._METHODS.update(methods)
+        registry._PLUGINS.clear()
+        registry._PLUGINS.update(plugins)
+        for name in set(sys.modules) - modules:
+            if name.startswith("defectseg_plugin_"):  # the module names methods.registry.load_plugin gives
+                del sys.modules[name]

@@ -8,15 +8,15 @@ Tiny inputs: 2 labelled + 2 unlabelled one-channel 32x32 images, 3 classes.
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from methods import ConfigError, LabeledBatch, Method, available_methods, get_method_class, load_plugin, registry
+from methods import ConfigError, LabeledBatch, Method, available_methods, get_method_class, load_plugin
 from methods.base import STANDARD_LOG_KEYS
 from methods.registry import check_step_output
+from tests.helpers import restored_registry
 
 from benchmarks.engine.evaluate import autocast
 
@@ -40,15 +40,9 @@ def one_thread():
 @pytest.fixture(scope="module")
 def example_class():
     """The example plugin's class, loaded as ``run_all.py --plugin`` does; the registry is restored afterwards."""
-    methods, plugins, modules = dict(registry._METHODS), dict(registry._PLUGINS), set(sys.modules)
-    (name,) = load_plugin(EXAMPLE)
-    yield get_method_class(name)
-    registry._METHODS.clear()
-    registry._METHODS.update(methods)
-    registry._PLUGINS.clear()
-    registry._PLUGINS.update(plugins)
-    for module in set(sys.modules) - modules:
-        del sys.modules[module]
+    with restored_registry():
+        (name,) = load_plugin(EXAMPLE)
+        yield get_method_class(name)
 
 
 @pytest.fixture(params=[*BUILTIN, PLUGIN])

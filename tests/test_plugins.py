@@ -13,6 +13,7 @@ from benchmarks.reporting.aggregate import collect_runs, summarize
 from methods import PluginError, available_methods, load_plugin
 from methods import registry
 from methods.registry import check_step_output
+from tests.helpers import restored_registry
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "docs" / "examples" / "my_method.py"
 HEADER = "import torch\nfrom methods import Method, register_method\n\n"
@@ -23,15 +24,8 @@ GOOD_STEP = "    def training_step(self, labeled, unlabeled, step, total_steps):
 @pytest.fixture(autouse=True)
 def clean_registry():
     """Each test starts from and leaves the registry (and imported plugin modules) as they were."""
-    methods, plugins, modules = dict(registry._METHODS), dict(registry._PLUGINS), set(sys.modules)
-    yield
-    registry._METHODS.clear()
-    registry._METHODS.update(methods)
-    registry._PLUGINS.clear()
-    registry._PLUGINS.update(plugins)
-    for name in set(sys.modules) - modules:
-        if name.startswith("defectseg_plugin_"):
-            del sys.modules[name]
+    with restored_registry():
+        yield
 
 
 def write_plugin(tmp_path: Path, name: str, body: str) -> Path:

@@ -2,12 +2,11 @@
 profile's precision and channels-last) and beat the same network untrained, on the same split."""
 from __future__ import annotations
 
-import sys
 
 import pytest
 
-from methods import available_methods, get_method_class, load_plugin, registry
-from tests.helpers import train_smoke, untrained_miou
+from methods import available_methods, get_method_class, load_plugin
+from tests.helpers import restored_registry, train_smoke, untrained_miou
 from tests.test_contract import EXAMPLE
 
 pytestmark = pytest.mark.slow  # trains models or simulates: run by make test, not make test-fast
@@ -29,15 +28,9 @@ LOG_COLUMNS = {"uaps": {"loss_sup", "loss_unsup", "unsup_weight", "loss_ps", "lo
 @pytest.fixture(scope="module")
 def example_plugin():
     """The example plugin registered as ``run_all.py --plugin`` registers it; the registry is restored afterwards."""
-    methods, plugins, modules = dict(registry._METHODS), dict(registry._PLUGINS), set(sys.modules)
-    (name,) = load_plugin(EXAMPLE)
-    yield name
-    registry._METHODS.clear()
-    registry._METHODS.update(methods)
-    registry._PLUGINS.clear()
-    registry._PLUGINS.update(plugins)
-    for module in set(sys.modules) - modules:
-        del sys.modules[module]
+    with restored_registry():
+        (name,) = load_plugin(EXAMPLE)
+        yield name
 
 
 @pytest.mark.parametrize("method", [*BUILTIN, PLUGIN])
