@@ -38,13 +38,11 @@ UNPOOLED = ("profile", "seed", "split_seed", "config_hash")  # what may differ b
 SPREAD_COLUMNS = ["sd_units", "units", "sd_seeds", "seed_df", "shared_subsets", "sd_subset", "variance_ratio", "ratio_low", "ratio_high", "p_value"]
 
 
-def _training_key(path: str) -> str:
+def _training_and_split(path: str) -> tuple[str, int]:
+    """(the run's hashed config without ``UNPOOLED`` keys, as canonical JSON; its split seed), from its config.yaml."""
     config = read_yaml(Path(path) / layout.CONFIG)
-    return json.dumps({k: v for k, v in hashed_config(config).items() if k not in UNPOOLED}, sort_keys=True, default=str)
-
-
-def _split_seed(path: str) -> int:
-    return int(read_yaml(Path(path) / layout.CONFIG)["split_seed"])
+    training = json.dumps({k: v for k, v in hashed_config(config).items() if k not in UNPOOLED}, sort_keys=True, default=str)
+    return training, int(config["split_seed"])
 
 
 def spread_statistics(values: pd.DataFrame) -> dict[str, float]:
@@ -81,7 +79,8 @@ def spread_points(runs: pd.DataFrame, profile: str) -> pd.DataFrame:
     runs = runs[[(Path(path) / layout.CONFIG).is_file() for path in runs["path"]]]  # only what can be matched
     if runs.empty:
         return pd.DataFrame()
-    keyed = runs.assign(training=[_training_key(path) for path in runs["path"]], split_seed=[_split_seed(path) for path in runs["path"]])
+    training, split_seeds = zip(*(_training_and_split(path) for path in runs["path"]))
+    keyed = runs.assign(training=list(training), split_seed=list(split_seeds))
     cells = []
     for (dataset, ratio, method), cell in keyed[keyed["profile"] == profile].groupby(["dataset", "ratio", "method"], sort=False):
         if cell["split_seed"].nunique() < 2:
