@@ -54,7 +54,7 @@ study: setup
 STUDY_PROFILES ?= label_scarcity_units label_scarcity_units_seeds label_scarcity_units_mtiles label_scarcity_units_128
 study-units: setup
 	for profile in $(STUDY_PROFILES); do \
-	  units="$(UNITS)"; [ -n "$$units" ] || units=$$($(PY) -c "from benchmarks.engine.config import load_profile; print(*load_profile('$$profile')['seeds'])"); \
+	  units="$(UNITS)"; [ -n "$$units" ] || units=$$($(PY) -c "from defectseg.benchmarks.engine.config import load_profile; print(*load_profile('$$profile')['seeds'])"); \
 	  for unit in $$units; do \
 	    $(PY) run_all.py benchmark --profile $$profile --results-dir $(RESULTS) --jobs $(JOBS) --seeds $$unit || exit 1; \
 	  done; \
@@ -79,7 +79,7 @@ study-ablations-fp32: setup
 
 # the README's headline tables <- the study's committed difference tables (after its report is rebuilt)
 headline: setup
-	$(PY) -m benchmarks.reporting.headline
+	$(PY) -m defectseg.benchmarks.reporting.headline
 
 # tables -> $(RESULTS)/tables, figures -> $(RESULTS)/figures, report (with both) -> $(RESULTS)/report/index.md
 tables: setup
@@ -93,7 +93,7 @@ report: setup
 
 # training speed, reference vs fast path -> $(RESULTS)/perf (options: PERF_ARGS="--configs 128:8:8 --variants bf16+cl")
 perf: setup
-	$(PY) -m benchmarks.perf --out $(RESULTS)/perf $(PERF_ARGS)
+	$(PY) -m defectseg.benchmarks.perf --out $(RESULTS)/perf $(PERF_ARGS)
 
 # make data                      download NEU-Seg and MTiles into $DEFECTSEG_DATA_ROOT (or data/)
 # make data FROM=../shared/data  link them from a local copy instead

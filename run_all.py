@@ -26,18 +26,18 @@ import json
 import sys
 from pathlib import Path
 
-from benchmarks.reporting.aggregate import ResultsError, collect_runs, format_summary, require_profiles, summarize
-from benchmarks.engine.config import load_profile, resolve_run
-from benchmarks.engine import layout
-from benchmarks.engine.environment import resolve_device
-from benchmarks.engine.folders import describe_os_error, require_folder, writable_folder
-from benchmarks.engine.run_folder import completed_metrics
-from benchmarks.grid.execute import check_backend, expand_grid, run_grid
-from benchmarks.engine.runner import evaluate_checkpoint, train_run
-from benchmarks.engine.trainer import NonFiniteLossError
-from datasets import DATASETS
-from datasets.base import DATA_ROOT_ENV, DatasetError, resolve_data_root
-from methods import ConfigError, PluginError, available_methods, load_entry_point_plugins, load_plugin
+from defectseg.benchmarks.reporting.aggregate import ResultsError, collect_runs, format_summary, require_profiles, summarize
+from defectseg.benchmarks.engine.config import load_profile, resolve_run
+from defectseg.benchmarks.engine import layout
+from defectseg.benchmarks.engine.environment import resolve_device
+from defectseg.benchmarks.engine.folders import describe_os_error, require_folder, writable_folder
+from defectseg.benchmarks.engine.run_folder import completed_metrics
+from defectseg.benchmarks.grid.execute import check_backend, expand_grid, run_grid
+from defectseg.benchmarks.engine.runner import evaluate_checkpoint, train_run
+from defectseg.benchmarks.engine.trainer import NonFiniteLossError
+from defectseg.datasets import DATASETS
+from defectseg.datasets.base import DATA_ROOT_ENV, DatasetError, resolve_data_root
+from defectseg.methods import ConfigError, PluginError, available_methods, load_entry_point_plugins, load_plugin
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -268,7 +268,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_benchmark(args: argparse.Namespace) -> int:
     check_backend(args.backend, args.scheduler)
     if args.scheduler is not None:
-        from benchmarks.grid.dask_cluster import check_address
+        from defectseg.benchmarks.grid.dask_cluster import check_address
 
         check_address(args.scheduler)
     profile = load_profile(args.profile, args.overrides)
@@ -299,7 +299,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from benchmarks.grid.status import format_status, grid_status, other_profiles_paces
+    from defectseg.benchmarks.grid.status import format_status, grid_status, other_profiles_paces
 
     profile = load_profile(args.profile, args.overrides)
     runs = expand_grid(profile, args.data_root)
@@ -309,7 +309,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from benchmarks.grid.publish import publish
+    from defectseg.benchmarks.grid.publish import publish
 
     outcome = publish(args.results_dir, args.to, args.profiles)
     for label in outcome.copied:
@@ -319,8 +319,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from benchmarks.reporting.statistics import MIN_UNITS, compare_run_folders
-    from benchmarks.reporting.table_format import interval, number, signed
+    from defectseg.benchmarks.reporting.statistics import MIN_UNITS, compare_run_folders
+    from defectseg.benchmarks.reporting.table_format import interval, number, signed
 
     rows = compare_run_folders(args.method_dir, args.baseline_dir)
     for name, folder in (("method", args.method_dir), ("baseline", args.baseline_dir)):
@@ -341,8 +341,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from benchmarks.engine.config import CONFIG_DIR
-    from datasets import available_datasets
+    from defectseg.benchmarks.engine.config import CONFIG_DIR
+    from defectseg.datasets import available_datasets
 
     print("methods:  ", " ".join(available_methods()))
     found = " ".join(available_datasets(args.data_root))
@@ -363,7 +363,7 @@ def _print_outputs(results_dir: Path, written: dict[str, list[Path]], notes: lis
 
 
 def cmd_tables(args: argparse.Namespace) -> int:
-    from benchmarks.reporting.tables import write_tables
+    from defectseg.benchmarks.reporting.tables import write_tables
 
     require_profiles(args.results_dir, args.profiles)
     out = args.out or layout.tables_dir(args.results_dir)
@@ -371,7 +371,7 @@ def cmd_tables(args: argparse.Namespace) -> int:
 
 
 def cmd_plots(args: argparse.Namespace) -> int:
-    from benchmarks.reporting.plots import write_figures
+    from defectseg.benchmarks.reporting.plots import write_figures
 
     require_profiles(args.results_dir, args.profiles)
     out = args.out or layout.figures_dir(args.results_dir)
@@ -379,7 +379,7 @@ def cmd_plots(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from benchmarks.reporting.report import write_report
+    from defectseg.benchmarks.reporting.report import write_report
 
     require_profiles(args.results_dir, args.profiles)
     if collect_runs(args.results_dir, args.profiles).empty:
@@ -393,7 +393,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_picture(args: argparse.Namespace) -> int:
-    from benchmarks.reporting.pictures import draw_figure
+    from defectseg.benchmarks.reporting.pictures import draw_figure
 
     paths = draw_figure(
         args.command, args.run_dir, args.out, args.num_images, getattr(args, "images", None),
@@ -407,8 +407,8 @@ def cmd_picture(args: argparse.Namespace) -> int:
 def cmd_write_folder(args: argparse.Namespace) -> int:
     import yaml
 
-    from datasets import get_dataset
-    from datasets.write_folder import write_folder
+    from defectseg.datasets import get_dataset
+    from defectseg.datasets.write_folder import write_folder
 
     options = {}
     for option in args.options:
@@ -423,9 +423,9 @@ def cmd_write_folder(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from benchmarks.deploy.network import load_network
-    from benchmarks.deploy.predict import predict_folder
-    from datasets.custom import IMAGE_SUFFIXES
+    from defectseg.benchmarks.deploy.network import load_network
+    from defectseg.benchmarks.deploy.predict import predict_folder
+    from defectseg.datasets.custom import IMAGE_SUFFIXES
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
@@ -444,8 +444,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from benchmarks.deploy.network import load_network
-    from benchmarks.deploy.onnx_export import export_onnx
+    from defectseg.benchmarks.deploy.network import load_network
+    from defectseg.benchmarks.deploy.onnx_export import export_onnx
 
     network = load_network(_deployed_run(args), args.data_root, args.device)
     for path in export_onnx(network, args.out):
@@ -455,7 +455,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def _deployed_run(args: argparse.Namespace) -> Path:
     """``--run-dir``, or the best run of ``--dataset`` in ``--results-dir`` (said on stdout)."""
-    from benchmarks.deploy.choose import best_run
+    from defectseg.benchmarks.deploy.choose import best_run
 
     if args.run_dir is not None:
         return args.run_dir

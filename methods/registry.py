@@ -28,7 +28,7 @@ def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
 
     def decorator(cls: type[Method]) -> type[Method]:
         if not (isinstance(cls, type) and issubclass(cls, Method)):
-            raise PluginError(f"@register_method({name!r}) must decorate a subclass of methods.Method, got {cls!r}")
+            raise PluginError(f"@register_method({name!r}) must decorate a subclass of defectseg.methods.Method, got {cls!r}")
         if name in _METHODS and _METHODS[name] is not cls:
             raise PluginError(f"method name {name!r} is already taken by {_describe(_METHODS[name])}; choose another name")
         missing = cls.unimplemented()
@@ -37,7 +37,7 @@ def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
         if "defaults" in vars(cls):
             raise PluginError(
                 f"method {name!r} ({cls.__qualname__}) declares its options as 'defaults', which is no longer read: "
-                "declare them as option_specs = {'threshold': number(0.9, maximum=1.0), ...} (methods.base.Option, "
+                "declare them as option_specs = {'threshold': number(0.9, maximum=1.0), ...} (defectseg.methods.Option, "
                 "docs/adding_a_method.md)"
             )
         cls.name = name

@@ -23,8 +23,8 @@ import pytest
 import torch
 from grid_helpers import PLUGIN, REPO, TINY, plugin_methods, tiny_profile
 
-from benchmarks.engine.layout import run_dir
-from benchmarks.grid.execute import expand_grid, run_grid
+from defectseg.benchmarks.engine.layout import run_dir
+from defectseg.benchmarks.grid.execute import expand_grid, run_grid
 
 METHOD, SEEDS = "grid_stateful", (0, 1, 2)
 TIMINGS = {"train_seconds", "iterations_per_second", "eval_ms_per_image", "variant_ms_per_image", "environment"}

@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.engine.io import write_json, write_yaml
-from benchmarks.engine import layout
-from benchmarks.engine.per_image import PixelCounts, write_per_image
+from defectseg.benchmarks.engine.io import write_json, write_yaml
+from defectseg.benchmarks.engine import layout
+from defectseg.benchmarks.engine.per_image import PixelCounts, write_per_image
 
 PROFILE = "fix"
 CLASSES = {

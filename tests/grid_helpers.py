@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks.engine.config import load_profile
-from methods.registry import _METHODS, load_plugin
+from defectseg.benchmarks.engine.config import load_profile
+from defectseg.methods.registry import _METHODS, load_plugin
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGIN = Path(__file__).resolve().parent / "grid_plugin_methods.py"

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from methods import LabeledBatch, Method, number, register_method
-from methods.losses import segmentation_loss, softmax_mse
+from defectseg.methods import LabeledBatch, Method, number, register_method
+from defectseg.methods.losses import segmentation_loss, softmax_mse
 
 _waited = False
 

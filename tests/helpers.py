@@ -8,11 +8,11 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.engine.config import load_profile, resolve_run
-from benchmarks.engine.evaluate import evaluate
-from benchmarks.engine.run_data import load_run_data
-from benchmarks.engine.runner import train_run
-from methods import LabeledBatch, build_method, registry
+from defectseg.benchmarks.engine.config import load_profile, resolve_run
+from defectseg.benchmarks.engine.evaluate import evaluate
+from defectseg.benchmarks.engine.run_data import load_run_data
+from defectseg.benchmarks.engine.runner import train_run
+from defectseg.methods import LabeledBatch, build_method, registry
 
 SMOKE_DATASET = "synthetic"
 SMOKE_RATIO = 0.2

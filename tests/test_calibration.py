@@ -9,8 +9,8 @@ import math
 
 import pytest
 
-from benchmarks.reporting.calibration import DESIGNS, Scenario, miss_rate
-from benchmarks.reporting.statistics import MIN_UNITS
+from defectseg.benchmarks.reporting.calibration import DESIGNS, Scenario, miss_rate
+from defectseg.benchmarks.reporting.statistics import MIN_UNITS
 
 pytestmark = pytest.mark.slow  # trains models or simulates: run by make test, not make test-fast
 
@@ -39,7 +39,7 @@ def test_a_known_effect_is_covered(design, units):
 
 def test_the_old_percentile_bootstrap_over_three_seeds_fails_the_same_check():
     """Why the procedure changed: three seeds with a between-seed spread (the study's NEU-Seg 1 % cells)."""
-    from benchmarks.reporting.calibration import percentile_bootstrap
+    from defectseg.benchmarks.reporting.calibration import percentile_bootstrap
 
     scenario = Scenario(3, 3.0, "per_unit", "paper")
     assert miss_rate(scenario, 400, percentile_bootstrap, seed=3) > _limit(400)

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from methods import ConfigError, build_method
-from methods.losses import segmentation_loss, softmax_mse
+from defectseg.methods import ConfigError, build_method
+from defectseg.methods.losses import segmentation_loss, softmax_mse
 from tests.helpers import tiny_batch
 
 

@@ -5,15 +5,15 @@ import subprocess
 import pytest
 import torch
 
-from benchmarks.engine import environment
-from benchmarks.engine.config import apply_override, config_hash, load_profile, resolve_run
-from benchmarks.engine.layout import run_dir
-from datasets.atomic import write_once
-from methods import ConfigError
+from defectseg.benchmarks.engine import environment
+from defectseg.benchmarks.engine.config import apply_override, config_hash, load_profile, resolve_run
+from defectseg.benchmarks.engine.layout import run_dir
+from defectseg.datasets.atomic import write_once
+from defectseg.methods import ConfigError
 
 
 def test_every_shipped_profile_loads():
-    from benchmarks.engine.config import CONFIG_DIR
+    from defectseg.benchmarks.engine.config import CONFIG_DIR
 
     names = [p.stem for p in CONFIG_DIR.glob("*.yaml")]
     assert {"smoke", "quick"} <= set(names)
@@ -219,7 +219,7 @@ def test_ill_typed_profile_keys_fail_when_loaded_naming_key_value_and_expectatio
 
 
 def test_ill_typed_method_option_fails_before_any_run_starts():
-    from benchmarks.grid.execute import expand_grid
+    from defectseg.benchmarks.grid.execute import expand_grid
 
     profile = load_profile("smoke", ["methods=[uaps]", "method_options.uaps.lambda1=-1"])
     with pytest.raises(ConfigError, match="option 'lambda1' of method 'uaps' must be a number >= 0, got -1"):
@@ -229,7 +229,7 @@ def test_ill_typed_method_option_fails_before_any_run_starts():
 
 
 def test_per_seed_splits_make_each_seed_a_unit_with_its_own_labelled_subset():
-    from benchmarks.engine.run_data import load_run_data
+    from defectseg.benchmarks.engine.run_data import load_run_data
 
     fixed, units = load_profile("smoke"), load_profile("smoke", ["split_seed=per_seed"])
     assert [resolve_run(units, "synthetic", 0.2, "supervised", seed)["split_seed"] for seed in (0, 3)] == [0, 3]

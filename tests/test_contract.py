@@ -13,16 +13,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from methods import ConfigError, LabeledBatch, Method, available_methods, get_method_class, load_plugin
-from methods.base import STANDARD_LOG_KEYS
-from methods.registry import check_step_output
+from defectseg.methods import ConfigError, LabeledBatch, Method, available_methods, get_method_class, load_plugin
+from defectseg.methods.base import STANDARD_LOG_KEYS
+from defectseg.methods.registry import check_step_output
 from tests.helpers import restored_registry
 
-from benchmarks.engine.evaluate import autocast
+from defectseg.benchmarks.engine.evaluate import autocast
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "docs" / "examples" / "my_method.py"
 PLUGIN = "my_method (docs/examples)"
-BUILTIN = [name for name in available_methods() if get_method_class(name).__module__.startswith("methods.")]
+BUILTIN = [name for name in available_methods() if get_method_class(name).__module__.startswith("defectseg.methods.")]
 FAST_OPTIONS = {"ua_mt": {"mc_passes": 2}}  # fewer teacher passes; every other method at its defaults
 WITH_TEACHER = {"mean_teacher", "ua_mt"}  # methods whose ``teacher`` must never get a gradient
 NUM_CLASSES, SIZE, STEP, TOTAL_STEPS = 3, 32, 5, 10  # mid-run: every ramped weight is > 0

@@ -3,9 +3,9 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from methods import ConfigError, build_method
-from methods.cps import cross_pseudo_supervision
-from methods.losses import cross_entropy
+from defectseg.methods import ConfigError, build_method
+from defectseg.methods.cps import cross_pseudo_supervision
+from defectseg.methods.losses import cross_entropy
 from tests.helpers import tiny_batch
 
 NUM_CLASSES = 3

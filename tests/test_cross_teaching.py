@@ -6,9 +6,9 @@ import torch
 from segmentation_models_pytorch.decoders.segformer.decoder import SegformerDecoder
 from segmentation_models_pytorch.encoders.mix_transformer import MixVisionTransformerEncoder
 
-from methods import ConfigError, build_method
-from methods.losses import dice_loss
-from methods.networks import UNetDecoder, UNetEncoder
+from defectseg.methods import ConfigError, build_method
+from defectseg.methods.losses import dice_loss
+from defectseg.methods.networks import UNetDecoder, UNetEncoder
 from tests.helpers import tiny_batch
 
 

@@ -20,9 +20,9 @@ import pytest
 import torch
 from grid_helpers import PLUGIN, plugin_methods, tiny_profile, keep_torch_threads  # noqa: F401 (autouse fixture)
 
-from benchmarks.engine.layout import run_dir
-from benchmarks.engine.run_folder import completed_metrics
-from benchmarks.grid.execute import expand_grid, run_grid
+from defectseg.benchmarks.engine.layout import run_dir
+from defectseg.benchmarks.engine.run_folder import completed_metrics
+from defectseg.benchmarks.grid.execute import expand_grid, run_grid
 
 pytestmark = [pytest.mark.slow, pytest.mark.process]  # a real Dask cluster: processes, kills, minutes
 

@@ -26,9 +26,9 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from methods import LabeledBatch, build_method, get_method_class
-from methods.data_parallel import parallel_forward
-from methods.networks import build_network
+from defectseg.methods import LabeledBatch, build_method, get_method_class
+from defectseg.methods.data_parallel import parallel_forward
+from defectseg.methods.networks import build_network
 
 torch.set_num_threads(1)
 NUM_CLASSES, SIZE = 4, 32

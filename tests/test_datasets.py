@@ -12,16 +12,16 @@ import pytest
 import torch
 from PIL import Image
 
-from datasets import DATASETS, DatasetError, available_datasets, get_dataset
-from datasets.base import DATA_ROOT_ENV
-from datasets.cache import ArrayBundle, load_arrays, read_sample
-from datasets.dagm import DAGM, parse_labels
-from datasets.download import EXPECTED_COUNTS, check_counts, main as download_main
-from datasets.mtiles import MTiles
-from datasets.neu import NEUSeg
-from datasets.splits import Split, make_split
-from datasets.synthetic import SCRATCH, SyntheticDefects
-from datasets.transforms import random_flip_rot90, to_float
+from defectseg.datasets import DATASETS, DatasetError, available_datasets, get_dataset
+from defectseg.datasets.base import DATA_ROOT_ENV
+from defectseg.datasets.cache import ArrayBundle, load_arrays, read_sample
+from defectseg.datasets.dagm import DAGM, parse_labels
+from defectseg.datasets.download import EXPECTED_COUNTS, check_counts, main as download_main
+from defectseg.datasets.mtiles import MTiles
+from defectseg.datasets.neu import NEUSeg
+from defectseg.datasets.splits import Split, make_split
+from defectseg.datasets.synthetic import SCRATCH, SyntheticDefects
+from defectseg.datasets.transforms import random_flip_rot90, to_float
 from tests.dagm_fixture import make_dagm_fixture
 
 REAL_ROOT = Path(os.environ.get(DATA_ROOT_ENV) or Path(__file__).resolve().parents[1].parent / "shared" / "data")

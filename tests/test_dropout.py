@@ -3,9 +3,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from methods import dropout
-from methods.dropout import GapDropout, dropout_mask, dropped_positions
-from methods.networks import UNetEncoder
+from defectseg.methods import dropout
+from defectseg.methods.dropout import GapDropout, dropout_mask, dropped_positions
+from defectseg.methods.networks import UNetEncoder
 
 
 def test_positions_are_sorted_unique_and_in_range():

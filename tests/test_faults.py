@@ -30,19 +30,19 @@ from fault_helpers import METHOD, PACE, RNG, assert_like_reference, benchmark_co
 from grid_helpers import PLUGIN, TINY, keep_torch_threads  # noqa: F401 (autouse fixture)
 
 import run_all
-from benchmarks.reporting.aggregate import collect_runs
-from benchmarks.engine.config import config_hash
-from benchmarks.engine.layout import run_dir
-from benchmarks.grid.execute import run_grid
-from benchmarks.engine.io import write_json
-from benchmarks.grid.locks import UNREADABLE_GRACE_SECONDS, FileLock
-from benchmarks.reporting.regenerate import benchmark_commands
-from datasets import DatasetError
-from datasets.cache import load_arrays
-from datasets.mtiles import MTiles
-from datasets.neu import NEUSeg
-from datasets.synthetic import SyntheticDefects
-from methods import get_method_class
+from defectseg.benchmarks.reporting.aggregate import collect_runs
+from defectseg.benchmarks.engine.config import config_hash
+from defectseg.benchmarks.engine.layout import run_dir
+from defectseg.benchmarks.grid.execute import run_grid
+from defectseg.benchmarks.engine.io import write_json
+from defectseg.benchmarks.grid.locks import UNREADABLE_GRACE_SECONDS, FileLock
+from defectseg.benchmarks.reporting.regenerate import benchmark_commands
+from defectseg.datasets import DatasetError
+from defectseg.datasets.cache import load_arrays
+from defectseg.datasets.mtiles import MTiles
+from defectseg.datasets.neu import NEUSeg
+from defectseg.datasets.synthetic import SyntheticDefects
+from defectseg.methods import get_method_class
 from tests.test_datasets import write_mtiles, write_neu
 
 plugin, runs, reference, copy_of_reference = fault_helpers.plugin, fault_helpers.runs, fault_helpers.reference, fault_helpers.copy_of_reference

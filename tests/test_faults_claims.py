@@ -12,10 +12,10 @@ from fault_helpers import PACE, assert_like_reference, lock_owners, start, train
 from grid_helpers import keep_torch_threads  # noqa: F401 (autouse fixture)
 
 import run_all
-from benchmarks.engine.layout import run_dir
-from benchmarks.grid.execute import run_grid
-from benchmarks.grid.locks import FileLock
-from methods import get_method_class
+from defectseg.benchmarks.engine.layout import run_dir
+from defectseg.benchmarks.grid.execute import run_grid
+from defectseg.benchmarks.grid.locks import FileLock
+from defectseg.methods import get_method_class
 from tests.helpers import interrupt_at
 
 plugin, runs, reference, copy_of_reference = fault_helpers.plugin, fault_helpers.runs, fault_helpers.reference, fault_helpers.copy_of_reference

@@ -22,9 +22,9 @@ from fault_helpers import assert_like_reference, train_arguments
 from grid_helpers import keep_torch_threads  # noqa: F401 (autouse fixture)
 
 import run_all
-from benchmarks.engine.layout import run_dir
-from datasets.cache import load_arrays
-from datasets.synthetic import SyntheticDefects
+from defectseg.benchmarks.engine.layout import run_dir
+from defectseg.datasets.cache import load_arrays
+from defectseg.datasets.synthetic import SyntheticDefects
 
 plugin, runs, reference, copy_of_reference = fault_helpers.plugin, fault_helpers.runs, fault_helpers.reference, fault_helpers.copy_of_reference
 READ_ONLY = ("read-only file system", "permission denied")  # as root (bind mount) / as a user (mode 555)

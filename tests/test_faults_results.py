@@ -12,10 +12,10 @@ from fault_helpers import assert_like_reference
 from grid_helpers import keep_torch_threads  # noqa: F401 (autouse fixture)
 
 import run_all
-from benchmarks.engine.config import config_hash
-from benchmarks.engine.io import write_json
-from benchmarks.engine.layout import run_dir
-from benchmarks.grid.execute import run_grid
+from defectseg.benchmarks.engine.config import config_hash
+from defectseg.benchmarks.engine.io import write_json
+from defectseg.benchmarks.engine.layout import run_dir
+from defectseg.benchmarks.grid.execute import run_grid
 
 plugin, runs, reference, copy_of_reference = fault_helpers.plugin, fault_helpers.runs, fault_helpers.reference, fault_helpers.copy_of_reference
 STATUS = ["status", "--profile", "smoke", "--device", "cpu", "--plugin", str(fault_helpers.PLUGIN), f"--set=methods=[{fault_helpers.METHOD}]",

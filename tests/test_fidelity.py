@@ -31,13 +31,13 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from benchmarks.engine.config import load_profile, resolve_run
-from datasets.cache import cache_key, load_arrays, nearest_indices
-from datasets.synthetic import SyntheticDefects
-from methods import ConfigError, LabeledBatch, available_methods, build_method, get_method_class
-from methods.base import RECIPES
-from methods.dropout import GapDropout
-from methods.perturbations import ChannelDropout, FeatureDropout
+from defectseg.benchmarks.engine.config import load_profile, resolve_run
+from defectseg.datasets.cache import cache_key, load_arrays, nearest_indices
+from defectseg.datasets.synthetic import SyntheticDefects
+from defectseg.methods import ConfigError, LabeledBatch, available_methods, build_method, get_method_class
+from defectseg.methods.base import RECIPES
+from defectseg.methods.dropout import GapDropout
+from defectseg.methods.perturbations import ChannelDropout, FeatureDropout
 
 torch.set_num_threads(1)
 NUM_CLASSES = 4

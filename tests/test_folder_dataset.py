@@ -8,13 +8,13 @@ import pytest
 from PIL import Image
 
 import run_all
-from datasets import available_datasets, get_dataset
-from datasets.base import NO_MASK, UNLABELED, DatasetError
-from datasets.cache import load_arrays
-from datasets.custom import CustomDataset
-from datasets.splits import make_split
-from datasets.write_folder import write_folder
-from benchmarks.engine.run_data import labelled_masks
+from defectseg.datasets import available_datasets, get_dataset
+from defectseg.datasets.base import NO_MASK, UNLABELED, DatasetError
+from defectseg.datasets.cache import load_arrays
+from defectseg.datasets.custom import CustomDataset
+from defectseg.datasets.splits import make_split
+from defectseg.datasets.write_folder import write_folder
+from defectseg.benchmarks.engine.run_data import labelled_masks
 
 CLASSES = "classes: {background: 0, scratch: 1, pit: 2}\n"
 

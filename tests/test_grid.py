@@ -12,12 +12,12 @@ import pytest
 from grid_helpers import PLUGIN, REPO, TINY, plugin_methods, tiny_profile, keep_torch_threads  # noqa: F401 (autouse fixture)
 
 import run_all
-from benchmarks.engine.config import config_hash, load_profile, resolve_run
-from benchmarks.engine.layout import run_dir
-from benchmarks.grid.execute import available_cores, expand_grid, run_grid, warm_cache
-from benchmarks.grid.locks import FileLock
-from benchmarks.engine.run_folder import completed_metrics
-from methods import ConfigError, available_methods
+from defectseg.benchmarks.engine.config import config_hash, load_profile, resolve_run
+from defectseg.benchmarks.engine.layout import run_dir
+from defectseg.benchmarks.grid.execute import available_cores, expand_grid, run_grid, warm_cache
+from defectseg.benchmarks.grid.locks import FileLock
+from defectseg.benchmarks.engine.run_folder import completed_metrics
+from defectseg.methods import ConfigError, available_methods
 
 
 @pytest.fixture(scope="module")
@@ -238,7 +238,7 @@ def test_backend_arguments_are_checked(tmp_path):
 
 
 def test_gpu_jobs_are_capped_at_one_run_per_device(monkeypatch):
-    from benchmarks.grid import execute as grid
+    from defectseg.benchmarks.grid import execute as grid
 
     monkeypatch.setattr(grid.torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(grid.torch.cuda, "device_count", lambda: 2)
@@ -253,7 +253,7 @@ def test_gpu_jobs_are_capped_at_one_run_per_device(monkeypatch):
 def test_device_leases_are_exclusive(tmp_path):
     import threading
 
-    from benchmarks.grid.locks import lease_device
+    from defectseg.benchmarks.grid.locks import lease_device
 
     devices, got = ["cuda:0", "cuda:1"], []
     with lease_device(devices, tmp_path) as first, lease_device(devices, tmp_path) as second:
@@ -289,7 +289,7 @@ def test_ratios_per_dataset_replace_the_profile_ratios_for_that_dataset():
     profile = load_profile("smoke", ["ratios=[0.1, 0.2]", "ratios_per_dataset={neu: [0.5]}"])
     runs = expand_grid(profile, datasets=["synthetic"])
     assert [r["ratio"] for r in runs] == [0.1, 0.2]
-    from benchmarks.engine.config import method_ratios
+    from defectseg.benchmarks.engine.config import method_ratios
 
     assert method_ratios(profile, "supervised", "neu") == [0.5]
     with pytest.raises(ConfigError, match="ratios_per_dataset.neu must be a non-empty list"):

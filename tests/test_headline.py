@@ -1,7 +1,7 @@
 """The README's headline tables are the study's generated difference tables, not hand-typed numbers."""
 import pytest
 
-from benchmarks.reporting.headline import STUDY_TABLES, stale_blocks, table_rows, update_readme
+from defectseg.benchmarks.reporting.headline import STUDY_TABLES, stale_blocks, table_rows, update_readme
 
 
 def test_readme_headline_matches_the_committed_study_tables():
@@ -40,8 +40,8 @@ def test_the_committed_marks_are_what_the_procedure_gives_and_depend_on_no_rando
     import numpy as np
     import pandas as pd
 
-    from benchmarks.reporting.aggregate import collect_runs, main_runs
-    from benchmarks.reporting.statistics import cell_scores, cell_statistics, friedman_permutation_p
+    from defectseg.benchmarks.reporting.aggregate import collect_runs, main_runs
+    from defectseg.benchmarks.reporting.statistics import cell_scores, cell_statistics, friedman_permutation_p
 
     results = STUDY_TABLES.parents[1]
     runs = main_runs(collect_runs(results, "label_scarcity"))

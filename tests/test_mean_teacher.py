@@ -5,8 +5,8 @@ The step output, gradients and checkpoints of every method: tests/test_contract.
 import pytest
 import torch
 
-from methods import ConfigError, build_method
-from methods.teacher import ema_alpha, input_noise
+from defectseg.methods import ConfigError, build_method
+from defectseg.methods.teacher import ema_alpha, input_noise
 from tests.helpers import tiny_batch
 
 

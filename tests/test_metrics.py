@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from benchmarks.engine.metrics import SegmentationMeter
+from defectseg.benchmarks.engine.metrics import SegmentationMeter
 
 
 def t(rows):

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from methods.losses import (
+from defectseg.methods.losses import (
     dice_loss,
     hard_labels,
     kl_to_mean,
@@ -13,9 +13,9 @@ from methods.losses import (
     segmentation_loss,
     segmentation_loss_from_log_probs,
 )
-from methods.networks import DenseInterpolationGradients, UpBlock, build_backbone, build_network, count_parameters
-from methods.perturbations import FeatureNoise, scale_in_layout
-from methods.ramps import sigmoid_rampup
+from defectseg.methods.networks import DenseInterpolationGradients, UpBlock, build_backbone, build_network, count_parameters
+from defectseg.methods.perturbations import FeatureNoise, scale_in_layout
+from defectseg.methods.ramps import sigmoid_rampup
 
 
 def test_paper_unet_matches_published_parameter_count():

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.engine import layout
-from benchmarks.engine.metrics import SegmentationMeter
-from benchmarks.engine.per_image import (
+from defectseg.benchmarks.engine import layout
+from defectseg.benchmarks.engine.metrics import SegmentationMeter
+from defectseg.benchmarks.engine.per_image import (
     PerImageError,
     PixelCounts,
     iou_from_counts,
@@ -18,7 +18,7 @@ from benchmarks.engine.per_image import (
     standard_miou,
     write_per_image,
 )
-from benchmarks.engine.split_store import recorded_split
+from defectseg.benchmarks.engine.split_store import recorded_split
 from tests.helpers import train_smoke
 
 

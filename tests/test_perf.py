@@ -13,12 +13,12 @@ import torch
 from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.perf import benchmark as perf
-from benchmarks.engine.config import PROFILE_DEFAULTS
-from benchmarks.perf.data import ReferenceDataset, numpy_flip_rot90, perf_images, reference_loader
-from benchmarks.perf.paths import FastPath, PeakMemory, PerfConfig, ReferencePath, eval_flops, parse_variant, step_flops
-from datasets.transforms import random_flip_rot90, to_float
-from methods import LabeledBatch, available_methods, build_method
+from defectseg.benchmarks.perf import benchmark as perf
+from defectseg.benchmarks.engine.config import PROFILE_DEFAULTS
+from defectseg.benchmarks.perf.data import ReferenceDataset, numpy_flip_rot90, perf_images, reference_loader
+from defectseg.benchmarks.perf.paths import FastPath, PeakMemory, PerfConfig, ReferencePath, eval_flops, parse_variant, step_flops
+from defectseg.datasets.transforms import random_flip_rot90, to_float
+from defectseg.methods import LabeledBatch, available_methods, build_method
 
 CONFIG = PerfConfig(32, 2, 2)
 TRAIN = copy.deepcopy(PROFILE_DEFAULTS["train"])
@@ -209,7 +209,7 @@ def test_bad_settings_are_named():
 
 
 def test_paper_run_reports_iterations_per_second(tmp_path, monkeypatch):
-    from benchmarks.perf import extras as perf_extras
+    from defectseg.benchmarks.perf import extras as perf_extras
 
     monkeypatch.setattr(perf_extras, "STANDIN_IMAGES", 40)
     tiny = ["train.image_size=32", "train.batch_size=2", "train.unlabeled_batch_size=2"]

@@ -10,13 +10,13 @@ from matplotlib.collections import PolyCollection
 from matplotlib.container import BarContainer, ErrorbarContainer
 from matplotlib.figure import Figure
 
-from benchmarks.reporting.aggregate import collect_runs, main_runs
-from benchmarks.reporting.figure_style import bar_group, bar_limits
-from benchmarks.reporting.paper import load_paper_reference
-from benchmarks.reporting.paper_figures import plot_lambdas, plot_mixing
-from benchmarks.reporting.plots import MARK_COLORS, plot_critical_difference, plot_differences, plot_miou_vs_ratio, write_figures
-from benchmarks.reporting.statistics import cell_statistics
-from benchmarks.reporting.table_format import ordered_cells
+from defectseg.benchmarks.reporting.aggregate import collect_runs, main_runs
+from defectseg.benchmarks.reporting.figure_style import bar_group, bar_limits
+from defectseg.benchmarks.reporting.paper import load_paper_reference
+from defectseg.benchmarks.reporting.paper_figures import plot_lambdas, plot_mixing
+from defectseg.benchmarks.reporting.plots import MARK_COLORS, plot_critical_difference, plot_differences, plot_miou_vs_ratio, write_figures
+from defectseg.benchmarks.reporting.statistics import cell_statistics
+from defectseg.benchmarks.reporting.table_format import ordered_cells
 from tests.fixtures_results import PROFILE, write_fixture_results
 
 # no critical-difference diagram: the fixture's cells share datasets (NEU-Seg and DAGM at 10 % and 30 %)
@@ -131,8 +131,8 @@ DRAW_CD = """
 import sys
 from pathlib import Path
 import pandas as pd
-from benchmarks.reporting.figure_style import save
-from benchmarks.reporting.plots import plot_critical_difference
+from defectseg.benchmarks.reporting.figure_style import save
+from defectseg.benchmarks.reporting.plots import plot_critical_difference
 methods = ["alpha", "bravo", "charlie", "delta", "echo"]
 runs = pd.DataFrame([{"dataset": dataset, "ratio": 0.1, "method": m, "base_method": m, "miou": 90.0 - 5 * i - k}
                      for k, dataset in enumerate(("neu", "mtiles", "dagm")) for i, m in enumerate(methods)])
@@ -154,8 +154,8 @@ def test_critical_difference_bytes_do_not_depend_on_the_hash_seed(tmp_path):
 
 
 def test_validation_curves_read_every_runs_log(tree):
-    from benchmarks.reporting.aggregate import collect_runs
-    from benchmarks.reporting.plots import validation_curves
+    from defectseg.benchmarks.reporting.aggregate import collect_runs
+    from defectseg.benchmarks.reporting.plots import validation_curves
 
     runs = collect_runs(tree, PROFILE)
     curves = validation_curves(runs)
@@ -165,7 +165,7 @@ def test_validation_curves_read_every_runs_log(tree):
 
 
 def test_validation_curves_legend_names_every_method_not_only_the_first_panels(tree):
-    from benchmarks.reporting.plots import plot_validation_curves
+    from defectseg.benchmarks.reporting.plots import plot_validation_curves
 
     runs = main_runs(collect_runs(tree, PROFILE))
     dataset, ratio = ordered_cells(runs)[0]
@@ -183,7 +183,7 @@ def _panel_legends(fig: Figure) -> dict[str, list[tuple[str, object]]]:
 
 
 def test_validation_curves_of_uaps_ablations_have_a_panel_per_ablation_and_the_default_in_black(tree):
-    from benchmarks.reporting.plots import plot_validation_curves
+    from defectseg.benchmarks.reporting.plots import plot_validation_curves
 
     runs = collect_runs(tree, PROFILE)
     ablations = runs[runs["base_method"] == "uaps"].copy()
@@ -199,7 +199,7 @@ def test_validation_curves_of_uaps_ablations_have_a_panel_per_ablation_and_the_d
 
 
 def test_validation_curves_of_variants_in_no_ablation_show_each_variant(tree):
-    from benchmarks.reporting.plots import plot_validation_curves
+    from defectseg.benchmarks.reporting.plots import plot_validation_curves
 
     runs = collect_runs(tree, PROFILE)
     variants = runs[runs["method"] != runs["base_method"]]  # no default run: lambda2 and mixing vary no more

@@ -9,14 +9,14 @@ import torch
 import yaml
 
 import run_all
-from benchmarks.reporting.aggregate import collect_runs, summarize
-from methods import PluginError, available_methods, load_plugin
-from methods import registry
-from methods.registry import check_step_output
+from defectseg.benchmarks.reporting.aggregate import collect_runs, summarize
+from defectseg.methods import PluginError, available_methods, load_plugin
+from defectseg.methods import registry
+from defectseg.methods.registry import check_step_output
 from tests.helpers import restored_registry
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "docs" / "examples" / "my_method.py"
-HEADER = "import torch\nfrom methods import Method, register_method\n\n"
+HEADER = "import torch\nfrom defectseg.methods import Method, register_method\n\n"
 GOOD_PREDICT = "    def named_predictions(self, images, names):\n        return {name: images for name in names}\n"
 GOOD_STEP = "    def training_step(self, labeled, unlabeled, step, total_steps):\n        return {'loss': self.w.sum()}\n"
 
@@ -109,13 +109,13 @@ def test_name_already_taken_is_a_clear_error_and_nothing_stays_registered(tmp_pa
     clash = method_class("supervised", GOOD_STEP, GOOD_PREDICT).replace("Plugin", "Clash")
     body = method_class("fresh_name", GOOD_STEP, GOOD_PREDICT) + "\n\n" + clash
     plugin = write_plugin(tmp_path, "clash", body)
-    with pytest.raises(PluginError, match="'supervised' is already taken by methods.supervised.Supervised"):
+    with pytest.raises(PluginError, match="'supervised' is already taken by defectseg.methods.supervised.Supervised"):
         load_plugin(plugin)
     assert "fresh_name" not in available_methods()
 
 
 def test_plugin_that_is_not_a_method_registers_nothing_or_fails_to_import(tmp_path):
-    with pytest.raises(PluginError, match="must decorate a subclass of methods.Method"):
+    with pytest.raises(PluginError, match="must decorate a subclass of defectseg.methods.Method"):
         load_plugin(write_plugin(tmp_path, "not_a_method", "@register_method('plain')\nclass Plain:\n    pass\n"))
     with pytest.raises(PluginError, match="registered no method"):
         load_plugin(write_plugin(tmp_path, "empty", "X = 1\n"))

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 import run_all
-from benchmarks.engine import layout
-from benchmarks.engine.io import ResultsError, read_json, write_json
-from benchmarks.engine.split_store import recorded_split
-from benchmarks.grid.publish import publish
-from benchmarks.reporting.aggregate import collect_runs, run_status
+from defectseg.benchmarks.engine import layout
+from defectseg.benchmarks.engine.io import ResultsError, read_json, write_json
+from defectseg.benchmarks.engine.split_store import recorded_split
+from defectseg.benchmarks.grid.publish import publish
+from defectseg.benchmarks.reporting.aggregate import collect_runs, run_status
 from tests.helpers import train_smoke
 
 LABEL = "smoke/synthetic/0.2/supervised/seed0"

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.engine.config import load_profile, resolve_run
-from benchmarks.engine.runner import train_run
+from defectseg.benchmarks.engine.config import load_profile, resolve_run
+from defectseg.benchmarks.engine.runner import train_run
 
 pytestmark = pytest.mark.slow  # trains models or simulates: run by make test, not make test-fast
 

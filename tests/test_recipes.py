@@ -6,10 +6,10 @@ import pytest
 import torch
 import yaml
 
-from benchmarks.engine.config import config_hash, load_profile, resolve_run
-from benchmarks.engine.trainer import build_scheduler
-from datasets.transforms import authors_augment, to_float
-from methods import ConfigError
+from defectseg.benchmarks.engine.config import config_hash, load_profile, resolve_run
+from defectseg.benchmarks.engine.trainer import build_scheduler
+from defectseg.datasets.transforms import authors_augment, to_float
+from defectseg.methods import ConfigError
 
 REFERENCE = Path(__file__).resolve().parents[1] / "results" / "reference"
 REFERENCE_RUNS = [REFERENCE / "cpu" / "runs", REFERENCE / "label_scarcity" / "runs"]
@@ -109,7 +109,7 @@ def test_imagenet_normalisation():
     assert torch.equal(to_float(images), torch.ones(1, 3, 2, 2))
 
 
-@pytest.mark.parametrize("method", sorted(m for m in __import__("methods").available_methods() if not m.startswith("test_")))
+@pytest.mark.parametrize("method", sorted(m for m in __import__("defectseg.methods").methods.available_methods() if not m.startswith("test_")))
 def test_every_method_trains_under_the_authors_recipe(method, tmp_path):
     from tests.helpers import smoke_config, train_smoke
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import yaml
 
-from benchmarks.engine.config import config_hash, load_profile, resolve_run
-from benchmarks.reporting.regenerate import run_overrides
+from defectseg.benchmarks.engine.config import config_hash, load_profile, resolve_run
+from defectseg.benchmarks.reporting.regenerate import run_overrides
 
 
 def _config_file(tmp_path: Path, run: dict) -> Path:

@@ -2,8 +2,8 @@
 import pytest
 from torch import nn
 
-from methods import ConfigError, Method, PluginError, available_methods, build_method, get_method_class, register_method
-from methods.registry import _METHODS
+from defectseg.methods import ConfigError, Method, PluginError, available_methods, build_method, get_method_class, register_method
+from defectseg.methods.registry import _METHODS
 
 
 def test_builtin_methods_registered():
@@ -11,7 +11,7 @@ def test_builtin_methods_registered():
 
 
 def test_registering_a_non_method_or_incomplete_method_is_an_error():
-    with pytest.raises(PluginError, match="subclass of methods.Method"):
+    with pytest.raises(PluginError, match="subclass of defectseg.methods.Method"):
         register_method("bad")(nn.Module)
 
     class Incomplete(Method):

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 import run_all
-from benchmarks.reporting.report import _test_sentence, setup_blocks
+from defectseg.benchmarks.reporting.report import _test_sentence, setup_blocks
 from tests.fixtures_results import ENVIRONMENT, FAILED, PROFILE, write_fixture_results
 
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 from grid_helpers import plugin_methods, tiny_profile, keep_torch_threads  # noqa: F401 (autouse fixture)
 
-from benchmarks.engine.layout import run_dir
-from benchmarks.engine.trainer import CHECKPOINT_KEYS
-from benchmarks.grid.execute import expand_grid, run_grid
-from methods import get_method_class
+from defectseg.benchmarks.engine.layout import run_dir
+from defectseg.benchmarks.engine.trainer import CHECKPOINT_KEYS
+from defectseg.benchmarks.grid.execute import expand_grid, run_grid
+from defectseg.methods import get_method_class
 from tests.helpers import interrupt_at
 
 TIMINGS = {"train_seconds", "iterations_per_second", "eval_ms_per_image", "environment"}

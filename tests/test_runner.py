@@ -6,14 +6,14 @@ import torch
 import yaml
 
 import run_all
-from benchmarks.grid import migrate_splits
-from benchmarks.engine.environment import cpu_model, resolve_precision
-from benchmarks.engine.runner import train_run
-from benchmarks.engine.trainer import NonFiniteLossError
-from datasets.splits import Split
-from methods import Method, register_method
-from methods.losses import segmentation_loss
-from methods.networks import build_network
+from defectseg.benchmarks.grid import migrate_splits
+from defectseg.benchmarks.engine.environment import cpu_model, resolve_precision
+from defectseg.benchmarks.engine.runner import train_run
+from defectseg.benchmarks.engine.trainer import NonFiniteLossError
+from defectseg.datasets.splits import Split
+from defectseg.methods import Method, register_method
+from defectseg.methods.losses import segmentation_loss
+from defectseg.methods.networks import build_network
 from tests.helpers import smoke_config, train_smoke
 
 

@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 
 import run_all
-from benchmarks.reporting.aggregate import collect_runs
-from benchmarks.reporting.selection import POLICIES, policy_records
+from defectseg.benchmarks.reporting.aggregate import collect_runs
+from defectseg.benchmarks.reporting.selection import POLICIES, policy_records
 
 pytestmark = pytest.mark.slow  # trains models or simulates: run by make test, not make test-fast
 

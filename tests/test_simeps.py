@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from methods import ConfigError, LabeledBatch, build_method
-from methods.ensemble import ensemble_logits
-from methods.simeps import ensemble_cross_pseudo_labels
-from methods.similarity import similarity_consistency, similarity_map
+from defectseg.methods import ConfigError, LabeledBatch, build_method
+from defectseg.methods.ensemble import ensemble_logits
+from defectseg.methods.simeps import ensemble_cross_pseudo_labels
+from defectseg.methods.similarity import similarity_consistency, similarity_map
 
 torch.set_num_threads(1)
 
@@ -77,7 +77,7 @@ def test_similarity_at_encoder_and_decoder_stages(monkeypatch):
     all_stages = _simeps(similarity_stages=["encoder", "decoder", "output"]).training_step(labeled, unlabeled, 10, 100)
     assert all_stages["loss_sim"].item() > output_only.item()
     all_stages["loss"].backward()
-    monkeypatch.setattr("methods.simeps.UNetDecoder", type("OtherDecoder", (), {}))  # as with an smp backbone
+    monkeypatch.setattr("defectseg.methods.simeps.UNetDecoder", type("OtherDecoder", (), {}))  # as with an smp backbone
     with pytest.raises(ConfigError, match="similarity_stages"):
         build_method("simeps", {"similarity_stages": ["decoder"]}, 1, 3)
     build_method("simeps", {"similarity_stages": ["output"]}, 1, 3)

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from methods import available_methods, get_method_class, load_plugin
+from defectseg.methods import available_methods, get_method_class, load_plugin
 from tests.helpers import restored_registry, train_smoke, untrained_miou
 from tests.test_contract import EXAMPLE
 
 pytestmark = pytest.mark.slow  # trains models or simulates: run by make test, not make test-fast
 
-BUILTIN = [name for name in available_methods() if get_method_class(name).__module__.startswith("methods.")]
+BUILTIN = [name for name in available_methods() if get_method_class(name).__module__.startswith("defectseg.methods.")]
 PLUGIN = "my_method"  # docs/examples/my_method.py
 OVERRIDES = {"ua_mt": ("method_options.ua_mt.mc_passes=2",)}  # 3 teacher passes a step instead of 9
 VARIANTS = {  # the prediction variants each method reports besides its default prediction

@@ -9,9 +9,9 @@ import pytest
 import scipy.stats
 
 import run_all
-from benchmarks.engine.config import CONFIG_DIR
-from benchmarks.reporting.aggregate import collect_runs
-from benchmarks.reporting.spread import spread_points, spread_statistics
+from defectseg.benchmarks.engine.config import CONFIG_DIR
+from defectseg.benchmarks.reporting.aggregate import collect_runs
+from defectseg.benchmarks.reporting.spread import spread_points, spread_statistics
 
 pytestmark = pytest.mark.slow  # trains models or simulates: run by make test, not make test-fast
 

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 import scipy.stats
 
-from benchmarks.reporting.aggregate import ResultsError, collect_runs, main_runs
-from benchmarks.engine import layout
-from benchmarks.engine.per_image import PixelCounts, paper_image_iou, standard_miou
-from benchmarks.reporting.statistics import (
+from defectseg.benchmarks.reporting.aggregate import ResultsError, collect_runs, main_runs
+from defectseg.benchmarks.engine import layout
+from defectseg.benchmarks.engine.per_image import PixelCounts, paper_image_iou, standard_miou
+from defectseg.benchmarks.reporting.statistics import (
     BETTER, NO_EVIDENCE, NO_RECORDS, PROTOCOLS, TOO_FEW_UNITS, WORSE, RunRecords, average_ranks, cell_scores, cell_statistics, compare,
     compare_run_folders, detectable_effect, friedman_permutation_p, holm, linearise, load_run_records, mark, nemenyi_critical_difference,
     probability_of_improvement, rank_analysis, run_metric, shared_image_variance, unit_interval,

@@ -11,11 +11,11 @@ import pytest
 from grid_helpers import TINY, keep_torch_threads  # noqa: F401 (autouse fixture)
 
 import run_all
-from benchmarks.engine import layout
-from benchmarks.engine.config import load_profile
-from benchmarks.engine.runner import train_run
-from benchmarks.grid.execute import expand_grid
-from benchmarks.grid.status import RunStatus, grid_status, other_profiles_paces, remaining_work
+from defectseg.benchmarks.engine import layout
+from defectseg.benchmarks.engine.config import load_profile
+from defectseg.benchmarks.engine.runner import train_run
+from defectseg.benchmarks.grid.execute import expand_grid
+from defectseg.benchmarks.grid.status import RunStatus, grid_status, other_profiles_paces, remaining_work
 
 OVERRIDES = [*TINY, "seeds=[0, 1, 2, 3, 4]", "ratios=[0.2, 0.4]"]
 

@@ -4,12 +4,12 @@ import pytest
 import scipy.stats
 
 import run_all
-from benchmarks.reporting.aggregate import ablation_runs, collect_failures, collect_runs
-from benchmarks.reporting.paper import canonical_losses
-from benchmarks.reporting.paper_tables import ablation_cell, ablation_table
-from benchmarks.reporting.statistics import cell_scores, friedman_permutation_p
-from benchmarks.reporting.table_format import latex_escape, mean_std
-from benchmarks.reporting.tables import best_steps_table, write_tables
+from defectseg.benchmarks.reporting.aggregate import ablation_runs, collect_failures, collect_runs
+from defectseg.benchmarks.reporting.paper import canonical_losses
+from defectseg.benchmarks.reporting.paper_tables import ablation_cell, ablation_table
+from defectseg.benchmarks.reporting.statistics import cell_scores, friedman_permutation_p
+from defectseg.benchmarks.reporting.table_format import latex_escape, mean_std
+from defectseg.benchmarks.reporting.tables import best_steps_table, write_tables
 from tests.fixtures_results import FAILED, HAND_CHECKED, NO_RECORDS, PROFILE, write_fixture_results
 
 

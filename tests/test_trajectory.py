@@ -12,10 +12,10 @@ import torch
 from grid_helpers import keep_torch_threads, tiny_profile  # noqa: F401 (autouse fixture)
 from torch import Tensor, nn
 
-from benchmarks.engine import layout
-from benchmarks.engine.per_image import DEFAULT_PREDICTION, PixelCounts, read_per_image
-from benchmarks.engine.split_store import record_split, recorded_split
-from benchmarks.engine.trajectory import (
+from defectseg.benchmarks.engine import layout
+from defectseg.benchmarks.engine.per_image import DEFAULT_PREDICTION, PixelCounts, read_per_image
+from defectseg.benchmarks.engine.split_store import record_split, recorded_split
+from defectseg.benchmarks.engine.trajectory import (
     Trajectory,
     TrajectoryError,
     budget_subset,
@@ -24,11 +24,11 @@ from benchmarks.engine.trajectory import (
     select_checkpoints,
     write_trajectory,
 )
-from benchmarks.grid.execute import expand_grid, run_grid
-from datasets.splits import Split
-from methods import ConfigError, LabeledBatch, Method, get_method_class, register_method
-from methods.losses import segmentation_loss
-from methods.registry import _METHODS
+from defectseg.benchmarks.grid.execute import expand_grid, run_grid
+from defectseg.datasets.splits import Split
+from defectseg.methods import ConfigError, LabeledBatch, Method, get_method_class, register_method
+from defectseg.methods.losses import segmentation_loss
+from defectseg.methods.registry import _METHODS
 from tests.helpers import interrupt_at, train_smoke
 
 # 60 steps, validation every 10 at a high learning rate: on the machines tried the best

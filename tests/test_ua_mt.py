@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from methods import LabeledBatch, build_method
-from methods.ramps import sigmoid_rampup
-from methods.ua_mt import masked_softmax_mse, predictive_entropy, uncertainty_threshold
+from defectseg.methods import LabeledBatch, build_method
+from defectseg.methods.ramps import sigmoid_rampup
+from defectseg.methods.ua_mt import masked_softmax_mse, predictive_entropy, uncertainty_threshold
 
 NUM_CLASSES = 3
 TOTAL_STEPS = 100

@@ -2,11 +2,11 @@
 import pytest
 import torch
 
-from methods import ConfigError, LabeledBatch, build_method
-from methods.ensemble import ensemble_logits, mean_probabilities
-from methods.losses import log_probabilities, pseudo_label_loss
-from methods.networks import count_parameters
-from methods.uaps import decoder_uncertainty, mixed_pseudo_label, uncertainty_weighted_loss
+from defectseg.methods import ConfigError, LabeledBatch, build_method
+from defectseg.methods.ensemble import ensemble_logits, mean_probabilities
+from defectseg.methods.losses import log_probabilities, pseudo_label_loss
+from defectseg.methods.networks import count_parameters
+from defectseg.methods.uaps import decoder_uncertainty, mixed_pseudo_label, uncertainty_weighted_loss
 
 torch.set_num_threads(1)
 PAPER_PARAMS_M = (1.82, 2.45, 3.08, 3.72, 4.35)  # UAPS paper, NEU-Seg (3 channels, 4 classes), D = 0..4

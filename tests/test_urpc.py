@@ -3,9 +3,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from methods import ConfigError, build_method
-from methods.losses import segmentation_loss
-from methods.urpc import rectified_pyramid_consistency
+from defectseg.methods import ConfigError, build_method
+from defectseg.methods.losses import segmentation_loss
+from defectseg.methods.urpc import rectified_pyramid_consistency
 from tests.helpers import tiny_batch
 
 

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 import run_all
-from benchmarks.engine.layout import run_dir
-from benchmarks.engine.metrics import SegmentationMeter
-from benchmarks.reporting.pictures import PALETTE, colorize, error_map, per_image_iou, uncertainty_map
-from methods import ConfigError, build_method
+from defectseg.benchmarks.engine.layout import run_dir
+from defectseg.benchmarks.engine.metrics import SegmentationMeter
+from defectseg.benchmarks.reporting.pictures import PALETTE, colorize, error_map, per_image_iou, uncertainty_map
+from defectseg.methods import ConfigError, build_method
 from tests.helpers import smoke_config, train_smoke
 
 torch.set_num_threads(1)

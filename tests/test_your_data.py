@@ -14,13 +14,13 @@ import torch
 from PIL import Image
 
 import run_all
-from benchmarks.deploy.choose import best_run
-from benchmarks.deploy.network import load_network
-from benchmarks.deploy.predict import predict_masks
-from benchmarks.engine import layout
-from benchmarks.engine.io import ResultsError, read_json, write_json
-from datasets.base import DATA_ROOT_ENV
-from datasets.imagefiles import decode_image
+from defectseg.benchmarks.deploy.choose import best_run
+from defectseg.benchmarks.deploy.network import load_network
+from defectseg.benchmarks.deploy.predict import predict_masks
+from defectseg.benchmarks.engine import layout
+from defectseg.benchmarks.engine.io import ResultsError, read_json, write_json
+from defectseg.datasets.base import DATA_ROOT_ENV
+from defectseg.datasets.imagefiles import decode_image
 from tests.fixtures_results import write_fixture_results
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "your_data.md"

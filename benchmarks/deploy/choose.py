@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.engine import layout
-from benchmarks.engine.io import ResultsError, read_json
-from benchmarks.reporting.aggregate import collect_runs
+from defectseg.benchmarks.engine import layout
+from defectseg.benchmarks.engine.io import ResultsError, read_json
+from defectseg.benchmarks.reporting.aggregate import collect_runs
 
 CELL = ["profile", "ratio", "method"]
 

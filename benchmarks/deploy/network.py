@@ -10,13 +10,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from datasets import get_dataset
-from datasets.cache import resize_image
-from methods import Method
+from defectseg.datasets import get_dataset
+from defectseg.datasets.cache import resize_image
+from defectseg.methods import Method
 
-from benchmarks.engine.environment import resolve_device
-from benchmarks.engine.evaluate import prepare_images
-from benchmarks.engine.trained import load_best, read_run_config
+from defectseg.benchmarks.engine.environment import resolve_device
+from defectseg.benchmarks.engine.evaluate import prepare_images
+from defectseg.benchmarks.engine.trained import load_best, read_run_config
 
 
 @dataclass(frozen=True)

@@ -22,11 +22,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from datasets.atomic import atomic_open
-from datasets.transforms import normalization_constants
-from methods import ConfigError, Method
+from defectseg.datasets.atomic import atomic_open
+from defectseg.datasets.transforms import normalization_constants
+from defectseg.methods import ConfigError, Method
 
-from benchmarks.deploy.network import Network
+from defectseg.benchmarks.deploy.network import Network
 
 OPSET = 17
 METADATA_KEY = "defectseg"

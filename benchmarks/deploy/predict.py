@@ -28,14 +28,14 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 
-from datasets.atomic import atomic_open
-from datasets.base import DatasetError
-from datasets.custom import IMAGE_SUFFIXES
-from datasets.imagefiles import decode_image
-from methods import ConfigError
+from defectseg.datasets.atomic import atomic_open
+from defectseg.datasets.base import DatasetError
+from defectseg.datasets.custom import IMAGE_SUFFIXES
+from defectseg.datasets.imagefiles import decode_image
+from defectseg.methods import ConfigError
 
-from benchmarks.deploy.network import Network
-from benchmarks.reporting.pictures import colorize
+from defectseg.benchmarks.deploy.network import Network
+from defectseg.benchmarks.reporting.pictures import colorize
 
 MASKS, OVERLAYS, AREAS = "masks", "overlays", "areas.csv"
 OVERLAY_ALPHA = 0.5

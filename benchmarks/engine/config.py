@@ -33,12 +33,12 @@ from typing import Any
 
 import yaml
 
-from datasets import DATASETS
-from datasets.cache import RESIZES
-from datasets.transforms import AUGMENTATIONS, NORMALIZATIONS
-from methods import ConfigError, Option, available_methods, choice, flag, get_method_class, integer, number, text
+from defectseg.datasets import DATASETS
+from defectseg.datasets.cache import RESIZES
+from defectseg.datasets.transforms import AUGMENTATIONS, NORMALIZATIONS
+from defectseg.methods import ConfigError, Option, available_methods, choice, flag, get_method_class, integer, number, text
 
-from benchmarks.engine.recipes import train_recipe
+from defectseg.benchmarks.engine.recipes import train_recipe
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from datasets.atomic import write_once
-from methods import ConfigError
+from defectseg.datasets.atomic import write_once
+from defectseg.methods import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,12 +9,12 @@ import torch
 from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
 
-from datasets.transforms import to_float
-from methods import Method
-from methods.losses import hard_labels
+from defectseg.datasets.transforms import to_float
+from defectseg.methods import Method
+from defectseg.methods.losses import hard_labels
 
-from benchmarks.engine.metrics import SegmentationMeter
-from benchmarks.engine.per_image import DEFAULT_PREDICTION, PixelCounts, protocol_metrics
+from defectseg.benchmarks.engine.metrics import SegmentationMeter
+from defectseg.benchmarks.engine.per_image import DEFAULT_PREDICTION, PixelCounts, protocol_metrics
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

@@ -11,7 +11,7 @@ import os
 import uuid
 from pathlib import Path
 
-from methods import ConfigError
+from defectseg.methods import ConfigError
 
 CAUSES = {
     errno.ENOTDIR: "not a folder (a file stands where a folder is expected)",

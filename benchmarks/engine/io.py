@@ -14,7 +14,7 @@ from typing import Any
 import torch
 import yaml
 
-from datasets.atomic import atomic_open
+from defectseg.datasets.atomic import atomic_open
 
 
 class ResultsError(ValueError):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from benchmarks.engine.per_image import PixelCounts, protocol_metrics
+from defectseg.benchmarks.engine.per_image import PixelCounts, protocol_metrics
 
 
 class SegmentationMeter:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from datasets.atomic import atomic_open
+from defectseg.datasets.atomic import atomic_open
 
 DEFAULT_PREDICTION = "default"
 

@@ -19,9 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from methods import ConfigError
-from methods.base import RECIPES, per_dataset
-from methods.released_loops import SIMEPS_LOOPS, UAPS_LOOPS, ReleasedLoop
+from defectseg.methods import ConfigError
+from defectseg.methods.base import RECIPES, per_dataset
+from defectseg.methods.released_loops import SIMEPS_LOOPS, UAPS_LOOPS, ReleasedLoop
 
 Loop = Callable[[str, str], dict[str, Any]]  # (registered method, dataset) -> train settings of that run
 

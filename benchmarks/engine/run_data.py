@@ -9,10 +9,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from datasets import get_dataset
-from datasets.base import NO_MASK, DatasetError
-from datasets.cache import ArrayBundle, load_arrays
-from datasets.splits import Split, make_split
+from defectseg.datasets import get_dataset
+from defectseg.datasets.base import NO_MASK, DatasetError
+from defectseg.datasets.cache import ArrayBundle, load_arrays
+from defectseg.datasets.splits import Split, make_split
 
 
 @dataclass

@@ -18,12 +18,12 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from methods import ConfigError
+from defectseg.methods import ConfigError
 
-from benchmarks.engine import layout
-from benchmarks.engine.config import config_differences, config_hash
-from benchmarks.engine.io import ResultsError, read_json, read_yaml, write_json
-from benchmarks.engine.per_image import PerImageError, read_per_image
+from defectseg.benchmarks.engine import layout
+from defectseg.benchmarks.engine.config import config_differences, config_hash
+from defectseg.benchmarks.engine.io import ResultsError, read_json, read_yaml, write_json
+from defectseg.benchmarks.engine.per_image import PerImageError, read_per_image
 
 RUN_KEYS = ("profile", "dataset", "ratio", "method", "seed")  # of a metrics.json's "run"
 METRIC_KEYS = {"standard": ("miou", "mdice"), "paper": ("miou",)}  # what the tables read of each protocol

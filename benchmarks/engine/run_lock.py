@@ -13,9 +13,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from benchmarks.engine import layout
-from benchmarks.engine.io import ResultsError
-from benchmarks.grid.locks import STALE_AFTER_SECONDS, FileLock, OwnerCheck, describe_owner
+from defectseg.benchmarks.engine import layout
+from defectseg.benchmarks.engine.io import ResultsError
+from defectseg.benchmarks.grid.locks import STALE_AFTER_SECONDS, FileLock, OwnerCheck, describe_owner
 
 
 class RunHeldError(ResultsError):

@@ -35,24 +35,26 @@ from typing import Any
 
 import torch
 
-from datasets.base import DatasetError
-from datasets.splits import Split
-from methods import ConfigError, Method
-from methods.networks import count_parameters
+from defectseg.datasets.base import DatasetError
+from defectseg.datasets.splits import Split
+from defectseg.methods import ConfigError, Method
+from defectseg.methods.networks import count_parameters
 
-from benchmarks.engine import layout
-from benchmarks.engine.config import config_hash, registered_method
-from benchmarks.engine.environment import environment, resolve_device, resolved_train_settings, slow_bf16_warning
-from benchmarks.engine.evaluate import autocast, count_macs, evaluate, metrics_from_counts, prediction_counts, prepare_images, time_per_image
-from benchmarks.engine.io import ResultsError, load_torch, write_json, write_yaml
-from benchmarks.engine.per_image import write_per_image
-from benchmarks.engine.run_data import RunData, load_run_data
-from benchmarks.engine.run_folder import check_run_folder, completed_metrics, failure_recorded
-from benchmarks.engine.run_lock import check_not_held, claimed
-from benchmarks.engine.split_store import record_split, recorded_split
-from benchmarks.engine.trained import load_best, read_run_config
-from benchmarks.engine.trainer import TrainState, fit
-from benchmarks.engine.trajectory import TrajectoryError, read_trajectory
+from defectseg.benchmarks.engine import layout
+from defectseg.benchmarks.engine.config import config_hash, registered_method
+from defectseg.benchmarks.engine.environment import environment, resolve_device, resolved_train_settings, slow_bf16_warning
+from defectseg.benchmarks.engine.evaluate import (
+    autocast, count_macs, evaluate, metrics_from_counts, prediction_counts, prepare_images, time_per_image,
+)
+from defectseg.benchmarks.engine.io import ResultsError, load_torch, write_json, write_yaml
+from defectseg.benchmarks.engine.per_image import write_per_image
+from defectseg.benchmarks.engine.run_data import RunData, load_run_data
+from defectseg.benchmarks.engine.run_folder import check_run_folder, completed_metrics, failure_recorded
+from defectseg.benchmarks.engine.run_lock import check_not_held, claimed
+from defectseg.benchmarks.engine.split_store import record_split, recorded_split
+from defectseg.benchmarks.engine.trained import load_best, read_run_config
+from defectseg.benchmarks.engine.trainer import TrainState, fit
+from defectseg.benchmarks.engine.trajectory import TrajectoryError, read_trajectory
 
 
 def train_run(

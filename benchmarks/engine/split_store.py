@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from datasets.atomic import atomic_open
-from datasets.base import DatasetError
-from datasets.splits import Split
+from defectseg.datasets.atomic import atomic_open
+from defectseg.datasets.base import DatasetError
+from defectseg.datasets.splits import Split
 
-from benchmarks.engine import layout
+from defectseg.benchmarks.engine import layout
 
 
 def store_split(results_dir: Path, split: Split) -> Path:

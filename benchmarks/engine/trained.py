@@ -6,11 +6,11 @@ from typing import Any
 
 import torch
 
-from methods import Method, build_method
+from defectseg.methods import Method, build_method
 
-from benchmarks.engine import layout
-from benchmarks.engine.config import PROFILE_DEFAULTS, registered_method
-from benchmarks.engine.io import ResultsError, load_torch, read_yaml
+from defectseg.benchmarks.engine import layout
+from defectseg.benchmarks.engine.config import PROFILE_DEFAULTS, registered_method
+from defectseg.benchmarks.engine.io import ResultsError, load_torch, read_yaml
 
 
 def read_run_config(run_directory: Path) -> dict[str, Any]:

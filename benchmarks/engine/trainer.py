@@ -21,18 +21,18 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from datasets.atomic import atomic_open
-from datasets.transforms import authors_augment, random_flip_rot90
-from methods import LabeledBatch, Method, build_method
-from methods.registry import check_step_output
+from defectseg.datasets.atomic import atomic_open
+from defectseg.datasets.transforms import authors_augment, random_flip_rot90
+from defectseg.methods import LabeledBatch, Method, build_method
+from defectseg.methods.registry import check_step_output
 
-from benchmarks.engine import layout
-from benchmarks.engine.config import registered_method
-from benchmarks.engine.evaluate import autocast, prediction_counts, prepare_images
-from benchmarks.engine.io import save_torch
-from benchmarks.engine.per_image import DEFAULT_PREDICTION, PixelCounts, selection_score
-from benchmarks.engine.run_data import RunData
-from benchmarks.engine.trajectory import Trajectory, read_trajectory, write_trajectory
+from defectseg.benchmarks.engine import layout
+from defectseg.benchmarks.engine.config import registered_method
+from defectseg.benchmarks.engine.evaluate import autocast, prediction_counts, prepare_images
+from defectseg.benchmarks.engine.io import save_torch
+from defectseg.benchmarks.engine.per_image import DEFAULT_PREDICTION, PixelCounts, selection_score
+from defectseg.benchmarks.engine.run_data import RunData
+from defectseg.benchmarks.engine.trajectory import Trajectory, read_trajectory, write_trajectory
 
 CHECKPOINT_KEYS = ("config_hash", "method", "optimizer", "labeled_sampler", "unlabeled_sampler", "augment_generator", "rng", "state")
 Scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau

@@ -32,11 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets.atomic import atomic_open
+from defectseg.datasets.atomic import atomic_open
 
-from benchmarks.engine import layout
-from benchmarks.engine.per_image import PixelCounts, paper_image_iou, selection_score, standard_miou
-from benchmarks.engine.split_store import recorded_split
+from defectseg.benchmarks.engine import layout
+from defectseg.benchmarks.engine.per_image import PixelCounts, paper_image_iou, selection_score, standard_miou
+from defectseg.benchmarks.engine.split_store import recorded_split
 
 POLICIES = ("full_val", "val_budget", "final", "test_best_standard", "test_best_paper")
 ARRAYS = ("steps", "val_ids", "test_ids", "class_names", "val_counts", "test_counts")

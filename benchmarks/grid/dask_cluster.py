@@ -15,10 +15,10 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from methods import ConfigError
+from defectseg.methods import ConfigError
 
-from benchmarks.engine.folders import os_error_cause
-from benchmarks.grid.locks import OwnerCheck
+from defectseg.benchmarks.engine.folders import os_error_cause
+from defectseg.benchmarks.grid.locks import OwnerCheck
 
 CONNECT_SECONDS = 10
 PROBED_SCHEMES = ("tcp", "tls", "ws", "wss")  # served over TCP: a refused port is known at once

@@ -55,20 +55,20 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from datasets import DATASETS, available_datasets, get_dataset
-from datasets.base import resolve_data_root
-from datasets.cache import load_arrays
-from methods import ConfigError, available_methods, load_entry_point_plugins, load_plugin
+from defectseg.datasets import DATASETS, available_datasets, get_dataset
+from defectseg.datasets.base import resolve_data_root
+from defectseg.datasets.cache import load_arrays
+from defectseg.methods import ConfigError, available_methods, load_entry_point_plugins, load_plugin
 
-from benchmarks.engine import layout
-from benchmarks.engine.config import method_ratios, resolve_run
-from benchmarks.engine.folders import error_reason
-from benchmarks.engine.io import ResultsError, write_json
-from benchmarks.engine.run_folder import completed_metrics, write_failure
-from benchmarks.engine.run_lock import RunHeldError, claimed
-from benchmarks.engine.runner import check_record_every, train_pending
-from benchmarks.grid import dask_cluster
-from benchmarks.grid.locks import FileLock, OwnerCheck, lease_device
+from defectseg.benchmarks.engine import layout
+from defectseg.benchmarks.engine.config import method_ratios, resolve_run
+from defectseg.benchmarks.engine.folders import error_reason
+from defectseg.benchmarks.engine.io import ResultsError, write_json
+from defectseg.benchmarks.engine.run_folder import completed_metrics, write_failure
+from defectseg.benchmarks.engine.run_lock import RunHeldError, claimed
+from defectseg.benchmarks.engine.runner import check_record_every, train_pending
+from defectseg.benchmarks.grid import dask_cluster
+from defectseg.benchmarks.grid.locks import FileLock, OwnerCheck, lease_device
 
 BACKENDS = ("local", "dask")
 COMPLETED, SKIPPED_DONE, SKIPPED_RUNNING, FAILED = "completed", "skipped (done)", "skipped (running elsewhere)", "failed"
@@ -431,7 +431,7 @@ def _run_on_dask(pending: list[tuple[int, dict]], settings: RunSettings, schedul
 
 def _check_cluster_imports(client: Any, address: str) -> None:
     """Fail fast where Dask would hang: the scheduler and every worker must import this repository."""
-    probe = ("import benchmarks.grid.execute", {})  # exec'd remotely: our tasks are pickled by reference
+    probe = ("import defectseg.benchmarks.grid.execute", {})  # exec'd remotely: our tasks are pickled by reference
     try:
         client.run_on_scheduler(exec, *probe)
         client.run(exec, *probe)

@@ -13,11 +13,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from datasets.splits import Split
+from defectseg.datasets.splits import Split
 
-from benchmarks.engine import layout
-from benchmarks.engine.split_store import record_split
-from benchmarks.grid.locks import FileLock
+from defectseg.benchmarks.engine import layout
+from defectseg.benchmarks.engine.split_store import record_split
+from defectseg.benchmarks.grid.locks import FileLock
 
 
 def migrate(results_dir: Path, dry_run: bool = False) -> tuple[list[Path], list[Path]]:

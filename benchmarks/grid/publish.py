@@ -21,12 +21,12 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from datasets.atomic import atomic_open
+from defectseg.datasets.atomic import atomic_open
 
-from benchmarks.engine import layout
-from benchmarks.engine.io import ResultsError, read_json
-from benchmarks.engine.split_store import record_split, recorded_split
-from benchmarks.reporting.aggregate import check_one_configuration, require_profiles, run_status
+from defectseg.benchmarks.engine import layout
+from defectseg.benchmarks.engine.io import ResultsError, read_json
+from defectseg.benchmarks.engine.split_store import record_split, recorded_split
+from defectseg.benchmarks.reporting.aggregate import check_one_configuration, require_profiles, run_status
 
 RESULT_FILES = (layout.CONFIG, layout.TRAIN_LOG, layout.PER_IMAGE, layout.TRAJECTORY)  # copied when present, before METRICS
 

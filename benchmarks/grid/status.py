@@ -29,11 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.engine import layout
-from benchmarks.engine.io import ResultsError, read_json, read_yaml
-from benchmarks.engine.run_folder import completed_metrics
-from benchmarks.engine.run_lock import RunHeldError, check_not_held
-from benchmarks.reporting.aggregate import find_profiles, run_directories
+from defectseg.benchmarks.engine import layout
+from defectseg.benchmarks.engine.io import ResultsError, read_json, read_yaml
+from defectseg.benchmarks.engine.run_folder import completed_metrics
+from defectseg.benchmarks.engine.run_lock import RunHeldError, check_not_held
+from defectseg.benchmarks.reporting.aggregate import find_profiles, run_directories
 
 STATES = ("completed", "running", "interrupted", "failed", "pending")
 

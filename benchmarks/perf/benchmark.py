@@ -36,16 +36,16 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from datasets.atomic import atomic_open
-from datasets.cache import load_arrays
-from datasets.transforms import to_float
-from methods import Method, available_methods, build_method
+from defectseg.datasets.atomic import atomic_open
+from defectseg.datasets.cache import load_arrays
+from defectseg.datasets.transforms import to_float
+from defectseg.methods import Method, available_methods, build_method
 
-from benchmarks.engine.config import PROFILE_DEFAULTS
-from benchmarks.engine.environment import environment, matmul_tflops, resolve_device, resolved_train_settings
-from benchmarks.engine.io import write_json
-from benchmarks.perf.data import PerfImages, perf_images
-from benchmarks.perf.paths import (
+from defectseg.benchmarks.engine.config import PROFILE_DEFAULTS
+from defectseg.benchmarks.engine.environment import environment, matmul_tflops, resolve_device, resolved_train_settings
+from defectseg.benchmarks.engine.io import write_json
+from defectseg.benchmarks.perf.data import PerfImages, perf_images
+from defectseg.benchmarks.perf.paths import (
     FastPath,
     FastVariant,
     PeakMemory,
@@ -472,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
     args.eval_repeats = args.eval_repeats or eval_repeats
     started = time.perf_counter()
     if args.paper_run is not None:
-        from benchmarks.perf.extras import paper_run
+        from defectseg.benchmarks.perf.extras import paper_run
 
         paper_run(args.paper_run, device, args.data_root, args.out)
     else:

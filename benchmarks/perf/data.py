@@ -24,13 +24,13 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
-from datasets.base import DATA_ROOT_ENV, DatasetError, Record
-from datasets.cache import decode_resized  # the cache's decoder: identical pixels
-from datasets.neu import NEUSeg
-from datasets.synthetic import generate
-from datasets.transforms import to_float
+from defectseg.datasets.base import DATA_ROOT_ENV, DatasetError, Record
+from defectseg.datasets.cache import decode_resized  # the cache's decoder: identical pixels
+from defectseg.datasets.neu import NEUSeg
+from defectseg.datasets.synthetic import generate
+from defectseg.datasets.transforms import to_float
 
-from benchmarks.engine.environment import REPO_ROOT
+from defectseg.benchmarks.engine.environment import REPO_ROOT
 
 NEU_IMAGE_SIZE = 200
 SHARED_DATA_ROOT = REPO_ROOT.parent / "shared" / "data"

@@ -16,15 +16,15 @@ from typing import Any
 import pandas as pd
 import torch
 
-from datasets.neu import NEUSeg
+from defectseg.datasets.neu import NEUSeg
 
-from benchmarks.engine.config import config_hash, load_profile, resolve_run
-from benchmarks.engine.environment import resolved_train_settings
-from benchmarks.engine.io import write_json
-from benchmarks.engine.run_data import load_run_data
-from benchmarks.engine.trainer import TrainState, train_step
-from benchmarks.perf.data import perf_data_root, write_standin
-from benchmarks.perf.paths import synchronize
+from defectseg.benchmarks.engine.config import config_hash, load_profile, resolve_run
+from defectseg.benchmarks.engine.environment import resolved_train_settings
+from defectseg.benchmarks.engine.io import write_json
+from defectseg.benchmarks.engine.run_data import load_run_data
+from defectseg.benchmarks.engine.trainer import TrainState, train_step
+from defectseg.benchmarks.perf.data import perf_data_root, write_standin
+from defectseg.benchmarks.perf.paths import synchronize
 
 PAPER_OVERRIDES = ["train.image_size=256", "train.batch_size=16", "train.unlabeled_batch_size=16"]
 STANDIN_IMAGES = 400

@@ -28,12 +28,12 @@ import torch
 from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
 
-from datasets.transforms import to_float
-from methods import LabeledBatch, Method
+from defectseg.datasets.transforms import to_float
+from defectseg.methods import LabeledBatch, Method
 
-from benchmarks.engine.evaluate import autocast, prepare_images
-from benchmarks.perf.data import PerfImages, reference_loader
-from benchmarks.engine.trainer import EpochSampler, optimizer_step, sample_batch, setup_training
+from defectseg.benchmarks.engine.evaluate import autocast, prepare_images
+from defectseg.benchmarks.perf.data import PerfImages, reference_loader
+from defectseg.benchmarks.engine.trainer import EpochSampler, optimizer_step, sample_batch, setup_training
 
 Batch = tuple[LabeledBatch, Tensor]
 

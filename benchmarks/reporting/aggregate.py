@@ -25,11 +25,11 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from benchmarks.engine import layout
-from benchmarks.engine.config import config_differences
-from benchmarks.engine.io import ResultsError, read_json, read_yaml
-from benchmarks.engine.run_folder import completed_run
-from benchmarks.reporting.paper import ABLATION_OPTIONS, option_value
+from defectseg.benchmarks.engine import layout
+from defectseg.benchmarks.engine.config import config_differences
+from defectseg.benchmarks.engine.io import ResultsError, read_json, read_yaml
+from defectseg.benchmarks.engine.run_folder import completed_run
+from defectseg.benchmarks.reporting.paper import ABLATION_OPTIONS, option_value
 
 RUN_KEYS = ["profile", "dataset", "ratio", "method", "seed"]
 CELL_KEYS = ["profile", "dataset", "ratio", "method"]

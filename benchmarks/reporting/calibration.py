@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from benchmarks.reporting.statistics import CONFIDENCE, PROTOCOLS, Protocol, linearise, unit_interval
+from defectseg.benchmarks.reporting.statistics import CONFIDENCE, PROTOCOLS, Protocol, linearise, unit_interval
 
 DESIGNS = {"shared": (840, 840, 0.09), "per_unit": (39, 392, 0.22)}  # images per unit, pool, per-image difference sd
 

@@ -21,7 +21,7 @@ from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from benchmarks.reporting.table_format import is_missing
+from defectseg.benchmarks.reporting.table_format import is_missing
 
 MISSING_HATCH = {"hatch": "//", "fill": False, "edgecolor": "0.6", "linewidth": 0.8}
 

@@ -11,7 +11,7 @@ import argparse
 import re
 from pathlib import Path
 
-from benchmarks.reporting.table_format import PROTOCOLS
+from defectseg.benchmarks.reporting.table_format import PROTOCOLS
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"

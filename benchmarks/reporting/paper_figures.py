@@ -16,12 +16,12 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from benchmarks.reporting.aggregate import ablation_runs, aggregate, variant_metric
-from benchmarks.reporting.figure_style import bar_group, bar_limits, empty_panel, note_missing, panels, zero_nan
-from benchmarks.reporting.paper import (
+from defectseg.benchmarks.reporting.aggregate import ablation_runs, aggregate, variant_metric
+from defectseg.benchmarks.reporting.figure_style import bar_group, bar_limits, empty_panel, note_missing, panels, zero_nan
+from defectseg.benchmarks.reporting.paper import (
     DECODER_COUNTS, LAMBDA_VALUES, MIXING_RATIOS, MIXING_VALUES, PAPER_LABEL, PAPER_STYLE, losses_tick, ordered_values, value_label,
 )
-from benchmarks.reporting.table_format import dataset_label, is_missing, ordered_datasets, ratio_label
+from defectseg.benchmarks.reporting.table_format import dataset_label, is_missing, ordered_datasets, ratio_label
 
 
 def plot_losses(runs: pd.DataFrame, profile: str, reference: dict[str, Any]) -> Figure | None:

@@ -15,10 +15,10 @@ from typing import Any
 
 import pandas as pd
 
-from benchmarks.reporting.aggregate import ablation_runs, aggregate, main_runs, variant_metric
-from benchmarks.reporting.paper import ABLATION_OPTIONS, OPTION_LABELS, losses_label, ordered_values, paper_source, value_label
-from benchmarks.reporting.statistics import COMPARISON_COLUMNS, DETECTABLE, INTERVALS, RULE, compare, holm, run_set_records
-from benchmarks.reporting.table_format import (
+from defectseg.benchmarks.reporting.aggregate import ablation_runs, aggregate, main_runs, variant_metric
+from defectseg.benchmarks.reporting.paper import ABLATION_OPTIONS, OPTION_LABELS, losses_label, ordered_values, paper_source, value_label
+from defectseg.benchmarks.reporting.statistics import COMPARISON_COLUMNS, DETECTABLE, INTERVALS, RULE, compare, holm, run_set_records
+from defectseg.benchmarks.reporting.table_format import (
     MISSING, Table, best_flags, cell_label, column_best, dataset_label, difference_text, is_missing, mean_std, number, ordered_cells,
     ordered_datasets, profile_setup, ratio_label,
 )

@@ -31,16 +31,16 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from torch import Tensor
 
-from methods import ConfigError
-from methods.ensemble import mean_probabilities
-from methods.losses import hard_labels, kl_to_mean
-from methods.similarity import similarity_map
+from defectseg.methods import ConfigError
+from defectseg.methods.ensemble import mean_probabilities
+from defectseg.methods.losses import hard_labels, kl_to_mean
+from defectseg.methods.similarity import similarity_map
 
-from benchmarks.engine import layout
-from benchmarks.engine.evaluate import prepare_images
-from benchmarks.engine.metrics import SegmentationMeter
-from benchmarks.engine.per_image import paper_image_iou
-from benchmarks.engine.runner import TrainedRun, load_trained_run
+from defectseg.benchmarks.engine import layout
+from defectseg.benchmarks.engine.evaluate import prepare_images
+from defectseg.benchmarks.engine.metrics import SegmentationMeter
+from defectseg.benchmarks.engine.per_image import paper_image_iou
+from defectseg.benchmarks.engine.runner import TrainedRun, load_trained_run
 
 # class id -> RGB; 0 (background) is black. Distinct colours after Trubetskoy's 20-colour list.
 PALETTE = np.array(

@@ -44,20 +44,20 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from benchmarks.engine import layout
-from benchmarks.engine.io import remove_stale
-from benchmarks.reporting.aggregate import ResultsError, ablation_runs, aggregate, collect_runs, find_profiles, main_runs
-from benchmarks.reporting.figure_style import note_missing, panels, save, theme, titled_legend, zero_nan
-from benchmarks.reporting.paper import (
+from defectseg.benchmarks.engine import layout
+from defectseg.benchmarks.engine.io import remove_stale
+from defectseg.benchmarks.reporting.aggregate import ResultsError, ablation_runs, aggregate, collect_runs, find_profiles, main_runs
+from defectseg.benchmarks.reporting.figure_style import note_missing, panels, save, theme, titled_legend, zero_nan
+from defectseg.benchmarks.reporting.paper import (
     ABLATION_OPTIONS, OPTION_LABELS, PAPER_LABEL, PAPER_STYLE, load_paper_reference, ordered_values, value_label,
 )
-from benchmarks.reporting.paper_figures import build_paper_figures
-from benchmarks.reporting.selection import POLICIES, POLICY_LABELS, policy_records, selection_tests
-from benchmarks.reporting.spread import spread_points
-from benchmarks.reporting.statistics import (
+from defectseg.benchmarks.reporting.paper_figures import build_paper_figures
+from defectseg.benchmarks.reporting.selection import POLICIES, POLICY_LABELS, policy_records, selection_tests
+from defectseg.benchmarks.reporting.spread import spread_points
+from defectseg.benchmarks.reporting.statistics import (
     ALPHA, BETTER, NO_EVIDENCE, WORSE, CellStatistics, cell_scores, cell_statistics, primary_baseline, rank_analysis,
 )
-from benchmarks.reporting.table_format import (
+from defectseg.benchmarks.reporting.table_format import (
     LATE_FRACTION, PROTOCOLS, dataset_label, is_missing, ordered_cells, ordered_datasets, ordered_methods, ratio_label,
 )
 

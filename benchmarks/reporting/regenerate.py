@@ -18,11 +18,11 @@ from typing import Any
 
 import pandas as pd
 
-from methods import ConfigError
+from defectseg.methods import ConfigError
 
-from benchmarks.engine import layout
-from benchmarks.engine.config import ABSENT, config_hash, differing_keys, load_profile, resolve_run, resolve_split_seed
-from benchmarks.engine.io import ResultsError, read_yaml
+from defectseg.benchmarks.engine import layout
+from defectseg.benchmarks.engine.config import ABSENT, config_hash, differing_keys, load_profile, resolve_run, resolve_split_seed
+from defectseg.benchmarks.engine.io import ResultsError, read_yaml
 
 SELECTION_KEYS = ("profile", "dataset", "ratio", "method", "base_method", "seed", "config_hash")
 FIRST_KEYS = ("recipe", "split_seed")  # overridden before the others: they change other defaults

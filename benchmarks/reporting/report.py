@@ -20,19 +20,19 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from datasets.base import DATA_ROOT_ENV
+from defectseg.datasets.base import DATA_ROOT_ENV
 
-from benchmarks.engine import layout
-from benchmarks.reporting.aggregate import collect_failures, collect_runs, find_profiles
-from benchmarks.engine.environment import git_commit, git_output
-from benchmarks.reporting.paper import ABLATION_FIGURE_CAPTIONS, load_paper_reference
-from benchmarks.reporting.plots import write_figures
-from benchmarks.reporting.regenerate import benchmark_commands
-from benchmarks.reporting.statistics import BETTER, DETECTABLE, INTERVALS, MIN_UNITS, RULE, TOO_FEW_UNITS, WORSE, baselines_for
-from benchmarks.reporting.table_format import (
+from defectseg.benchmarks.engine import layout
+from defectseg.benchmarks.reporting.aggregate import collect_failures, collect_runs, find_profiles
+from defectseg.benchmarks.engine.environment import git_commit, git_output
+from defectseg.benchmarks.reporting.paper import ABLATION_FIGURE_CAPTIONS, load_paper_reference
+from defectseg.benchmarks.reporting.plots import write_figures
+from defectseg.benchmarks.reporting.regenerate import benchmark_commands
+from defectseg.benchmarks.reporting.statistics import BETTER, DETECTABLE, INTERVALS, MIN_UNITS, RULE, TOO_FEW_UNITS, WORSE, baselines_for
+from defectseg.benchmarks.reporting.table_format import (
     PROTOCOLS, Table, dataset_label, interval, number, ordered_datasets, ordered_methods, ratio_label, signed,
 )
-from benchmarks.reporting.tables import build_tables, write_tables
+from defectseg.benchmarks.reporting.tables import build_tables, write_tables
 
 ENVIRONMENT_KEYS = ("python", "torch", "segmentation_models_pytorch", "device", "cpu", "platform", "git_commit")
 REASON_CHARS = 300

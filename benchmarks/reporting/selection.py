@@ -21,13 +21,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.engine import layout
-from benchmarks.engine.trajectory import run_policies
-from benchmarks.reporting.aggregate import CELL_KEYS
-from benchmarks.reporting.statistics import (
+from defectseg.benchmarks.engine import layout
+from defectseg.benchmarks.engine.trajectory import run_policies
+from defectseg.benchmarks.reporting.aggregate import CELL_KEYS
+from defectseg.benchmarks.reporting.statistics import (
     COMPARISON_COLUMNS, DETECTABLE, INTERVALS, PROTOCOLS as STATISTICS_PROTOCOLS, RULE, TOO_FEW_UNITS, RunRecords, compare, holm, run_metric,
 )
-from benchmarks.reporting.table_format import (
+from defectseg.benchmarks.reporting.table_format import (
     MISSING, PROTOCOLS, Table, dataset_label, difference_text, mean_std, ordered_cells, ordered_methods, profile_setup,
     ratio_label,
 )

@@ -26,10 +26,10 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
-from benchmarks.engine import layout
-from benchmarks.engine.config import hashed_config
-from benchmarks.engine.io import read_yaml
-from benchmarks.reporting.table_format import (
+from defectseg.benchmarks.engine import layout
+from defectseg.benchmarks.engine.config import hashed_config
+from defectseg.benchmarks.engine.io import read_yaml
+from defectseg.benchmarks.reporting.table_format import (
     MISSING, PROTOCOLS, Table, dataset_label, number, ordered_cells, ordered_methods, profile_setup, ratio_label,
 )
 

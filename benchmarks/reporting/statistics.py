@@ -66,9 +66,9 @@ import scikit_posthocs
 import scipy.stats
 from statsmodels.stats.multitest import multipletests
 
-from benchmarks.reporting.aggregate import CELL_KEYS, ResultsError, aggregate, check_one_configuration, run_status
-from benchmarks.engine import layout
-from benchmarks.engine.per_image import DEFAULT_PREDICTION, PerImageError, PixelCounts, iou_from_counts, paper_image_iou, read_per_image
+from defectseg.benchmarks.reporting.aggregate import CELL_KEYS, ResultsError, aggregate, check_one_configuration, run_status
+from defectseg.benchmarks.engine import layout
+from defectseg.benchmarks.engine.per_image import DEFAULT_PREDICTION, PerImageError, PixelCounts, iou_from_counts, paper_image_iou, read_per_image
 
 BASELINE = "supervised"
 CONFIDENCE = 0.95

@@ -46,17 +46,17 @@ from typing import Any
 
 import pandas as pd
 
-from benchmarks.engine.io import remove_stale
-from benchmarks.reporting.aggregate import aggregate, collect_runs, find_profiles, main_runs
-from benchmarks.reporting.paper import load_paper_reference
-from benchmarks.reporting.paper_tables import build_paper_tables
-from benchmarks.reporting.selection import policy_records, selection_table
-from benchmarks.reporting.spread import spread_points, spread_records, spread_table
-from benchmarks.reporting.statistics import (
+from defectseg.benchmarks.engine.io import remove_stale
+from defectseg.benchmarks.reporting.aggregate import aggregate, collect_runs, find_profiles, main_runs
+from defectseg.benchmarks.reporting.paper import load_paper_reference
+from defectseg.benchmarks.reporting.paper_tables import build_paper_tables
+from defectseg.benchmarks.reporting.selection import policy_records, selection_table
+from defectseg.benchmarks.reporting.spread import spread_points, spread_records, spread_table
+from defectseg.benchmarks.reporting.statistics import (
     ALPHA, COMPARISON_COLUMNS, DETECTABLE, INTERVALS, N_PERMUTATIONS, RULE, TOO_FEW_UNITS, CellStatistics, baselines_for, cell_scores,
     cell_statistics, primary_baseline, rank_analysis,
 )
-from benchmarks.reporting.table_format import (
+from defectseg.benchmarks.reporting.table_format import (
     LATE_FRACTION, MISSING, PROTOCOLS, Table, best_flags, cell_label, column_best, dataset_label, difference_text, interval, mean_std,
     number, ordered_cells, ordered_datasets, ordered_methods, profile_setup, ratio_label,
 )

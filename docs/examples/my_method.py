@@ -14,9 +14,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from methods import LabeledBatch, Method, number, register_method, step_losses
-from methods.losses import pseudo_label_loss, segmentation_loss
-from methods.networks import build_network
+from defectseg.methods import LabeledBatch, Method, number, register_method, step_losses
+from defectseg.methods.losses import pseudo_label_loss, segmentation_loss
+from defectseg.methods.networks import build_network
 
 
 @register_method("my_method")

@@ -38,16 +38,16 @@ from typing import Any
 
 import torch
 
-from methods import LabeledBatch, available_methods, get_method_class
+from defectseg.methods import LabeledBatch, available_methods, get_method_class
 
 try:  # benchmarks/engine/ (the current layout)
-    from benchmarks.engine.config import config_hash, load_profile, resolve_run
-    from benchmarks.engine.environment import cpu_model
-    from benchmarks.engine.layout import run_dir
-    from benchmarks.engine.runner import train_run
+    from defectseg.benchmarks.engine.config import config_hash, load_profile, resolve_run
+    from defectseg.benchmarks.engine.environment import cpu_model
+    from defectseg.benchmarks.engine.layout import run_dir
+    from defectseg.benchmarks.engine.runner import train_run
 except ModuleNotFoundError:  # the flat benchmarks/ of commit 73396ab, which made the committed golden.json
-    from benchmarks.config import config_hash, load_profile, resolve_run, run_dir
-    from benchmarks.runner import train_run
+    from defectseg.benchmarks.config import config_hash, load_profile, resolve_run, run_dir
+    from defectseg.benchmarks.runner import train_run
 
     cpu_model = None  # that code records no CPU model: golden_from_commit adds this machine's
 
