@@ -1,7 +1,6 @@
 """Helpers of the grid tests: the test method plugin and tiny, fast profiles."""
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,11 +9,12 @@ import pytest
 import torch
 
 from defectseg.benchmarks.engine.config import load_profile
-from defectseg.methods.registry import _METHODS, load_plugin
+from defectseg.methods.registry import load_plugin
+
+from helpers import restored_registry
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGIN = Path(__file__).resolve().parent / "grid_plugin_methods.py"
-PLUGIN_MODULE = f"defectseg_plugin_{PLUGIN.stem}"  # the module name load_plugin gives it
 # a few steps at 32 px on 40 synthetic images, one CPU thread (robust on busy cores): about a
 # second per run on an idle core
 TINY = (
@@ -41,13 +41,8 @@ def keep_torch_threads() -> Iterator[None]:
 @contextmanager
 def plugin_methods() -> Iterator[list[str]]:
     """Register the test methods in this process for the duration, then remove them again."""
-    names = load_plugin(PLUGIN)
-    try:
-        yield names
-    finally:
-        for name in names:
-            _METHODS.pop(name, None)
-        sys.modules.pop(PLUGIN_MODULE, None)
+    with restored_registry():
+        yield load_plugin(PLUGIN)
 
 
 def tiny_profile(*overrides: str, profile: str = "smoke") -> dict:
