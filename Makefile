@@ -79,7 +79,7 @@ study-ablations-fp32: setup
 
 # the README's headline tables <- the study's committed difference tables (after its report is rebuilt)
 headline: setup
-	$(PY) -m defectseg.benchmarks.reporting.headline
+	$(PY) -m defectseg.benchmarks.docs_tools.headline
 
 # tables -> $(RESULTS)/tables, figures -> $(RESULTS)/figures, report (with both) -> $(RESULTS)/report/index.md
 tables: setup

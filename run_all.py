@@ -25,19 +25,26 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from defectseg.benchmarks.reporting.aggregate import ResultsError, collect_runs, format_summary, require_profiles, summarize
+from defectseg.benchmarks.reporting.aggregate import collect_runs, format_summary, summarize
+from defectseg.benchmarks.engine.io import ResultsError
 from defectseg.benchmarks.engine.config import load_profile, resolve_run
 from defectseg.benchmarks.engine import layout
 from defectseg.benchmarks.engine.environment import resolve_device
 from defectseg.benchmarks.engine.folders import describe_os_error, require_folder, writable_folder
-from defectseg.benchmarks.engine.run_folder import completed_metrics
+from defectseg.benchmarks.engine.run import RunConfig, Workspace
+from defectseg.benchmarks.engine.run_state import completed_run
 from defectseg.benchmarks.grid.execute import check_backend, expand_grid, run_grid
 from defectseg.benchmarks.engine.runner import evaluate_checkpoint, train_run
 from defectseg.benchmarks.engine.trainer import NonFiniteLossError
 from defectseg.datasets import DATASETS
 from defectseg.datasets.base import DATA_ROOT_ENV, DatasetError, resolve_data_root
 from defectseg.methods import ConfigError, PluginError, available_methods, load_entry_point_plugins, load_plugin
+
+if TYPE_CHECKING:  # reporting is imported on use: it needs matplotlib
+    from defectseg.benchmarks.reporting.results_view import ResultsView
+    from defectseg.benchmarks.reporting.sections import ReportSection
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -250,17 +257,17 @@ def _check_folder_options(args: argparse.Namespace) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     profile = load_profile(args.profile, args.overrides)
-    run_config = resolve_run(profile, args.dataset, args.ratio, args.method, args.seed)
-    if completed_metrics(run_config, args.results_dir) is None:
+    run, workspace = RunConfig(resolve_run(profile, args.dataset, args.ratio, args.method, args.seed)), _workspace(args)
+    if completed_run(workspace.run_dir(run), run.hash) is None:
         writable_folder(args.results_dir, "--results-dir")
-    metrics = train_run(run_config, args.results_dir, args.data_root, args.device, _cache_dir(args))
-    print(f"results: {layout.run_dir(args.results_dir, run_config)}")
+    metrics = train_run(run, workspace)
+    print(f"results: {workspace.run_dir(run)}")
     print(json.dumps({k: metrics[k] for k in ("standard", "paper")}, indent=2))
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    metrics = evaluate_checkpoint(args.run_dir, args.split, args.data_root, args.device, _cache_dir(args))
+    metrics = evaluate_checkpoint(args.run_dir, args.split, _workspace(args))
     print(json.dumps(metrics, indent=2))
     return 0
 
@@ -276,8 +283,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     runs = expand_grid(profile, args.data_root, args.methods, args.datasets, args.ratios, args.seeds)
     print(f"profile {profile['profile']}: {len(runs)} runs; data root {resolve_data_root(args.data_root).resolve()}")
     result = run_grid(
-        runs, args.results_dir, args.data_root, args.device, _cache_dir(args),
-        jobs=args.jobs, backend=args.backend, scheduler=args.scheduler, plugins=args.plugin,
+        runs, _workspace(args), jobs=args.jobs, backend=args.backend, scheduler=args.scheduler, plugins=args.plugin,
     )
     try:
         print(format_summary(summarize(collect_runs(args.results_dir, profile["profile"]))))
@@ -362,30 +368,44 @@ def _print_outputs(results_dir: Path, written: dict[str, list[Path]], notes: lis
     return 0
 
 
+def _results_view(args: argparse.Namespace) -> ResultsView:
+    """The one view of the results folder that a tables, plots or report command reads."""
+    from defectseg.benchmarks.reporting.results_view import ResultsView
+
+    layout.require_profiles(args.results_dir, args.profiles)
+    return ResultsView(args.results_dir, args.profiles, args.baselines)
+
+
+def _report_sections() -> list[ReportSection]:
+    """The study sections every table, figure and report command adds to the generic ones: the UAPS paper's."""
+    from defectseg.benchmarks.uaps_paper.section import UapsPaperSection
+
+    return [UapsPaperSection()]
+
+
 def cmd_tables(args: argparse.Namespace) -> int:
     from defectseg.benchmarks.reporting.tables import write_tables
 
-    require_profiles(args.results_dir, args.profiles)
-    out = args.out or layout.tables_dir(args.results_dir)
-    return _print_outputs(args.results_dir, *write_tables(args.results_dir, out, args.profiles, args.baselines))
+    view = _results_view(args)
+    built, notes = write_tables(view, args.out or layout.tables_dir(args.results_dir), _report_sections())
+    return _print_outputs(args.results_dir, {profile: tables.files for profile, tables in built.items()}, notes)
 
 
 def cmd_plots(args: argparse.Namespace) -> int:
     from defectseg.benchmarks.reporting.plots import write_figures
 
-    require_profiles(args.results_dir, args.profiles)
-    out = args.out or layout.figures_dir(args.results_dir)
-    return _print_outputs(args.results_dir, *write_figures(args.results_dir, out, args.profiles, args.baselines))
+    view = _results_view(args)
+    return _print_outputs(args.results_dir, *write_figures(view, args.out or layout.figures_dir(args.results_dir), _report_sections()))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from defectseg.benchmarks.reporting.report import write_report
 
-    require_profiles(args.results_dir, args.profiles)
-    if collect_runs(args.results_dir, args.profiles).empty:
+    view = _results_view(args)
+    if view.runs.empty:
         return _print_outputs(args.results_dir, {}, [])
     out = args.out or layout.report_dir(args.results_dir)
-    pages, notes = write_report(args.results_dir, out, args.profiles, args.tables_dir, args.figures_dir, args.baselines)
+    pages, notes = write_report(view, out, _report_sections(), args.tables_dir, args.figures_dir)
     for note in notes:
         print(f"note: {note}")
     print(f"report: {pages[0]} and {pages[1]}")
@@ -393,12 +413,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_picture(args: argparse.Namespace) -> int:
-    from defectseg.benchmarks.reporting.pictures import draw_figure
+    from defectseg.benchmarks.engine.pictures import draw_figure
 
-    paths = draw_figure(
-        args.command, args.run_dir, args.out, args.num_images, getattr(args, "images", None),
-        args.data_root, _cache_dir(args), args.device,
-    )
+    paths = draw_figure(args.command, args.run_dir, _workspace(args), args.out, args.num_images, getattr(args, "images", None))
     for path in paths:
         print(f"wrote {path}")
     return 0
@@ -466,8 +483,9 @@ def _deployed_run(args: argparse.Namespace) -> Path:
     return choice.run_dir
 
 
-def _cache_dir(args: argparse.Namespace) -> Path:
-    return args.cache_dir or layout.cache_dir(args.results_dir)
+def _workspace(args: argparse.Namespace) -> Workspace:
+    """The results folder, data root, cache (default: ``<results-dir>/cache``) and device of the command line."""
+    return Workspace(args.results_dir, args.data_root, args.cache_dir or layout.cache_dir(args.results_dir), args.device)
 
 
 COMMANDS = {

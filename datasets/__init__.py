@@ -1,8 +1,11 @@
-"""Dataset registry: names -> dataset classes, construction from a data root and options."""
+"""Dataset registry: names -> dataset classes, their options, construction from a data root and options."""
 from __future__ import annotations
 
 import inspect
 import os
+from typing import Any
+
+from defectseg.options import ConfigError, Option, flag, integer, number, resolve_options, text
 
 from .base import DatasetError, Record, SegmentationDataset, resolve_data_root
 from .custom import CustomDataset
@@ -22,26 +25,44 @@ __all__ = [
     "SegmentationDataset",
     "available_datasets",
     "get_dataset",
+    "option_specs",
 ]
 
 
 def get_dataset(
     name: str, data_root: str | os.PathLike | None = None, **options: object
 ) -> SegmentationDataset:
-    """The dataset ``name`` under ``data_root`` (see resolve_data_root) built with ``options``."""
+    """The dataset ``name`` under ``data_root`` (see resolve_data_root) built with ``options`` (checked: ConfigError)."""
     if name not in DATASETS:
         raise DatasetError(f"unknown dataset {name!r}; valid names: {', '.join(sorted(DATASETS))}")
     cls = DATASETS[name]
-    valid = _option_names(cls)
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise DatasetError(
-            f"unknown option(s) {', '.join(unknown)} for dataset {name!r}; "
-            f"valid options: {', '.join(valid) or 'none'}"
-        )
+    resolved = resolve_options(option_specs(name), options, f"dataset {name!r}")
     if _needs_root(cls):
-        return cls(resolve_data_root(data_root), **options)
-    return cls(**options)
+        return cls(resolve_data_root(data_root), **resolved)
+    return cls(**resolved)
+
+
+def option_specs(name: str) -> dict[str, Option]:
+    """The options of dataset ``name`` (a key of ``DATASETS``): its constructor's parameters with a default, each
+    typed by its default and unbounded (the dataset checks ranges itself)."""
+    return {
+        key: _option_like(parameter.default, f"option {key!r} of dataset {name!r}")
+        for key, parameter in inspect.signature(DATASETS[name].__init__).parameters.items()
+        if parameter.default is not inspect.Parameter.empty
+    }
+
+
+def _option_like(default: Any, where: str) -> Option:
+    """The option a constructor default stands for: true/false, an integer, a number or a string."""
+    if isinstance(default, bool):
+        return flag(default)
+    if isinstance(default, int):
+        return integer(default, None)
+    if isinstance(default, float):
+        return number(default, None)
+    if isinstance(default, str):
+        return text(default)
+    raise ConfigError(f"{where} cannot be set from a profile: its default {default!r} is not true/false, a number or a string")
 
 
 def available_datasets(data_root: str | os.PathLike | None = None) -> list[str]:
@@ -57,7 +78,3 @@ def _parameters(cls: type[SegmentationDataset]) -> list[str]:
 
 def _needs_root(cls: type[SegmentationDataset]) -> bool:
     return "root" in _parameters(cls)
-
-
-def _option_names(cls: type[SegmentationDataset]) -> list[str]:
-    return [name for name in _parameters(cls) if name != "root"]

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, NamedTuple, TypeVar
+from typing import Any, ClassVar, NamedTuple
 
 from torch import Tensor, nn
+
+from defectseg.options import Option, defaults, number, resolve_options, text
 
 from .ramps import sigmoid_rampup
 
@@ -39,109 +40,6 @@ STANDARD_LOG_KEYS = (LOSS, LOSS_SUP, LOSS_UNSUP, UNSUP_WEIGHT)
 PREDICTION = "prediction"
 
 
-class ConfigError(ValueError):
-    """An unknown or invalid configuration key; the message names it and lists the valid ones."""
-
-
-OptionKind = Literal["number", "integer", "flag", "choice", "subset", "text"]
-
-
-@dataclass(frozen=True)
-class Option:
-    """One setting: its default value and the values it accepts (method options and config settings alike).
-
-    ``kind``: "number" (an int or float in [``minimum``, ``maximum``]; ``None``: unbounded), "integer"
-    (an int in those bounds), "flag" (true or false), "choice" (one of ``choices``), "subset" (a list
-    drawn from ``choices``, not empty if ``non_empty``) or "text" (a string the method interprets
-    itself); ``nullable``: null is accepted too. ``note`` says why, in the error message. Build
-    them with ``number``, ``integer``, ``flag``, ``choice``, ``subset`` and ``text``.
-    """
-
-    default: Any
-    kind: OptionKind
-    minimum: float | None = 0
-    maximum: float | None = None
-    choices: tuple[Any, ...] = ()
-    non_empty: bool = False
-    nullable: bool = False
-    note: str = ""
-
-    def accepts(self, value: Any) -> bool:
-        if value is None and self.nullable:
-            return True
-        if self.kind in ("number", "integer"):
-            kind = int if self.kind == "integer" else (int, float)
-            if isinstance(value, bool) or not isinstance(value, kind) or value != value:
-                return False
-            return (self.minimum is None or value >= self.minimum) and (self.maximum is None or value <= self.maximum)
-        if self.kind == "flag":
-            return isinstance(value, bool)
-        if self.kind == "choice":
-            return value in self.choices
-        if self.kind == "subset":
-            return isinstance(value, (list, tuple)) and bool(value or not self.non_empty) and all(item in self.choices for item in value)
-        return isinstance(value, str)
-
-    def expected(self) -> str:
-        """What the option accepts, in words."""
-        if self.kind in ("number", "integer"):
-            if self.minimum is None:
-                bounds = "" if self.maximum is None else f" <= {_bound_text(self.maximum)}"
-            elif self.maximum is None:
-                bounds = f" >= {_bound_text(self.minimum)}"
-            else:
-                bounds = f" in [{_bound_text(self.minimum)}, {_bound_text(self.maximum)}]"
-            words = f"{'an integer' if self.kind == 'integer' else 'a number'}{bounds}"
-        elif self.kind == "flag":
-            words = "true or false"
-        elif self.kind == "choice":
-            words = f"one of {list(self.choices)}"
-        elif self.kind == "subset":
-            words = f"{'a non-empty list' if self.non_empty else 'a list'} drawn from {list(self.choices)}"
-        else:
-            words = "a string"
-        return f"{words} or null" if self.nullable else words
-
-    def check_at(self, where: str, value: Any) -> None:
-        """ConfigError naming ``where`` (a key or an option), the value and what is expected, unless accepted."""
-        if not self.accepts(value):
-            note = f" ({self.note})" if self.note else ""
-            raise ConfigError(f"{where} must be {self.expected()}{note}, got {value!r}")
-
-    def check(self, method: str, key: str, value: Any) -> None:
-        """``check_at`` for option ``key`` of ``method``."""
-        self.check_at(f"option {key!r} of method {method!r}", value)
-
-
-def _bound_text(bound: float) -> str:
-    """A bound as written: 4294967295 stays whole (``:g`` would print 4.29497e+09), 0.5 stays 0.5."""
-    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
-
-
-def number(default: float | None, minimum: float | None = 0, maximum: float | None = None, nullable: bool = False) -> Option:
-    return Option(default, "number", minimum, maximum, nullable=nullable)
-
-
-def integer(default: int | None, minimum: int | None = 0, maximum: int | None = None, nullable: bool = False) -> Option:
-    return Option(default, "integer", minimum, maximum, nullable=nullable)
-
-
-def flag(default: bool) -> Option:
-    return Option(default, "flag")
-
-
-def choice(default: Any, choices: Sequence[Any], note: str = "") -> Option:
-    return Option(default, "choice", choices=tuple(choices), note=note)
-
-
-def subset(default: list[Any], choices: Sequence[Any], non_empty: bool = False) -> Option:
-    return Option(default, "subset", choices=tuple(choices), non_empty=non_empty)
-
-
-def text(default: str) -> Option:
-    return Option(default, "text")
-
-
 # Options every method accepts, on top of its own ``option_specs``.
 COMMON_OPTIONS: dict[str, Option] = {
     # network: "unet" (paper U-Net), "unet-tconv", or "smp:<Arch>:<encoder>" (checked by build_network)
@@ -152,35 +50,9 @@ COMMON_OPTIONS: dict[str, Option] = {
 }
 
 
-# Named recipes (config key ``recipe``): "unified" = the shared settings; "authors" = the released
-# code's loss forms and perturbations (``Method.recipe_options``, docs/fidelity.md).
-RECIPES = ("unified", "authors")
-# The SSL4MIS 2D scripts ramp their consistency weight with sigmoid_rampup(iter_num // 150, 200):
-# 30,000 iterations, their default max_iterations, so over the whole run (docs/fidelity.md).
-SSL4MIS_RAMPUP: dict[str, Any] = {"rampup_fraction": 1.0}
-
-
 class LabeledBatch(NamedTuple):
     images: Tensor  # (B, C, H, W) float, normalised
     masks: Tensor  # (B, H, W) int64 class ids
-
-
-def resolve_options(name: str, defaults: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
-    """``defaults`` overridden by ``options``; an unknown key raises ConfigError listing the valid ones."""
-    unknown = sorted(set(options) - set(defaults))
-    if unknown:
-        raise ConfigError(
-            f"unknown option(s) {unknown} for method {name!r}; valid options: {sorted(defaults)}"
-        )
-    return {**defaults, **options}
-
-
-Entry = TypeVar("Entry")  # an entry of a per-dataset table of released values
-
-
-def per_dataset(table: Mapping[str, Entry], dataset: str) -> Entry:
-    """``table[dataset]``; a dataset without its own released script gets the NEU-Seg (default) script's entry."""
-    return table.get(dataset, table["neu"])
 
 
 def step_losses(
@@ -223,26 +95,11 @@ class Method(nn.Module, ABC):
     def checked_options(cls, options: Mapping[str, Any], label: str = "") -> dict[str, Any]:
         """Defaults <- ``options``, each value checked against its spec; ConfigError naming the method
         (``label`` if given, e.g. a variant), the option, the value and what is expected."""
-        name = label or cls.name
-        resolved = resolve_options(name, cls.all_defaults(), options)
-        for key, spec in cls.all_option_specs().items():
-            spec.check(name, key, resolved[key])
-        return resolved
+        return resolve_options(cls.all_option_specs(), options, f"method {label or cls.name!r}")
 
     @classmethod
     def all_defaults(cls) -> dict[str, Any]:
-        return {key: spec.default for key, spec in cls.all_option_specs().items()}
-
-    @classmethod
-    def recipe_options(cls, recipe: str, dataset: str) -> dict[str, Any]:
-        """The option values that ``recipe`` sets for this method on ``dataset``; {} keeps the defaults.
-
-        ``unified`` keeps every default; ``authors`` gives ``authors_options(dataset)``. Options
-        resolve as defaults <- recipe options <- the user's options.
-        """
-        if recipe not in RECIPES:
-            raise ConfigError(f"unknown recipe {recipe!r}; valid recipes: {list(RECIPES)}")
-        return cls.authors_options(dataset) if recipe == "authors" else {}
+        return defaults(cls.all_option_specs())
 
     @classmethod
     def authors_options(cls, dataset: str) -> dict[str, Any]:

@@ -52,11 +52,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .base import SSL4MIS_RAMPUP, LabeledBatch, Method, flag, number, step_losses, subset
+from defectseg.options import flag, number, subset
+
+from .base import LabeledBatch, Method, step_losses
 from .losses import segmentation_loss, softmax_mse
 from .networks import build_backbone
 from .perturbations import PERTURBATION_OPTIONS, PERTURBATIONS, MultiDecoderNet, build_perturbations, perturbation_settings
 from .registry import register_method
+from .released_loops import SSL4MIS_RAMPUP
 
 # SSL4MIS: networks/unet.py:272-274 (Dropout, p = 0.3), 281 (one np.random.uniform per call),
 # train_cross_consistency_training_2D.py:158-159 (all decoders supervised), 162-169 (target not

@@ -45,11 +45,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .base import SSL4MIS_RAMPUP, LabeledBatch, Method, choice, flag, number, step_losses
+from defectseg.options import choice, flag, number
+
+from .base import LabeledBatch, Method, step_losses
 from .ensemble import member_predictions
 from .losses import cross_entropy, hard_labels, segmentation_loss
 from .networks import build_network
 from .registry import register_method
+from .released_loops import SSL4MIS_RAMPUP
 
 EVAL_MODES = ("net1", "net2", "ensemble")
 

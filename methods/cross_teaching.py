@@ -47,11 +47,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .base import SSL4MIS_RAMPUP, ConfigError, LabeledBatch, Method, choice, number, step_losses, text
+from defectseg.options import ConfigError, choice, number, text
+
+from .base import LabeledBatch, Method, step_losses
 from .ensemble import member_predictions
 from .losses import dice_loss, hard_labels, segmentation_loss
 from .networks import build_network
 from .registry import register_method
+from .released_loops import SSL4MIS_RAMPUP
 
 EVAL_MODES = ("cnn", "transformer", "ensemble")
 

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .base import Option, integer
+from defectseg.options import Option, integer
 
 T = TypeVar("T")
 # devices the forward pass is split over; 1: the whole batch at once (no emulation)

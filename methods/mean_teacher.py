@@ -44,10 +44,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .base import SSL4MIS_RAMPUP, LabeledBatch, Method, choice, flag, number, step_losses
+from defectseg.options import choice, flag, number
+
+from .base import LabeledBatch, Method, step_losses
 from .losses import segmentation_loss, softmax_mse
 from .networks import build_network
 from .registry import register_method
+from .released_loops import SSL4MIS_RAMPUP
 from .teacher import ema_alpha, ema_update, frozen_copy, input_noise
 
 EVAL_MODES = ("student", "teacher")

@@ -31,7 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import Option, choice, number
+from defectseg.options import Option, choice, number
+
 from .dropout import GapDropout
 from .networks import Backbone, is_channels_last
 

@@ -12,7 +12,9 @@ from typing import Any
 
 from torch import Tensor
 
-from .base import ConfigError, Method
+from defectseg.options import ConfigError
+
+from .base import Method
 
 ENTRY_POINT_GROUP = "defectseg.methods"
 _METHODS: dict[str, type[Method]] = {}

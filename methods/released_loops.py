@@ -1,20 +1,32 @@
-"""The training loops of the UAPS and simEps authors' released scripts, as numbers (docs/fidelity.md).
+"""The training loops of the released scripts (UAPS, simEps, SSL4MIS), as numbers (docs/fidelity.md).
 
-Each script runs ``for epoch in range(1, epochs)`` and, inside, ``iter_per_epoch`` iterations
+Each UAPS and simEps script runs ``for epoch in range(1, epochs)`` and, inside, ``iter_per_epoch`` iterations
 (``range(1, iter_per_epoch)``, or ``range(0, ...)`` in the simEps DAGM script); ``epochs`` and
 ``epoch_length`` below are the counts those loops run. Each ramps its weights with
 ``sigmoid_rampup(iter_num // ramp_epoch, 200)`` and steps one ``ReduceLROnPlateau(mode="max",
 patience=50, min_lr=...)`` per epoch. Both the methods' ramp-ups under the ``authors`` recipe
 (``rampup_fraction``) and the runner's loop settings of that recipe (``benchmarks.engine.recipes``)
 are derived from these numbers, so the two agree by construction; tests/test_fidelity.py checks
-them against the scripts' own numbers.
+them against the scripts' own numbers. The SSL4MIS scripts (the baselines' released code) ramp over
+the whole run (``SSL4MIS_RAMPUP``). ``per_dataset`` reads any per-dataset table of released values.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 RAMPUP_EPOCHS = 200  # --consistency_rampup 200 in every script
+# The SSL4MIS 2D scripts ramp their consistency weight with sigmoid_rampup(iter_num // 150, 200):
+# 30,000 iterations, their default max_iterations, so over the whole run (docs/fidelity.md).
+SSL4MIS_RAMPUP: dict[str, Any] = {"rampup_fraction": 1.0}
+
+Entry = TypeVar("Entry")  # an entry of a per-dataset table of released values
+
+
+def per_dataset(table: Mapping[str, Entry], dataset: str) -> Entry:
+    """``table[dataset]``; a dataset without its own released script gets the NEU-Seg (default) script's entry."""
+    return table.get(dataset, table["neu"])
 
 
 @dataclass(frozen=True)

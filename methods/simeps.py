@@ -70,13 +70,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .base import ConfigError, LabeledBatch, Method, choice, flag, integer, number, per_dataset, step_losses, subset
+from defectseg.options import ConfigError, choice, flag, integer, number, subset
+
+from .base import LabeledBatch, Method, step_losses
 from .data_parallel import DATA_PARALLEL, parallel_forward
 from .ensemble import ENSEMBLE, member_predictions
 from .losses import DICE_FORMS, hard_labels, pseudo_label_loss, segmentation_loss
 from .networks import SegmentationNet, UNetDecoder, build_network
 from .registry import register_method
-from .released_loops import SIMEPS_LOOPS
+from .released_loops import SIMEPS_LOOPS, per_dataset
 from .similarity import similarity_consistency
 
 STAGES = ("encoder", "decoder", "decoder_last", "output")

@@ -16,7 +16,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .base import LOSS, LOSS_SUP, LOSS_UNSUP, UNSUP_WEIGHT, LabeledBatch, Method, choice
+from defectseg.options import choice
+
+from .base import LOSS, LOSS_SUP, LOSS_UNSUP, UNSUP_WEIGHT, LabeledBatch, Method
 from .losses import DICE_FORMS, segmentation_loss
 from .networks import build_network
 from .registry import register_method

@@ -54,9 +54,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .base import SSL4MIS_RAMPUP, choice, integer
+from defectseg.options import choice, integer
+
 from .mean_teacher import MeanTeacher
 from .registry import register_method
+from .released_loops import SSL4MIS_RAMPUP
 
 ENTROPY_EPS = 1e-6  # inside the log, as in the UA-MT code
 MASK_EPS = 1e-16  # in the masked mean's denominator, as in the UA-MT code

@@ -76,7 +76,9 @@ import torch
 from torch import Tensor
 from torch.distributions import Dirichlet
 
-from .base import LabeledBatch, Method, choice, flag, integer, number, per_dataset, step_losses, subset
+from defectseg.options import choice, flag, integer, number, subset
+
+from .base import LabeledBatch, Method, step_losses
 from .data_parallel import DATA_PARALLEL, parallel_forward
 from .ensemble import ENSEMBLE, ensemble_logits
 from .losses import (
@@ -91,7 +93,7 @@ from .losses import (
 from .networks import build_backbone
 from .perturbations import PERTURBATION_OPTIONS, PERTURBATIONS, MultiDecoderNet, build_perturbations, perturbation_settings
 from .registry import register_method
-from .released_loops import UAPS_LOOPS
+from .released_loops import UAPS_LOOPS, per_dataset
 
 LOSS_NAMES = ("ps", "ups", "un")
 # The released code (docs/fidelity.md): UAPS_train.py (NEU-Seg, also used for datasets without a

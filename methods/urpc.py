@@ -50,11 +50,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import SSL4MIS_RAMPUP, LabeledBatch, Method, choice, flag, number, step_losses
+from defectseg.options import choice, flag, number
+
+from .base import LabeledBatch, Method, step_losses
 from .losses import kl_to_mean, segmentation_loss
 from .networks import UNET_CHANNELS, UNetDecoder, build_backbone
 from .perturbations import PERTURBATION_OPTIONS, PerturbationSettings, build_perturbations, perturbation_settings
 from .registry import register_method
+from .released_loops import SSL4MIS_RAMPUP
 
 PAPER_UNETS = ("unet", "unet-tconv")
 # perturbation before the head of each auxiliary scale, finest (1/2) to coarsest (1/8): SSL4MIS

@@ -23,6 +23,7 @@ import pytest
 import torch
 from grid_helpers import PLUGIN, REPO, TINY, plugin_methods, tiny_profile
 
+from defectseg.benchmarks.engine.run import Workspace
 from defectseg.benchmarks.engine.layout import run_dir
 from defectseg.benchmarks.grid.execute import expand_grid, run_grid
 
@@ -48,7 +49,7 @@ def runs(plugin) -> list[dict[str, Any]]:
 def reference(runs, tmp_path_factory) -> Path:
     """The uninterrupted grid, in this process."""
     results = tmp_path_factory.mktemp("reference")
-    assert len(run_grid(runs, results, device="cpu", progress=False).completed) == len(runs)
+    assert len(run_grid(runs, Workspace(results, device="cpu"), progress=False).completed) == len(runs)
     return results
 
 

@@ -10,6 +10,7 @@ import torch
 
 from defectseg.benchmarks.engine.config import load_profile, resolve_run
 from defectseg.benchmarks.engine.evaluate import evaluate
+from defectseg.benchmarks.engine.run import RunConfig, Workspace
 from defectseg.benchmarks.engine.run_data import load_run_data
 from defectseg.benchmarks.engine.runner import train_run
 from defectseg.methods import LabeledBatch, build_method, registry
@@ -24,15 +25,20 @@ def smoke_config(method: str, overrides: tuple[str, ...] = (), seed: int = 0) ->
 
 def train_smoke(method: str, results_dir: Path, overrides: tuple[str, ...] = (), seed: int = 0) -> dict:
     """Train ``method`` in the smoke profile on CPU; returns its metrics.json content."""
-    return train_run(smoke_config(method, overrides, seed), results_dir, device="cpu", cache_dir=results_dir / "cache", progress=False)
+    return train_run(RunConfig(smoke_config(method, overrides, seed)), smoke_workspace(results_dir), progress=False)
+
+
+def smoke_workspace(results_dir: Path) -> Workspace:
+    """``results_dir`` with its cache, on the CPU: where the tests train."""
+    return Workspace(results_dir, cache_dir=results_dir / "cache", device="cpu")
 
 
 def untrained_miou(method: str, results_dir: Path, overrides: tuple[str, ...] = (), seed: int = 0) -> float:
     """Standard test mIoU of the same method, freshly initialised (same seed), on the same split."""
-    run_config = smoke_config(method, overrides, seed)
-    data = load_run_data(run_config, None, results_dir / "cache")
+    run = RunConfig(smoke_config(method, overrides, seed))
+    data = load_run_data(run, smoke_workspace(results_dir))
     torch.manual_seed(seed)
-    model = build_method(method, run_config["method_options"], data.in_channels, len(data.class_names))
+    model = build_method(method, run.method_options, data.in_channels, len(data.class_names))
     metrics = evaluate(model, data.test_images, data.test_masks, data.class_names, torch.device("cpu"))
     return metrics["standard"]["miou"] or 0.0
 

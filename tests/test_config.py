@@ -228,14 +228,15 @@ def test_ill_typed_method_option_fails_before_any_run_starts():
         expand_grid(profile, datasets=["synthetic"])
 
 
-def test_per_seed_splits_make_each_seed_a_unit_with_its_own_labelled_subset():
+def test_per_seed_splits_make_each_seed_a_unit_with_its_own_labelled_subset(tmp_path):
+    from defectseg.benchmarks.engine.run import RunConfig, Workspace
     from defectseg.benchmarks.engine.run_data import load_run_data
 
     fixed, units = load_profile("smoke"), load_profile("smoke", ["split_seed=per_seed"])
     assert [resolve_run(units, "synthetic", 0.2, "supervised", seed)["split_seed"] for seed in (0, 3)] == [0, 3]
     # seed 0 of a per-seed profile is the fixed split 0 run: the same hash, so a completed run is reused
     assert config_hash(resolve_run(units, "synthetic", 0.2, "supervised", 0)) == config_hash(resolve_run(fixed, "synthetic", 0.2, "supervised", 0))
-    splits = {(method, seed): load_run_data(resolve_run(units, "synthetic", 0.2, method, seed), None, None).split
+    splits = {(method, seed): load_run_data(RunConfig(resolve_run(units, "synthetic", 0.2, method, seed)), Workspace(tmp_path)).split
               for method in ("supervised", "mean_teacher") for seed in (0, 1)}
     assert splits[("supervised", 1)] == splits[("mean_teacher", 1)]  # within a unit, one split for every method
     assert splits[("supervised", 0)].labeled != splits[("supervised", 1)].labeled  # each unit its own labelled images

@@ -20,8 +20,9 @@ import pytest
 import torch
 from grid_helpers import PLUGIN, plugin_methods, tiny_profile, keep_torch_threads  # noqa: F401 (autouse fixture)
 
+from defectseg.benchmarks.engine.run import RunConfig, Workspace
 from defectseg.benchmarks.engine.layout import run_dir
-from defectseg.benchmarks.engine.run_folder import completed_metrics
+from defectseg.benchmarks.engine.run_state import completed_run
 from defectseg.benchmarks.grid.execute import expand_grid, run_grid
 
 pytestmark = [pytest.mark.slow, pytest.mark.process]  # a real Dask cluster: processes, kills, minutes
@@ -52,9 +53,9 @@ def cluster(marker) -> Iterator[distributed.LocalCluster]:
             os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
 
 
-def _grid(runs: list[dict], results: Path, cluster: distributed.LocalCluster, **options):
-    return run_grid(runs, results, device="cpu", backend="dask", scheduler=cluster.scheduler_address, plugins=[PLUGIN],
-                    progress=False, **options)
+def _grid(runs: list[dict], results: Path, cluster: distributed.LocalCluster, cache_dir: Path | None = None):
+    return run_grid(runs, Workspace(results, cache_dir=cache_dir, device="cpu"), backend="dask", scheduler=cluster.scheduler_address,
+                    plugins=[PLUGIN], progress=False)
 
 
 def _starts(marker: Path) -> list[tuple[int, int]]:
@@ -86,7 +87,7 @@ def test_grid_on_a_local_dask_cluster(cluster, marker, tmp_path):
     assert sorted((r["method"], r["seed"]) for r in result.completed) == [("grid_tiny", 0), ("grid_tiny", 1)]
     assert sorted(reason.split(":")[0] for _, reason in result.failed) == ["RuntimeError", "RuntimeError"]
     with plugin_methods():
-        assert all(completed_metrics(r, tmp_path / "results") for r in runs if r["method"] == "grid_tiny")
+        assert all(completed_run(run.directory(tmp_path / "results"), run.hash) for run in map(RunConfig, runs) if run.method == "grid_tiny")
     assert all((run_dir(tmp_path / "results", r) / "failure.json").exists() for r in runs if r["method"] == "grid_raise")
     assert os.getpid() not in {pid for pid, _ in _starts(marker)[before:]}  # trained on the Dask workers
 

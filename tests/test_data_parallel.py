@@ -26,6 +26,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from defectseg.benchmarks.engine.recipes import RECIPES
 from defectseg.methods import LabeledBatch, build_method, get_method_class
 from defectseg.methods.data_parallel import parallel_forward
 from defectseg.methods.networks import build_network
@@ -70,7 +71,7 @@ class DataParallelOnOneDevice(nn.Module):
 
 
 def authors_method(name: str, dataset: str, devices: int) -> nn.Module:
-    options = {**get_method_class(name).recipe_options("authors", dataset), "data_parallel": devices}
+    options = {**RECIPES["authors"].method_options(get_method_class(name), dataset), "data_parallel": devices}
     torch.manual_seed(0)
     return build_method(name, options, 1, NUM_CLASSES)
 

@@ -22,6 +22,7 @@ from defectseg.datasets.neu import NEUSeg
 from defectseg.datasets.splits import Split, make_split
 from defectseg.datasets.synthetic import SCRATCH, SyntheticDefects
 from defectseg.datasets.transforms import random_flip_rot90, to_float
+from defectseg.options import ConfigError
 from tests.dagm_fixture import make_dagm_fixture
 
 REAL_ROOT = Path(os.environ.get(DATA_ROOT_ENV) or Path(__file__).resolve().parents[1].parent / "shared" / "data")
@@ -90,10 +91,12 @@ def test_registry_names_and_options(neu_root: Path) -> None:
     assert get_dataset("synthetic", num_images=5).options()["num_images"] == 5
     with pytest.raises(DatasetError, match="valid names: dagm, folder, mtiles, neu, synthetic"):
         get_dataset("kolektor")
-    with pytest.raises(DatasetError, match="valid options: num_images, image_size, seed"):
+    with pytest.raises(ConfigError, match=r"option\(s\) \['size'\] for dataset 'synthetic'; valid options: \['image_size', 'num_images', 'seed'\]"):
         get_dataset("synthetic", size=3)
-    with pytest.raises(DatasetError, match="valid options: include_free"):
+    with pytest.raises(ConfigError, match=r"valid options: \['include_free'\]"):
         get_dataset("mtiles", neu_root, free=True)
+    with pytest.raises(ConfigError, match="option 'num_images' of dataset 'synthetic' must be an integer, got '5'"):
+        get_dataset("synthetic", num_images="5")
 
 
 def test_available_datasets(neu_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -30,6 +30,7 @@ from fault_helpers import METHOD, PACE, RNG, assert_like_reference, benchmark_co
 from grid_helpers import PLUGIN, TINY, keep_torch_threads  # noqa: F401 (autouse fixture)
 
 import run_all
+from defectseg.benchmarks.engine.run import Workspace
 from defectseg.benchmarks.reporting.aggregate import collect_runs
 from defectseg.benchmarks.engine.config import config_hash
 from defectseg.benchmarks.engine.layout import run_dir
@@ -66,7 +67,7 @@ def test_a_killed_worker_fails_only_its_run_and_the_rerun_completes_it(runs, ref
 
     killer = threading.Thread(target=kill_a_worker)
     killer.start()
-    result = run_grid(runs, tmp_path, device="cpu", jobs=2, plugins=[PLUGIN], progress=False)
+    result = run_grid(runs, Workspace(tmp_path, device="cpu"), jobs=2, plugins=[PLUGIN], progress=False)
     killer.join()
     context = f"(kill {delay:.2f} s after the lock)"
     (victim, reason), = result.failed
@@ -77,7 +78,7 @@ def test_a_killed_worker_fails_only_its_run_and_the_rerun_completes_it(runs, ref
     assert not lock_owners(tmp_path) and not list(tmp_path.glob("runs/**/.lock")), context  # released
 
     monkeypatch.delenv("GRID_TEST_STEP_SECONDS")
-    rerun = run_grid(runs, tmp_path, device="cpu", progress=False)
+    rerun = run_grid(runs, Workspace(tmp_path, device="cpu"), progress=False)
     assert rerun.completed == [victim] and len(rerun.skipped_done) == len(runs) - 1, context
     assert_like_reference(tmp_path, reference, runs, context)
 
@@ -98,7 +99,7 @@ def test_killing_the_main_process_kills_its_workers_before_they_start_queued_run
     assert starts(marker) == started, f"a run started after the main process died {context}"
     assert not run_dir(tmp_path / "results", runs[2]).exists(), context  # only queued: never started
 
-    rerun = run_grid(runs, tmp_path / "results", device="cpu", progress=False)  # breaks the dead workers' locks
+    rerun = run_grid(runs, Workspace(tmp_path / "results", device="cpu"), progress=False)  # breaks the dead workers' locks
     assert not rerun.failed and not rerun.skipped_running, context
     assert_like_reference(tmp_path / "results", reference, runs, context)
 
@@ -118,7 +119,7 @@ def test_two_grids_on_one_folder_one_killed(runs, reference, tmp_path):
     context = f"(first grid killed {delay:.2f} s into training)"
     assert second.returncode == 0, f"{output} {context}"
 
-    rerun = run_grid(runs, tmp_path / "results", device="cpu", progress=False)
+    rerun = run_grid(runs, Workspace(tmp_path / "results", device="cpu"), progress=False)
     assert not rerun.failed and not rerun.skipped_running, context
     assert len(starts(marker)) + len(rerun.completed) <= len(runs) + 1, context  # only the killed run trained twice
     assert_like_reference(tmp_path / "results", reference, runs, context)
@@ -156,14 +157,14 @@ def test_a_corrupt_checkpoint_is_set_aside_and_the_run_restarts(runs, reference,
 
     monkeypatch.setattr(cls, "on_step_end", interrupt)
     with pytest.raises(KeyboardInterrupt):
-        run_grid([run], tmp_path, device="cpu", progress=False)
+        run_grid([run], Workspace(tmp_path, device="cpu"), progress=False)
     monkeypatch.undo()
     directory = run_dir(tmp_path, run)
     assert (directory / "last.pt").exists()
     (directory / victim).write_bytes(b"not a checkpoint")
     capfd.readouterr()
 
-    assert len(run_grid([run], tmp_path, device="cpu", progress=False).completed) == 1
+    assert len(run_grid([run], Workspace(tmp_path, device="cpu"), progress=False).completed) == 1
     err = capfd.readouterr().err
     assert f"checkpoint {directory / 'last.pt'}" in err and "the run restarts from step 0" in err
     assert len(list(directory.glob("last.pt.corrupt-*"))) == 1  # set aside, not deleted
@@ -174,7 +175,7 @@ def test_a_corrupt_metrics_json_fails_its_run_by_name_and_the_grid_carries_on(ru
     results = copy_of_reference
     damaged = run_dir(results, runs[1]) / "metrics.json"
     damaged.write_text("{garbage")
-    result = run_grid(runs, results, device="cpu", progress=False)
+    result = run_grid(runs, Workspace(results, device="cpu"), progress=False)
     (run, reason), = result.failed
     assert run == runs[1] and f"{damaged} is not valid JSON" in reason and "move it away" in reason
     assert len(result.skipped_done) == 2 and damaged.read_text() == "{garbage"  # nothing written over it
@@ -189,7 +190,7 @@ def test_empty_and_garbled_locks_are_stale_after_a_short_grace(runs, copy_of_ref
     (directory / "metrics.json").unlink()
     lock = directory / ".lock"
     lock.write_bytes(b"")  # killed between creating and writing it
-    result = run_grid([runs[0]], results, device="cpu", progress=False)
+    result = run_grid([runs[0]], Workspace(results, device="cpu"), progress=False)
     assert "unreadable lock file" in result.skipped_running[0][1]  # fresh: maybe being written
     for content in (b"", b'{"pid": "x"'):
         lock.write_bytes(content)
@@ -200,7 +201,7 @@ def test_empty_and_garbled_locks_are_stale_after_a_short_grace(runs, copy_of_ref
         holder.release()
     lock.write_bytes(b"")
     os.utime(lock, (time.time() - UNREADABLE_GRACE_SECONDS - 1,) * 2)
-    assert len(run_grid([runs[0]], results, device="cpu", progress=False).completed) == 1
+    assert len(run_grid([runs[0]], Workspace(results, device="cpu"), progress=False).completed) == 1
 
 
 @linux_only

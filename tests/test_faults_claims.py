@@ -12,6 +12,7 @@ from fault_helpers import PACE, assert_like_reference, lock_owners, start, train
 from grid_helpers import keep_torch_threads  # noqa: F401 (autouse fixture)
 
 import run_all
+from defectseg.benchmarks.engine.run import Workspace
 from defectseg.benchmarks.engine.layout import run_dir
 from defectseg.benchmarks.grid.execute import run_grid
 from defectseg.benchmarks.grid.locks import FileLock
@@ -49,7 +50,7 @@ def test_train_and_eval_refuse_a_run_another_process_trains(runs, copy_of_refere
 def test_a_lone_train_and_a_grid_on_one_folder_train_each_run_once(runs, reference, tmp_path):
     train = start([sys.executable, "run_all.py", *train_arguments(tmp_path, runs[0])], GRID_TEST_STEP_SECONDS=PACE)
     wait_for(lambda: lock_owners(tmp_path))  # the lone train holds its run
-    result = run_grid(runs, tmp_path, device="cpu", progress=False)
+    result = run_grid(runs, Workspace(tmp_path, device="cpu"), progress=False)
     output = train.communicate(timeout=120)[0]
     assert train.returncode == 0, output
     (skipped, holder), = result.skipped_running

@@ -1,5 +1,5 @@
 """Damaged results and mixed cells: the grid, ``status``, the tables, ``compare`` and ``publish`` apply one
-test of "is this run done" (``run_folder.completed_run``) and one of "one configuration per cell". The tiny
+test of "is this run done" (``run_state.completed_run``) and one of "one configuration per cell". The tiny
 grid and its uninterrupted reference: ``fault_helpers``."""
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from fault_helpers import assert_like_reference
 from grid_helpers import keep_torch_threads  # noqa: F401 (autouse fixture)
 
 import run_all
+from defectseg.benchmarks.engine.run import Workspace
 from defectseg.benchmarks.engine.config import config_hash
 from defectseg.benchmarks.engine.io import write_json
 from defectseg.benchmarks.engine.layout import run_dir
@@ -40,7 +41,7 @@ def test_damaged_results_are_not_done_anywhere_and_the_advice_leads_to_a_rerun(r
     named = _damage(directory, damage)
     before = {path.name: path.read_bytes() for path in directory.iterdir()}
 
-    result = run_grid(runs, results, device="cpu", progress=False)  # not skipped as done: failed, by name
+    result = run_grid(runs, Workspace(results, device="cpu"), progress=False)  # not skipped as done: failed, by name
     (run, reason), = result.failed
     assert run == runs[1] and named in reason and "move" in reason and len(result.skipped_done) == 2
     assert {path.name: path.read_bytes() for path in directory.iterdir() if path.name != "failure.json"} == before
@@ -55,7 +56,7 @@ def test_damaged_results_are_not_done_anywhere_and_the_advice_leads_to_a_rerun(r
     assert f"failed: {runs[1]['dataset']}/" in capsys.readouterr().out
 
     (directory / "metrics.json").rename(tmp_path / "metrics.json.damaged")  # what the message says to do
-    assert [r["seed"] for r in run_grid(runs, results, device="cpu", progress=False).completed] == [1]
+    assert [r["seed"] for r in run_grid(runs, Workspace(results, device="cpu"), progress=False).completed] == [1]
     assert_like_reference(results, reference, runs)
 
 

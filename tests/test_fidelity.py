@@ -32,10 +32,10 @@ import torch
 from torch import Tensor, nn
 
 from defectseg.benchmarks.engine.config import load_profile, resolve_run
+from defectseg.benchmarks.engine.recipes import RECIPES
 from defectseg.datasets.cache import cache_key, load_arrays, nearest_indices
 from defectseg.datasets.synthetic import SyntheticDefects
 from defectseg.methods import ConfigError, LabeledBatch, available_methods, build_method, get_method_class
-from defectseg.methods.base import RECIPES
 from defectseg.methods.dropout import GapDropout
 from defectseg.methods.perturbations import ChannelDropout, FeatureDropout
 
@@ -148,7 +148,7 @@ def ref_similarity(a: Tensor, b: Tensor) -> Tensor:
 
 
 def authors_method(name: str, dataset: str = "neu", seed: int = 0, in_channels: int = 1, **extra):
-    options = {**get_method_class(name).recipe_options("authors", dataset), **extra}
+    options = {**RECIPES["authors"].method_options(get_method_class(name), dataset), **extra}
     torch.manual_seed(seed)
     return build_method(name, options, in_channels, NUM_CLASSES)
 
@@ -539,16 +539,14 @@ def test_nearest_resizing_is_opencvs_and_gets_its_own_cache_key():
 
 @pytest.mark.parametrize("name", ALL_METHODS)
 def test_every_recipe_builds_for_every_dataset_and_unified_changes_nothing(name):
-    cls = get_method_class(name)
-    assert cls.recipe_options("unified", "neu") == {}
+    cls, unified, authors = get_method_class(name), RECIPES["unified"], RECIPES["authors"]
+    assert unified.method_options(cls, "neu") == {}
     for dataset in DATASETS:
-        options = cls.recipe_options("authors", dataset)
+        options = authors.method_options(cls, dataset)
         assert set(options) <= set(cls.all_defaults())
         in_channels = 1 if dataset == "dagm" else 3
         build_method(name, options, in_channels, NUM_CLASSES)
-    assert cls.recipe_options("authors", "synthetic") == cls.recipe_options("authors", "neu")  # no own script
-    with pytest.raises(ConfigError, match="recipe"):
-        cls.recipe_options("paper", "neu")
+    assert authors.method_options(cls, "synthetic") == authors.method_options(cls, "neu")  # no own script
 
 
 @pytest.mark.parametrize("name, key, value", [
@@ -566,7 +564,7 @@ def test_new_options_are_checked(name, key, value):
 
 
 def test_the_nine_methods_are_all_covered():
-    assert set(ALL_METHODS) <= set(available_methods()) and RECIPES == ("unified", "authors")
+    assert set(ALL_METHODS) <= set(available_methods()) and tuple(RECIPES) == ("unified", "authors")
 
 
 # ---------------------------------------------------------------- UA-MT's mask after training

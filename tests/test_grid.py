@@ -12,11 +12,12 @@ import pytest
 from grid_helpers import PLUGIN, REPO, TINY, plugin_methods, tiny_profile, keep_torch_threads  # noqa: F401 (autouse fixture)
 
 import run_all
+from defectseg.benchmarks.engine.run import RunConfig, Workspace
 from defectseg.benchmarks.engine.config import config_hash, load_profile, resolve_run
 from defectseg.benchmarks.engine.layout import run_dir
 from defectseg.benchmarks.grid.execute import available_cores, expand_grid, run_grid, warm_cache
 from defectseg.benchmarks.grid.locks import FileLock
-from defectseg.benchmarks.engine.run_folder import completed_metrics
+from defectseg.benchmarks.engine.run_state import completed_run
 from defectseg.methods import ConfigError, available_methods
 
 
@@ -128,7 +129,7 @@ def test_workers_share_the_cores_and_a_second_invocation_trains_nothing(plugin, 
     marker = tmp_path / "starts.txt"
     monkeypatch.setenv("GRID_TEST_MARKER", str(marker))
     runs = expand_grid(tiny_profile("methods=[grid_tiny]", "seeds=[0, 1]", "train.num_threads=null"))
-    first = run_grid(runs, tmp_path, device="cpu", jobs=2, plugins=[PLUGIN], progress=False)
+    first = run_grid(runs, Workspace(tmp_path, device="cpu"), jobs=2, plugins=[PLUGIN], progress=False)
     assert len(first.completed) == 2, first.failed
     starts = [line.split() for line in marker.read_text().splitlines()]
     assert all(int(pid) != os.getpid() for pid, _ in starts)  # trained in worker processes
@@ -137,7 +138,7 @@ def test_workers_share_the_cores_and_a_second_invocation_trains_nothing(plugin, 
     mtimes = [path.stat().st_mtime_ns for path in metrics]
     assert not any((run_dir(tmp_path, r) / ".lock").exists() for r in runs)
 
-    second = run_grid(runs, tmp_path, device="cpu", progress=False)
+    second = run_grid(runs, Workspace(tmp_path, device="cpu"), progress=False)
     assert (len(second.completed), len(second.skipped_done)) == (0, 2)
     assert [path.stat().st_mtime_ns for path in metrics] == mtimes
     assert len(marker.read_text().splitlines()) == 2
@@ -146,7 +147,7 @@ def test_workers_share_the_cores_and_a_second_invocation_trains_nothing(plugin, 
     assert summary["finished"] is not None
 
     changed = expand_grid(tiny_profile("methods=[grid_tiny]", "seeds=[0]", "train.num_threads=null", "train.iterations=4"))
-    (failed,) = run_grid(changed, tmp_path, device="cpu", progress=False).failed  # another config: not trained over
+    (failed,) = run_grid(changed, Workspace(tmp_path, device="cpu"), progress=False).failed  # another config: not trained over
     assert "RunConflictError" in failed[1] and "train.iterations: 6 (there) / 4 (requested)" in failed[1]
     assert [path.stat().st_mtime_ns for path in metrics] == mtimes
 
@@ -180,7 +181,7 @@ def test_run_locked_by_a_live_process_is_skipped_and_stale_locks_are_broken(plug
     (stale / ".lock").write_text(json.dumps({"pid": int(dead.stdout), "host": socket.gethostname(), "started": time.time(), "token": "x"}))
     with FileLock(held / ".lock") as lock:
         assert lock.acquire()
-        result = run_grid(runs, tmp_path, device="cpu", progress=False)
+        result = run_grid(runs, Workspace(tmp_path, device="cpu"), progress=False)
     assert [r["seed"] for r in result.completed] == [1]
     assert len(result.skipped_running) == 1 and f"pid {os.getpid()}" in result.skipped_running[0][1]
     assert not (stale / ".lock").exists() and not (held / ".lock").exists()
@@ -227,14 +228,14 @@ def test_two_processes_run_each_run_once(tmp_path):
     assert sum("skipped (running elsewhere)" in line for out in outputs for line in out.splitlines() if "seed" in line) >= 1
     with plugin_methods():
         runs = expand_grid(tiny_profile("methods=[grid_tiny]", "seeds=[0, 1, 2]"))
-        assert all(completed_metrics(r, tmp_path / "results") for r in runs)
+        assert all(completed_run(run.directory(tmp_path / "results"), run.hash) for run in map(RunConfig, runs))
 
 
 def test_backend_arguments_are_checked(tmp_path):
     with pytest.raises(ConfigError, match="needs --scheduler"):
-        run_grid([], tmp_path, backend="dask")
+        run_grid([], Workspace(tmp_path), backend="dask")
     with pytest.raises(ConfigError, match="backend must be one of"):
-        run_grid([], tmp_path, backend="ray")
+        run_grid([], Workspace(tmp_path), backend="ray")
 
 
 def test_gpu_jobs_are_capped_at_one_run_per_device(monkeypatch):
@@ -273,15 +274,16 @@ def test_device_leases_are_exclusive(tmp_path):
 
 
 def test_warm_cache_decodes_each_dataset_and_size_once_and_leaves_broken_data_to_the_runs(tmp_path, capsys):
-    runs = expand_grid(tiny_profile("methods=[supervised]", "seeds=[0, 1]"))
+    runs = [RunConfig(run) for run in expand_grid(tiny_profile("methods=[supervised]", "seeds=[0, 1]"))]
     cache = tmp_path / "cache"
-    warm_cache(runs, tmp_path, cache, threads=2)
+    workspace = Workspace(tmp_path, data_root=tmp_path, cache_dir=cache)
+    warm_cache(runs, workspace, threads=2)
     assert len(list(cache.glob("*_images.npy"))) == 1 and len(list(cache.glob("*_masks.npy"))) == 1
     first = [path.stat().st_mtime_ns for path in sorted(cache.iterdir())]
-    warm_cache(runs, tmp_path, cache, threads=2)
+    warm_cache(runs, workspace, threads=2)
     assert [path.stat().st_mtime_ns for path in sorted(cache.iterdir())] == first  # cached: not decoded again
     missing = resolve_run(load_profile("smoke"), "neu", 0.1, "supervised", 0)
-    warm_cache([missing], tmp_path / "no-data", cache, threads=1)
+    warm_cache([RunConfig(missing)], Workspace(tmp_path, data_root=tmp_path / "no-data", cache_dir=cache), threads=1)
     assert "could not pre-decode neu" in capsys.readouterr().out
 
 

@@ -1,7 +1,7 @@
 """The README's headline tables are the study's generated difference tables, not hand-typed numbers."""
 import pytest
 
-from defectseg.benchmarks.reporting.headline import STUDY_TABLES, stale_blocks, table_rows, update_readme
+from defectseg.benchmarks.docs_tools.headline import STUDY_TABLES, stale_blocks, table_rows, update_readme
 
 
 def test_readme_headline_matches_the_committed_study_tables():

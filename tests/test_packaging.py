@@ -47,6 +47,9 @@ def test_installs_beside_a_distribution_named_datasets(tmp_path):
     assert top_level - {"bin", "__pycache__"} == {"datasets", "defectseg", "run_all.py"}
     assert (target / "defectseg" / "methods" / "uaps.py").is_file()
     assert (target / "defectseg" / "benchmarks" / "configs" / "smoke.yaml").is_file()
+    assert (target / "defectseg" / "benchmarks" / "uaps_paper" / "paper_reference.yaml").is_file()  # the paper's numbers
+    assert (target / "defectseg" / "benchmarks" / "engine" / "pictures.py").is_file()
+    assert (target / "defectseg" / "benchmarks" / "docs_tools" / "headline.py").is_file()
     result = subprocess.run([sys.executable, "-c", CHECK.format(target=target)], cwd=tmp_path, capture_output=True, text=True,
                             env={"PYTHONPATH": str(target), "PATH": ""})
     assert result.returncode == 0, result.stderr

@@ -12,11 +12,12 @@ from matplotlib.figure import Figure
 
 from defectseg.benchmarks.reporting.aggregate import collect_runs, main_runs
 from defectseg.benchmarks.reporting.figure_style import bar_group, bar_limits
-from defectseg.benchmarks.reporting.paper import load_paper_reference
-from defectseg.benchmarks.reporting.paper_figures import plot_lambdas, plot_mixing
 from defectseg.benchmarks.reporting.plots import MARK_COLORS, plot_critical_difference, plot_differences, plot_miou_vs_ratio, write_figures
-from defectseg.benchmarks.reporting.statistics import cell_statistics
+from defectseg.benchmarks.reporting.results_view import ResultsView
+from defectseg.benchmarks.reporting.statistics import cell_scores, cell_statistics, rank_analysis
 from defectseg.benchmarks.reporting.table_format import ordered_cells
+from defectseg.benchmarks.uaps_paper.figures import plot_lambdas, plot_mixing
+from defectseg.benchmarks.uaps_paper.section import UapsPaperSection
 from tests.fixtures_results import PROFILE, write_fixture_results
 
 # no critical-difference diagram: the fixture's cells share datasets (NEU-Seg and DAGM at 10 % and 30 %)
@@ -24,13 +25,20 @@ FIGURES = ["miou_vs_ratio_standard", "miou_vs_ratio_paper", "difference_standard
            "ablation_losses", "ablation_lambdas", "ablation_mixing", "ablation_aux_decoders"]
 
 
+SECTIONS = [UapsPaperSection()]  # as run_all.py draws them
+
+
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory):
     return write_fixture_results(tmp_path_factory.mktemp("results"))
 
 
+def _critical_difference(runs, profile):
+    return plot_critical_difference(profile, "standard", rank_analysis(cell_scores(main_runs(runs), "miou")))
+
+
 def test_every_figure_written_as_png_and_pdf(tree, tmp_path):
-    written, notes = write_figures(tree, tmp_path)
+    written, notes = write_figures(ResultsView(tree), tmp_path, SECTIONS)
     assert sorted(p.name for p in written[PROFILE]) == sorted(f"{n}.{ext}" for n in FIGURES for ext in ("png", "pdf"))
     for path in written[PROFILE]:
         assert path.stat().st_size > 1000
@@ -43,7 +51,7 @@ def test_every_figure_written_as_png_and_pdf(tree, tmp_path):
 
 def test_missing_cells_are_gaps_not_values(tree):
     runs = collect_runs(tree, PROFILE)
-    fig = plot_miou_vs_ratio(runs, PROFILE, "paper", load_paper_reference(), cell_statistics(main_runs(runs)), "supervised")
+    fig = plot_miou_vs_ratio(runs, PROFILE, "paper", SECTIONS[0].published_points(), cell_statistics(main_runs(runs)), "supervised")
     dagm = next(ax for ax in fig.axes if ax.get_title() == "DAGM")
     mean_teacher = next(c for c in dagm.containers if isinstance(c, ErrorbarContainer) and c.get_label() == "mean_teacher")
     assert math.isnan(mean_teacher.lines[0].get_ydata()[1])  # no run at 30%: a gap
@@ -87,7 +95,7 @@ def test_figure_without_data_is_skipped(tree):
 def test_label_efficiency_bands_and_significance(tree):
     runs = collect_runs(tree, PROFILE)
     statistics = cell_statistics(main_runs(runs))
-    fig = plot_miou_vs_ratio(runs, PROFILE, "paper", load_paper_reference(), statistics, "supervised")
+    fig = plot_miou_vs_ratio(runs, PROFILE, "paper", SECTIONS[0].published_points(), statistics, "supervised")
     neu = next(ax for ax in fig.axes if ax.get_title() == "NEU-Seg")
     bands = [c for c in neu.collections if isinstance(c, PolyCollection)]
     assert len(bands) == 4  # one 95 % CI band per method
@@ -117,13 +125,13 @@ def test_difference_forest_plot(tree):
 
 def test_critical_difference_diagram(tree):
     runs = collect_runs(tree, PROFILE)
-    assert plot_critical_difference(runs, PROFILE, "standard") is None  # cells share datasets: not independent
+    assert _critical_difference(runs, PROFILE) is None  # cells share datasets: not independent
     runs = runs[runs["ratio"] == 0.1]  # NEU-Seg and DAGM at 10 %: independent cells
-    fig = plot_critical_difference(runs, PROFILE, "standard")
+    fig = _critical_difference(runs, PROFILE)
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert "uaps (1.00)" in texts and "(4.00) supervised" in texts and "CD = 3.32" in texts  # 2.569 sqrt(4 x 5 / (6 x 2))
     assert "Friedman χ² = 6.00" in fig._suptitle.get_text()
-    assert plot_critical_difference(runs[runs["method"].isin(["supervised", "uaps"])], PROFILE, "standard") is None  # 2 methods
+    assert _critical_difference(runs[runs["method"].isin(["supervised", "uaps"])], PROFILE) is None  # 2 methods
 
 
 # five methods ranked 1..5 in three cells: two 4-method crossbars, whose set order depends on the hash seed
@@ -133,10 +141,11 @@ from pathlib import Path
 import pandas as pd
 from defectseg.benchmarks.reporting.figure_style import save
 from defectseg.benchmarks.reporting.plots import plot_critical_difference
+from defectseg.benchmarks.reporting.statistics import cell_scores, rank_analysis
 methods = ["alpha", "bravo", "charlie", "delta", "echo"]
 runs = pd.DataFrame([{"dataset": dataset, "ratio": 0.1, "method": m, "base_method": m, "miou": 90.0 - 5 * i - k}
                      for k, dataset in enumerate(("neu", "mtiles", "dagm")) for i, m in enumerate(methods)])
-save(plot_critical_difference(runs, "tiny", "standard"), Path(sys.argv[1]), "cd")
+save(plot_critical_difference("tiny", "standard", rank_analysis(cell_scores(runs, "miou"))), Path(sys.argv[1]), "cd")
 """
 
 
@@ -188,7 +197,7 @@ def test_validation_curves_of_uaps_ablations_have_a_panel_per_ablation_and_the_d
     runs = collect_runs(tree, PROFILE)
     ablations = runs[runs["base_method"] == "uaps"].copy()
     ablations.loc[ablations["method"] == "uaps", "method"] = "uaps_full"  # the default run as a variant, as in a study
-    legends = _panel_legends(plot_validation_curves(ablations, PROFILE))
+    legends = _panel_legends(plot_validation_curves(ablations, PROFILE, sections=SECTIONS))
     assert list(legends) == [f"{option}\nNEU-Seg, {ratio} labels" for option, ratio in [
         ("Loss terms", "10%"), ("λ1 (pseudo-label loss weight)", "10%"), ("λ2 (uncertainty loss weight)", "10%"),
         ("Pseudo-label mixing", "10%"), ("Pseudo-label mixing", "30%"), ("Auxiliary decoders D", "10%")]]
@@ -203,7 +212,7 @@ def test_validation_curves_of_variants_in_no_ablation_show_each_variant(tree):
 
     runs = collect_runs(tree, PROFILE)
     variants = runs[runs["method"] != runs["base_method"]]  # no default run: lambda2 and mixing vary no more
-    legends = _panel_legends(plot_validation_curves(variants, PROFILE))
+    legends = _panel_legends(plot_validation_curves(variants, PROFILE, sections=SECTIONS))
     assert [label for label, _ in legends["λ1 (pseudo-label loss weight)\nNEU-Seg, 10% labels"]] == ["0", "0.3"]
     others = legends["Other variants\nNEU-Seg, 10% labels"]
     assert sorted(label for label, _ in others) == ["uaps_avg", "uaps_l2_0.5"]  # drawn, not dropped
@@ -214,6 +223,6 @@ def test_an_earlier_builds_figure_is_removed_when_it_is_no_longer_drawn(tree, tm
     stale = tmp_path / "other" / "ablation_losses.png"  # profile "other" has no ablation runs
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"an earlier build")
-    written, notes = write_figures(tree, tmp_path, ["other"])
+    written, notes = write_figures(ResultsView(tree, ["other"]), tmp_path, SECTIONS)
     assert not stale.exists() and written["other"]
     assert any("removed" in note and "ablation_losses.png" in note for note in notes)

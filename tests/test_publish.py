@@ -11,7 +11,8 @@ from defectseg.benchmarks.engine import layout
 from defectseg.benchmarks.engine.io import ResultsError, read_json, write_json
 from defectseg.benchmarks.engine.split_store import recorded_split
 from defectseg.benchmarks.grid.publish import publish
-from defectseg.benchmarks.reporting.aggregate import collect_runs, run_status
+from defectseg.benchmarks.reporting.aggregate import collect_runs
+from defectseg.benchmarks.engine.run_state import completed_run_metrics
 from tests.helpers import train_smoke
 
 LABEL = "smoke/synthetic/0.2/supervised/seed0"
@@ -63,7 +64,7 @@ def test_publishing_again_changes_nothing_and_completes_an_interrupted_copy(scra
     assert outcome.copied == [] and outcome.already_there == [LABEL]
     assert metrics.stat().st_mtime_ns == written
     metrics.unlink()  # a publish stopped before its last file: the run does not look completed
-    assert run_status(metrics.parent) != "completed"
+    assert completed_run_metrics(metrics.parent) is None
     assert publish(scratch, tmp_path).copied == [LABEL] and metrics.exists()
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from defectseg.benchmarks.engine.run import RunConfig, Workspace
 from defectseg.benchmarks.engine.config import load_profile, resolve_run
 from defectseg.benchmarks.engine.runner import train_run
 
@@ -24,6 +25,6 @@ def test_synthetic_set_is_learnable(tmp_path: Path) -> None:
     """
     profile = load_profile("quick", ["train.num_threads=1"])
     run_config = resolve_run(profile, "synthetic", 0.1, "supervised", 0)
-    metrics = train_run(run_config, tmp_path, device="cpu", cache_dir=tmp_path / "cache", progress=False)
+    metrics = train_run(RunConfig(run_config), Workspace(tmp_path, cache_dir=tmp_path / "cache", device="cpu"), progress=False)
     assert metrics["standard"]["miou"] > 0.5
 

@@ -1,10 +1,12 @@
 """The report: index.md/html link the figures that exist, list the failure, the environment and the commands."""
 import re
+from collections import Counter
 
 import pandas as pd
 import pytest
 
 import run_all
+from defectseg.benchmarks.reporting import results_view
 from defectseg.benchmarks.reporting.report import _test_sentence, setup_blocks
 from tests.fixtures_results import ENVIRONMENT, FAILED, PROFILE, write_fixture_results
 
@@ -65,3 +67,28 @@ def test_a_profile_of_ablation_variants_only_says_it_has_no_plain_methods():
     (block,) = setup_blocks(runs, failures, "abl")
     assert "methods: none (ablation variants only)" in block.items
     assert "ablation variants: uaps_d0, uaps_full" in block.items
+
+
+def test_the_report_collects_reads_and_computes_each_thing_once(tmp_path, monkeypatch):
+    """Tables, figures and the page share one ResultsView: the runs are collected once, each run's records and
+    log read once, and each profile's statistics, ranks, selection records and spread computed once."""
+    root = write_fixture_results(tmp_path)
+    calls, arguments = Counter(), Counter()
+
+    def counted(name, function):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            arguments[(name, *map(str, args))] += 1
+            return function(*args, **kwargs)
+        return wrapper
+
+    for name in ("collect_runs", "collect_failures", "cell_statistics", "rank_analysis", "policy_records", "spread_points",
+                 "load_run_records", "read_train_log"):
+        monkeypatch.setattr(results_view, name, counted(name, getattr(results_view, name)))
+    assert run_all.main(["report", "--results-dir", str(root)]) == 0
+    profiles, protocols = 2, 2  # fix and other; standard and paper
+    assert calls["collect_runs"] == calls["collect_failures"] == 1
+    assert calls["cell_statistics"] == calls["policy_records"] == calls["spread_points"] == profiles
+    assert calls["rank_analysis"] == profiles * protocols
+    assert calls["load_run_records"] > 0 and calls["read_train_log"] > 0
+    assert max(arguments.values()) == 1  # no run's records or log read twice, nothing computed twice

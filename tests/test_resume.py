@@ -9,6 +9,7 @@ import pytest
 import torch
 from grid_helpers import plugin_methods, tiny_profile, keep_torch_threads  # noqa: F401 (autouse fixture)
 
+from defectseg.benchmarks.engine.run import Workspace
 from defectseg.benchmarks.engine.layout import run_dir
 from defectseg.benchmarks.engine.trainer import CHECKPOINT_KEYS
 from defectseg.benchmarks.grid.execute import expand_grid, run_grid
@@ -46,12 +47,12 @@ def _as_legacy_run_folder(results, directory) -> None:
 def test_resumed_run_equals_uninterrupted_run(plugin, tmp_path, monkeypatch, capfd, method, legacy_split):
     (run,) = expand_grid(tiny_profile(f"methods=[{method}]", *OVERRIDES))
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    assert len(run_grid([run], straight, device="cpu", progress=False).completed) == 1
+    assert len(run_grid([run], Workspace(straight, device="cpu"), progress=False).completed) == 1
 
     cls = get_method_class(method)
     monkeypatch.setattr(cls, "on_step_end", interrupt_at(cls.on_step_end, INTERRUPT_AT))
     with pytest.raises(KeyboardInterrupt):
-        run_grid([run], resumed, device="cpu", progress=False)
+        run_grid([run], Workspace(resumed, device="cpu"), progress=False)
     directory = run_dir(resumed, run)
     checkpoint = torch.load(directory / "last.pt", weights_only=False)
     assert checkpoint["state"]["step"] == CHECKPOINT_STEP
@@ -63,7 +64,7 @@ def test_resumed_run_equals_uninterrupted_run(plugin, tmp_path, monkeypatch, cap
         _as_legacy_run_folder(resumed, directory)
     capfd.readouterr()
 
-    assert len(run_grid([run], resumed, device="cpu", progress=False).completed) == 1
+    assert len(run_grid([run], Workspace(resumed, device="cpu"), progress=False).completed) == 1
     assert "restarts from step 0" not in capfd.readouterr().err  # resumed from the checkpoint
     assert (directory / "split.ref").exists() and not (directory / "split.json").exists()
     a = json.loads((run_dir(straight, run) / "metrics.json").read_text())
@@ -84,7 +85,7 @@ def test_the_checkpoint_keeps_the_format_of_earlier_versions(plugin, tmp_path):
         with pytest.MonkeyPatch.context() as patch:
             cls = get_method_class("supervised")
             patch.setattr(cls, "on_step_end", interrupt_at(cls.on_step_end, INTERRUPT_AT))
-            run_grid([run], tmp_path, device="cpu", progress=False)
+            run_grid([run], Workspace(tmp_path, device="cpu"), progress=False)
     checkpoint = torch.load(directory / "last.pt", weights_only=False)
     assert set(checkpoint) == {*CHECKPOINT_KEYS, "scheduler"} == {
         "config_hash", "method", "optimizer", "labeled_sampler", "unlabeled_sampler", "augment_generator", "scheduler", "rng", "state"

@@ -6,6 +6,7 @@ import torch
 import yaml
 
 import run_all
+from defectseg.benchmarks.engine.run import RunConfig, Workspace
 from defectseg.benchmarks.grid import migrate_splits
 from defectseg.benchmarks.engine.environment import cpu_model, resolve_precision
 from defectseg.benchmarks.engine.runner import train_run
@@ -99,7 +100,7 @@ def test_completed_run_is_not_trained_again(supervised_run):
 def test_nan_loss_is_a_clear_error_recorded_in_failure_json(tmp_path):
     config = smoke_config("test_nan_after_5", ("train.log_every=2",))
     with pytest.raises(NonFiniteLossError, match=r"non-finite loss \['loss', 'loss_sup'\].*at step 6"):
-        train_run(config, tmp_path, device="cpu", cache_dir=tmp_path / "cache", progress=False)
+        train_run(RunConfig(config), Workspace(tmp_path, cache_dir=tmp_path / "cache", device="cpu"), progress=False)
     directory = tmp_path / "runs" / "smoke" / "synthetic" / "0.2" / "test_nan_after_5" / "seed0"
     failure = json.loads((directory / "failure.json").read_text())
     assert failure["error"] == "NonFiniteLossError" and "step 6" in failure["reason"]

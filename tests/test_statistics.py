@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 import scipy.stats
 
-from defectseg.benchmarks.reporting.aggregate import ResultsError, collect_runs, main_runs
+from defectseg.benchmarks.engine.io import ResultsError
+from defectseg.benchmarks.reporting.aggregate import collect_runs, main_runs
 from defectseg.benchmarks.engine import layout
 from defectseg.benchmarks.engine.per_image import PixelCounts, paper_image_iou, standard_miou
 from defectseg.benchmarks.reporting.statistics import (

@@ -11,6 +11,7 @@ import pytest
 from grid_helpers import TINY, keep_torch_threads  # noqa: F401 (autouse fixture)
 
 import run_all
+from defectseg.benchmarks.engine.run import RunConfig, Workspace
 from defectseg.benchmarks.engine import layout
 from defectseg.benchmarks.engine.config import load_profile
 from defectseg.benchmarks.engine.runner import train_run
@@ -27,7 +28,7 @@ def _snapshot(root):
 def test_status_counts_each_state_and_writes_nothing(tmp_path, capsys):
     runs = expand_grid(load_profile("smoke", OVERRIDES))
     by_key = {(r["ratio"], r["seed"]): r for r in runs}
-    train_run(by_key[0.2, 0], tmp_path, device="cpu", cache_dir=tmp_path / "cache", progress=False)
+    train_run(RunConfig(by_key[0.2, 0]), Workspace(tmp_path, cache_dir=tmp_path / "cache", device="cpu"), progress=False)
     folders = {seed: layout.run_dir(tmp_path, by_key[0.2, seed]) for seed in range(5)}
     for seed in (1, 2, 3, 4):
         folders[seed].mkdir(parents=True)
@@ -86,7 +87,7 @@ def test_a_new_grid_takes_its_pace_from_other_profiles_runs(tmp_path, capsys):
     """A grid with no completed run of a method (a study's ablations beside its main grid) is estimated from the
     completed runs of that method at that size in other profiles of the same results folder, and says so."""
     done = expand_grid(load_profile("smoke", [*TINY, "seeds=[0]"]))[0]
-    train_run(done, tmp_path, device="cpu", cache_dir=tmp_path / "cache", progress=False)
+    train_run(RunConfig(done), Workspace(tmp_path, cache_dir=tmp_path / "cache", device="cpu"), progress=False)
     metrics = json.loads((layout.run_dir(tmp_path, done) / layout.METRICS).read_text())
     renamed = layout.profile_dir(tmp_path, "main_grid")  # the same run, as another profile's
     layout.profile_dir(tmp_path, "smoke").rename(renamed)

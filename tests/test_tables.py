@@ -4,19 +4,27 @@ import pytest
 import scipy.stats
 
 import run_all
-from defectseg.benchmarks.reporting.aggregate import ablation_runs, collect_failures, collect_runs
-from defectseg.benchmarks.reporting.paper import canonical_losses
-from defectseg.benchmarks.reporting.paper_tables import ablation_cell, ablation_table
+from defectseg.benchmarks.reporting.aggregate import collect_failures, collect_runs
+from defectseg.benchmarks.reporting.results_view import ResultsView
 from defectseg.benchmarks.reporting.statistics import cell_scores, friedman_permutation_p
 from defectseg.benchmarks.reporting.table_format import latex_escape, mean_std
 from defectseg.benchmarks.reporting.tables import best_steps_table, write_tables
+from defectseg.benchmarks.uaps_paper.ablations import ablation_runs, canonical_losses
+from defectseg.benchmarks.uaps_paper.section import UapsPaperSection
+from defectseg.benchmarks.uaps_paper.tables import ablation_cell, ablation_table
 from tests.fixtures_results import FAILED, HAND_CHECKED, NO_RECORDS, PROFILE, write_fixture_results
+
+
+def _write(root, out, profiles=None):
+    """The files ``run_all.py tables`` writes (with the UAPS paper's section) per profile, and its notes."""
+    built, notes = write_tables(ResultsView(root, profiles), out, [UapsPaperSection()])
+    return {profile: tables.files for profile, tables in built.items()}, notes
 
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory):
     root = write_fixture_results(tmp_path_factory.mktemp("results"))
-    written, notes = write_tables(root, root / "tables")
+    written, notes = _write(root, root / "tables")
     return root, written, notes
 
 
@@ -267,7 +275,7 @@ def test_an_earlier_builds_table_is_removed_not_left_beside_the_new_ones(tree, t
         path.write_text("from runs that are no longer there\n")
     keep = out / PROFILE / "notes.txt"  # not a table format: not ours to remove
     keep.write_text("mine\n")
-    written, notes = write_tables(tree[0], out, [PROFILE])
+    written, notes = _write(tree[0], out, [PROFILE])
     assert written[PROFILE] and all(path.exists() for path in written[PROFILE])
     assert not any(path.exists() for path in stale) and keep.exists()
     assert any("removed" in note and "per_class_iou_gone.md" in note for note in notes)

@@ -12,6 +12,7 @@ import torch
 from grid_helpers import keep_torch_threads, tiny_profile  # noqa: F401 (autouse fixture)
 from torch import Tensor, nn
 
+from defectseg.benchmarks.engine.run import Workspace
 from defectseg.benchmarks.engine import layout
 from defectseg.benchmarks.engine.per_image import DEFAULT_PREDICTION, PixelCounts, read_per_image
 from defectseg.benchmarks.engine.split_store import record_split, recorded_split
@@ -246,14 +247,14 @@ def test_a_resumed_run_records_what_an_uninterrupted_run_records(tmp_path, monke
     checkpoint (records to step 8: those after 4 are dropped) or is corrupt (set aside, restart)."""
     (run,) = expand_grid(tiny_profile("train.iterations=8", "train.checkpoint_every=4", "train.record_every=2"))
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    run_grid([run], straight, device="cpu", progress=False)
+    run_grid([run], Workspace(straight, device="cpu"), progress=False)
     expected = read_trajectory(layout.run_dir(straight, run) / layout.TRAJECTORY)
     assert expected.steps == (2, 4, 6, 8)
 
     cls = get_method_class("supervised")
     monkeypatch.setattr(cls, "on_step_end", interrupt_at(cls.on_step_end, 6))
     with pytest.raises(KeyboardInterrupt):
-        run_grid([run], resumed, device="cpu", progress=False)
+        run_grid([run], Workspace(resumed, device="cpu"), progress=False)
     monkeypatch.undo()
     path = layout.run_dir(resumed, run) / layout.TRAJECTORY
     assert read_trajectory(path).steps == (2, 4)  # written with the checkpoint of step 4
@@ -263,7 +264,7 @@ def test_a_resumed_run_records_what_an_uninterrupted_run_records(tmp_path, monke
         path.write_bytes(b"damaged")
     capfd.readouterr()
 
-    assert len(run_grid([run], resumed, device="cpu", progress=False).completed) == 1
+    assert len(run_grid([run], Workspace(resumed, device="cpu"), progress=False).completed) == 1
     assert ("restarts from step 0" in capfd.readouterr().err) == (damage == "corrupt")
     again = read_trajectory(path)
     assert again.steps == expected.steps

@@ -8,7 +8,7 @@ import torch
 import run_all
 from defectseg.benchmarks.engine.layout import run_dir
 from defectseg.benchmarks.engine.metrics import SegmentationMeter
-from defectseg.benchmarks.reporting.pictures import PALETTE, colorize, error_map, per_image_iou, uncertainty_map
+from defectseg.benchmarks.engine.pictures import PALETTE, colorize, error_map, per_image_iou, uncertainty_map
 from defectseg.methods import ConfigError, build_method
 from tests.helpers import smoke_config, train_smoke
 

@@ -4,7 +4,7 @@ Writes under ``out``:
 
     masks/<stem>.png     class ids (uint8; 0 background, then the classes in the order of the run's dataset)
     overlays/<stem>.png  the image with each defect class painted half-transparent in its colour
-                         (the palette of the run pictures, ``benchmarks.reporting.pictures``)
+                         (the palette of the run pictures, ``benchmarks.engine.pictures``)
     areas.csv            one row per image: file, width, height, then per defect class and for all
                          defects together the pixel count and the fraction of the image
 
@@ -35,7 +35,7 @@ from defectseg.datasets.imagefiles import decode_image
 from defectseg.methods import ConfigError
 
 from defectseg.benchmarks.deploy.network import Network
-from defectseg.benchmarks.reporting.pictures import colorize
+from defectseg.benchmarks.engine.pictures import colorize
 
 MASKS, OVERLAYS, AREAS = "masks", "overlays", "areas.csv"
 OVERLAY_ALPHA = 0.5

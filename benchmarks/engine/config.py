@@ -13,7 +13,7 @@ Method variants (for ablations) name a registered method with fixed options::
 ``ratios_per_dataset: {mtiles: [0.1]}`` replaces the profile's ratios for one dataset.
 
 A variant name is used in ``methods:`` like a method name and names the run directory. Its options
-are the base method's defaults <- the recipe's options for it (``Method.recipe_options``) <-
+are the base method's defaults <- the recipe's options for it (``Recipe.method_options``) <-
 ``common_method_options`` <- ``method_options.<base>`` <- the variant's ``options``. ``ratios``
 (optional) replaces the profile's ratios for that variant only (``--ratios`` on the command line
 still overrides everything). The resolved run config stores
@@ -24,7 +24,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
-import inspect
 import json
 import math
 import re
@@ -33,12 +32,14 @@ from typing import Any
 
 import yaml
 
-from defectseg.datasets import DATASETS
+from defectseg.datasets import DATASETS, option_specs as dataset_option_specs
 from defectseg.datasets.cache import RESIZES
 from defectseg.datasets.transforms import AUGMENTATIONS, NORMALIZATIONS
-from defectseg.methods import ConfigError, Option, available_methods, choice, flag, get_method_class, integer, number, text
+from defectseg.methods import available_methods, get_method_class
+from defectseg.options import ConfigError, Option, check_section, choice, flag, integer, number, text
 
-from defectseg.benchmarks.engine.recipes import train_recipe
+from defectseg.benchmarks.engine.recipes import RECIPES
+from defectseg.benchmarks.engine.results_format import hashed_config
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
@@ -82,13 +83,14 @@ TRAIN_OPTIONS: dict[str, Option] = {
 PER_SEED = "per_seed"
 RUN_OPTIONS: dict[str, Option] = {
     "description": text(""),
+    "recipe": choice("unified", RECIPES),  # unified | authors (benchmarks.engine.recipes, docs/fidelity.md)
     "split_seed": dataclasses.replace(SEED, note=f"or {PER_SEED!r}: each seed its own labelled subset"),  # PER_SEED: check_run_level
     "skip_missing_datasets": flag(False),  # drop listed datasets not found under the data root (else an error)
 }
 
 PROFILE_DEFAULTS: dict[str, Any] = {
     "description": RUN_OPTIONS["description"].default,
-    "recipe": "unified",  # unified | authors (benchmarks.engine.recipes, docs/fidelity.md)
+    "recipe": RUN_OPTIONS["recipe"].default,
     "methods": ["supervised"],  # names, or "all" for every registered method
     "datasets": ["synthetic"],  # names, or "available" for every dataset found under the data root
     "ratios": [0.1],
@@ -107,35 +109,6 @@ PROFILE_DEFAULTS: dict[str, Any] = {
 FREE_FORM = ("common_method_options", "method_options", "method_variants", "dataset_options", "train_per_dataset", "ratios_per_dataset")
 VARIANT_KEYS = ("method", "options", "ratios")
 SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
-# Keys added after the first committed results, with the value that reproduces the behaviour from
-# before they existed: left out of the config hash while they hold it. Method options are matched
-# by option name in any method.
-HASH_NEUTRAL: dict[tuple[str, ...], Any] = {
-    ("recipe",): "unified",
-    ("train", "augmentation"): "flips_rot90",
-    ("train", "normalization"): "half",
-    ("train", "lr_schedule"): "constant",
-    ("train", "lr_patience"): 2950,
-    ("train", "lr_factor"): 0.1,
-    ("train", "min_lr"): 1e-8,
-    ("train", "record_every"): None,
-    ("train", "resize"): "bilinear",
-}
-METHOD_OPTION_NEUTRAL: dict[str, Any] = {  # the options recipe "authors" switches (docs/fidelity.md)
-    "dice_form": "ssl4mis",
-    "detach_confidence": True,
-    "lambda2_rampup": True,
-    "dropout_mode": "channel",
-    "dropout_p": 0.5,
-    "feature_dropout_draw": "sample",
-    "pseudo_label_ensemble": "max",
-    "student_noise": True,
-    "consistency_start": 0.0,
-    "mask_normaliser": "classes",
-    "detach_target": True,
-    "aux_upsampling": "bilinear",
-    "data_parallel": 1,
-}
 ABSENT = "(absent)"  # the value differing_keys reports for a key a config lacks
 # Key of a loaded profile (``load_profile``), not of a profile file: the train keys the profile or its
 # overrides set, which the recipe's per-run loop settings (``run_train``) leave as they are.
@@ -144,19 +117,14 @@ TRAIN_KEYS_SET = "train_keys_set"
 
 def check_train(train: dict[str, Any], where: str = "train") -> None:
     """ConfigError naming the key, the value and what is expected, for any ill-typed train setting."""
-    for key, value in train.items():
-        if key not in TRAIN_OPTIONS:
-            raise ConfigError(f"unknown config key '{where}.{key}'; valid keys: {sorted(TRAIN_OPTIONS)}")
-        TRAIN_OPTIONS[key].check_at(f"{where}.{key}", value)
+    check_section(TRAIN_OPTIONS, train, where)
 
 
 def check_run_level(config: dict[str, Any]) -> None:
     """ConfigError naming the key, the value and what is expected, for an ill-typed profile-level key
     (``RUN_OPTIONS``, and ``methods``, ``datasets``, ``ratios``, ``seeds``: a name or list of names,
     fractions in (0, 1], seeds)."""
-    for key, option in RUN_OPTIONS.items():
-        if not (key == "split_seed" and config[key] == PER_SEED):
-            option.check_at(key, config[key])
+    check_section(RUN_OPTIONS, {key: config[key] for key in RUN_OPTIONS if not (key == "split_seed" and config[key] == PER_SEED)})
     for key in ("methods", "datasets"):
         names = config[key]
         if not isinstance(names, str) and not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
@@ -171,35 +139,13 @@ def check_run_level(config: dict[str, Any]) -> None:
 
 def check_dataset_options(options: Any) -> None:
     """ConfigError naming the key, the value and what is expected for ``dataset_options``: known
-    datasets, known options, and each option of the type of its default in the dataset's constructor."""
+    datasets, and their options (``datasets.option_specs``)."""
     if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
         raise ConfigError(f"dataset_options must be a mapping of dataset name -> {{option: value}}, got {options!r}")
     for dataset, settings in options.items():
         if dataset not in DATASETS:
             raise ConfigError(f"dataset_options names unknown dataset {dataset!r}; valid names: {sorted(DATASETS)}")
-        defaults = {
-            name: parameter.default
-            for name, parameter in inspect.signature(DATASETS[dataset].__init__).parameters.items()
-            if name not in ("self", "root") and parameter.default is not inspect.Parameter.empty
-        }
-        for key, value in settings.items():
-            where = f"dataset_options.{dataset}.{key}"
-            if key not in defaults:
-                raise ConfigError(f"unknown config key '{where}'; valid options of {dataset}: {sorted(defaults)}")
-            _option_like(defaults[key], where).check_at(where, value)
-
-
-def _option_like(default: Any, where: str) -> Option:
-    """The option a constructor default stands for: its type, unbounded (the dataset checks ranges)."""
-    if isinstance(default, bool):
-        return flag(default)
-    if isinstance(default, int):
-        return integer(default, None)
-    if isinstance(default, float):
-        return number(default, None)
-    if isinstance(default, str):
-        return text(default)
-    raise ConfigError(f"{where} cannot be set from a profile: its default {default!r} is not true/false, a number or a string")
+        check_section(dataset_option_specs(dataset), settings, f"dataset_options.{dataset}")
 
 
 def _check_keys(data: dict, reference: dict, where: str) -> None:
@@ -255,9 +201,9 @@ def load_profile(name_or_path: str, overrides: list[str] | None = None) -> dict[
     user = data
     for override in overrides or []:
         user = apply_override(user, override)
-    recipe = train_recipe(user.get("recipe", PROFILE_DEFAULTS["recipe"]))
+    check_run_level({**PROFILE_DEFAULTS, **user})
+    recipe = RECIPES[user.get("recipe", PROFILE_DEFAULTS["recipe"])]
     config = _merge(_merge(PROFILE_DEFAULTS, {"train": recipe.train}), user)
-    check_run_level(config)
     check_train(config["train"])
     _check_train_per_dataset(config["train_per_dataset"])
     check_dataset_options(config["dataset_options"])
@@ -353,7 +299,7 @@ def resolve_run(profile: dict[str, Any], dataset: str, ratio: float, method: str
         )
     base, variant_options = resolve_variant(profile, method)
     method_class = get_method_class(base)
-    recipe_options = method_class.recipe_options(profile["recipe"], dataset)
+    recipe_options = RECIPES[profile["recipe"]].method_options(method_class, dataset)
     options = {**recipe_options, **profile["common_method_options"], **profile["method_options"].get(base, {}), **variant_options}
     label = method if base == method else f"{method} (variant of {base})"
     train, method_options = run_train(profile, base, dataset), method_class.checked_options(options, label)
@@ -395,7 +341,7 @@ def run_train(profile: dict[str, Any], method: str, dataset: str) -> dict[str, A
     """The train settings of a run of registered ``method`` on ``dataset``: the profile's ``train``, the recipe's
     loop settings for the run (``Recipe.loop``) where the profile sets no value of its own, then the profile's
     ``train_per_dataset`` entry."""
-    loop = {key: value for key, value in train_recipe(profile["recipe"]).loop(method, dataset).items() if key not in profile[TRAIN_KEYS_SET]}
+    loop = {key: value for key, value in RECIPES[profile["recipe"]].loop(method, dataset).items() if key not in profile[TRAIN_KEYS_SET]}
     return _merge(_merge(profile["train"], loop), profile["train_per_dataset"].get(dataset, {}))
 
 
@@ -417,23 +363,6 @@ def check_run_keys(dataset: str, ratio: float, seed: int) -> None:
         raise ConfigError(f"the labelled ratio must be a fraction in (0, 1], e.g. 0.1; got {ratio!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise ConfigError(f"the seed must be an integer from 0 to {MAX_SEED}; got {seed!r}")
-
-
-def hashed_config(run_config: dict[str, Any]) -> dict[str, Any]:
-    """The part of a run config its hash covers: all of it but keys at their ``HASH_NEUTRAL`` value."""
-    config = copy.deepcopy(run_config)
-    for keys, neutral in HASH_NEUTRAL.items():
-        *parents, last = keys
-        holder = config
-        for key in parents:
-            holder = holder.get(key, {})
-        if last in holder and holder[last] == neutral:
-            del holder[last]
-    options = config.get("method_options", {})
-    for key, neutral in METHOD_OPTION_NEUTRAL.items():
-        if key in options and options[key] == neutral:
-            del options[key]
-    return config
 
 
 def config_hash(run_config: dict[str, Any]) -> str:

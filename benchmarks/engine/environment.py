@@ -189,11 +189,6 @@ def slow_bf16_warning(precision: str, device: torch.device) -> str | None:
             "--set train.precision=auto trains at the faster precision, as a different configuration.")
 
 
-def resolved_train_settings(train: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    """A copy of the ``train`` settings with ``precision`` resolved for ``device`` (see ``resolve_precision``)."""
-    return {**train, "precision": resolve_precision(train["precision"], device)}
-
-
 def resolve_device(name: str) -> torch.device:
     """``auto`` picks CUDA when available, else CPU; a ConfigError for a device this machine lacks."""
     if name == "auto":

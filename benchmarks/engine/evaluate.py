@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -15,6 +16,16 @@ from defectseg.methods.losses import hard_labels
 
 from defectseg.benchmarks.engine.metrics import SegmentationMeter
 from defectseg.benchmarks.engine.per_image import DEFAULT_PREDICTION, PixelCounts, protocol_metrics
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """How predictions are computed for scoring: images per batch, precision, memory format, normalization."""
+
+    batch_size: int = 32
+    precision: str = "fp32"
+    channels_last: bool = False
+    normalization: str = "half"
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
@@ -40,21 +51,18 @@ def prediction_counts(
     masks_u8: Tensor,
     num_classes: int,
     device: torch.device,
-    batch_size: int = 32,
-    precision: str = "fp32",
-    channels_last: bool = False,
+    settings: EvalSettings = EvalSettings(),
     variants: bool = False,
-    normalization: str = "half",
 ) -> dict[str, PixelCounts]:
     """Per-image TP/FP/FN counts of ``method.predict`` (``"default"``) and, with ``variants``, of each ``predict_variants`` entry."""
     was_training = method.training
     method.eval()
     meters: dict[str, SegmentationMeter] = {}
     try:
-        for start in range(0, len(images_u8), batch_size):
-            images = prepare_images(images_u8[start : start + batch_size], device, channels_last, normalization)
-            masks = masks_u8[start : start + batch_size].long()
-            with autocast(device, precision):
+        for start in range(0, len(images_u8), settings.batch_size):
+            images = prepare_images(images_u8[start : start + settings.batch_size], device, settings.channels_last, settings.normalization)
+            masks = masks_u8[start : start + settings.batch_size].long()
+            with autocast(device, settings.precision):
                 outputs = {DEFAULT_PREDICTION: method.predict(images)}
                 if variants:
                     outputs.update(method.predict_variants(images))
@@ -81,16 +89,11 @@ def evaluate(
     masks_u8: Tensor,
     class_names: list[str] | tuple[str, ...],
     device: torch.device,
-    batch_size: int = 32,
-    precision: str = "fp32",
-    channels_last: bool = False,
+    settings: EvalSettings = EvalSettings(),
     variants: bool = False,
-    normalization: str = "half",
 ) -> dict:
     """Metrics of ``method.predict`` (and, with ``variants``, of each ``predict_variants`` entry)."""
-    counts = prediction_counts(
-        method, images_u8, masks_u8, len(class_names), device, batch_size, precision, channels_last, variants, normalization
-    )
+    counts = prediction_counts(method, images_u8, masks_u8, len(class_names), device, settings, variants)
     return metrics_from_counts(counts, class_names)
 
 

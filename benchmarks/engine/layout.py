@@ -15,8 +15,11 @@ failed), and ``LOCK`` while a process runs it.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from defectseg.benchmarks.engine.io import ResultsError
 
 RUNS, SPLITS, TABLES, FIGURES, REPORT, CACHE = "runs", "splits", "tables", "figures", "report", "cache"
 SUMMARY = "summary.json"
@@ -61,6 +64,30 @@ def run_label(run_config: dict[str, Any]) -> str:
 def profile_run_dirs(results_dir: Path, profile: str) -> list[Path]:
     """Every run folder of one profile, sorted."""
     return sorted(d for d in profile_dir(results_dir, profile).glob("*/*/*/seed*") if d.is_dir())
+
+
+def find_profiles(results_dir: Path) -> list[str]:
+    """Names of the profiles with a folder under ``results_dir/runs``."""
+    root = runs_root(results_dir)
+    return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+
+
+def run_directories(results_dir: Path, profile: str | Iterable[str] | None = None) -> list[Path]:
+    """Every ``seed<k>`` run folder of the given profiles (default: all), sorted."""
+    if profile is None:
+        names = find_profiles(results_dir)
+    else:
+        names = [profile] if isinstance(profile, str) else list(profile)
+    return sorted(d for name in names for d in profile_run_dirs(results_dir, name))
+
+
+def require_profiles(results_dir: Path, profiles: Iterable[str] | None) -> None:
+    """ResultsError naming the profiles found if one of ``profiles`` has no folder under ``results_dir/runs``."""
+    found = find_profiles(results_dir)
+    unknown = [name for name in profiles or [] if name not in found]
+    if unknown:
+        raise ResultsError(f"no runs of profile {', '.join(map(repr, unknown))} under {runs_root(results_dir)} "
+                           f"(profiles there: {', '.join(found) or 'none'})")
 
 
 def results_dir_of(directory: Path) -> Path:

@@ -1,17 +1,17 @@
-"""Named training recipes: the training-loop settings that a recipe fixes, per method and dataset.
-
-A recipe is chosen with the top-level config key ``recipe``:
+"""The recipe registry: every named recipe, declared once with all it sets (config key ``recipe``).
 
 * ``unified`` (default): one set of shared settings for every method (flips and rot90, inputs
-  scaled to [-1, 1], constant learning rate), so methods are compared under identical conditions.
+  scaled to [-1, 1], constant learning rate, every method option at its default), so methods are
+  compared under identical conditions.
 * ``authors``: the settings of the UAPS and simEps authors' released code (details and line
   references in ``docs/fidelity.md``): their albumentations pipeline, nearest-neighbour resizing,
   ImageNet normalisation, float32, and ``ReduceLROnPlateau(mode="max")`` on validation mean Dice;
   per run (``Recipe.loop``) the iteration count, learning rate, its floor and the plateau
-  patience of the released script that trained the method on the dataset (``released_loop``).
+  patience of the released script that trained the method on the dataset (``released_loop``);
+  per method the released code's loss forms and perturbations (``Method.authors_options``).
 
-A recipe fills defaults only: a key set in the profile or with ``--set`` always wins. The loss
-forms and perturbations a recipe implies belong to each method (``Method.recipe_options``).
+A recipe fills defaults only: a key set in the profile or with ``--set`` always wins. The config
+(``benchmarks.engine.config``) checks the name and applies the three parts.
 """
 from __future__ import annotations
 
@@ -19,16 +19,26 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from defectseg.methods import ConfigError
-from defectseg.methods.base import RECIPES, per_dataset
-from defectseg.methods.released_loops import SIMEPS_LOOPS, UAPS_LOOPS, ReleasedLoop
+from defectseg.methods import Method
+from defectseg.methods.released_loops import SIMEPS_LOOPS, UAPS_LOOPS, ReleasedLoop, per_dataset
 
 Loop = Callable[[str, str], dict[str, Any]]  # (registered method, dataset) -> train settings of that run
+MethodHook = Callable[[type[Method], str], dict[str, Any]]  # (method class, dataset) -> option values
 
 
 def no_loop(method: str, dataset: str) -> dict[str, Any]:
     """No per-run settings: every run keeps the recipe's and the profile's ``train``."""
     return {}
+
+
+def no_method_options(method_class: type[Method], dataset: str) -> dict[str, Any]:
+    """No option values: every method keeps its defaults."""
+    return {}
+
+
+def authors_method_options(method_class: type[Method], dataset: str) -> dict[str, Any]:
+    """The method's own hook for the released code on ``dataset`` (``Method.authors_options``)."""
+    return method_class.authors_options(dataset)
 
 
 # The released script each method's loop comes from, by dataset: simEps its own; every other method
@@ -44,13 +54,15 @@ def released_loop(method: str, dataset: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Recipe:
-    """Training settings of a recipe: ``train`` for every run, ``loop(method, dataset)`` on top for one run."""
+    """What a recipe sets: ``train`` for every run, ``loop(method, dataset)`` on top for one run, and
+    ``method_options(method class, dataset)``, the option values of a method (defaults <- these <- the user's)."""
 
     train: dict[str, Any] = field(default_factory=dict)
     loop: Loop = no_loop
+    method_options: MethodHook = no_method_options
 
 
-TRAIN_RECIPES: dict[str, Recipe] = {
+RECIPES: dict[str, Recipe] = {
     "unified": Recipe(),
     "authors": Recipe(
         train={
@@ -62,13 +74,6 @@ TRAIN_RECIPES: dict[str, Recipe] = {
             "lr_factor": 0.1,
         },
         loop=released_loop,
+        method_options=authors_method_options,
     ),
 }
-assert tuple(TRAIN_RECIPES) == RECIPES, "every recipe of methods.RECIPES has training settings here"
-
-
-def train_recipe(name: str) -> Recipe:
-    """The training settings of recipe ``name``; ConfigError naming the valid recipes otherwise."""
-    if name not in TRAIN_RECIPES:
-        raise ConfigError(f"unknown recipe {name!r} (config key 'recipe'); valid recipes: {list(TRAIN_RECIPES)}")
-    return TRAIN_RECIPES[name]

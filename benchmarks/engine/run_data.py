@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -13,6 +11,8 @@ from defectseg.datasets import get_dataset
 from defectseg.datasets.base import NO_MASK, DatasetError
 from defectseg.datasets.cache import ArrayBundle, load_arrays
 from defectseg.datasets.splits import Split, make_split
+
+from defectseg.benchmarks.engine.run import RunConfig, Workspace
 
 
 @dataclass
@@ -31,12 +31,13 @@ class RunData:
     val_ids: list[str]  # uids of the validation images, in the order of val_images
 
 
-def load_run_data(run_config: dict[str, Any], data_root: Path | None, cache_dir: Path | None) -> RunData:
-    """Dataset -> split (``split_seed``, ``ratio``) -> decoded uint8 tensors of each subset."""
-    dataset = get_dataset(run_config["dataset"], data_root, **run_config["dataset_options"])
+def load_run_data(run: RunConfig, workspace: Workspace) -> RunData:
+    """Dataset (under the workspace's data root) -> split (``split_seed``, ``ratio``) -> decoded uint8 tensors
+    of each subset (through the workspace's cache)."""
+    dataset = get_dataset(run.dataset, workspace.data_root, **run.dataset_options)
     records = dataset.records()
-    split = make_split(dataset, records, run_config["split_seed"], run_config["ratio"])
-    bundle = load_arrays(dataset, records, run_config["train"]["image_size"], cache_dir, resize=run_config["train"]["resize"])
+    split = make_split(dataset, records, run.split_seed, run.ratio)
+    bundle = load_arrays(dataset, records, run.train.image_size, workspace.cache_dir, resize=run.train.resize)
 
     def images(uids: list[str]) -> Tensor:
         return torch.from_numpy(bundle.subset(uids).images.copy())
@@ -44,7 +45,7 @@ def load_run_data(run_config: dict[str, Any], data_root: Path | None, cache_dir:
     def masks(uids: list[str]) -> Tensor:
         return torch.from_numpy(labelled_masks(bundle, uids))
 
-    max_val = run_config["train"]["val_max_images"]
+    max_val = run.train.val_max_images
     val_uids = split.val[:max_val] if max_val else split.val
     # with every training image labelled, the unlabelled stream reuses the labelled images
     unlabeled_uids = split.unlabeled or split.labeled

@@ -41,54 +41,43 @@ from defectseg.methods import ConfigError, Method
 from defectseg.methods.networks import count_parameters
 
 from defectseg.benchmarks.engine import layout
-from defectseg.benchmarks.engine.config import config_hash, registered_method
-from defectseg.benchmarks.engine.environment import environment, resolve_device, resolved_train_settings, slow_bf16_warning
+from defectseg.benchmarks.engine.environment import environment, resolve_device, slow_bf16_warning
 from defectseg.benchmarks.engine.evaluate import (
     autocast, count_macs, evaluate, metrics_from_counts, prediction_counts, prepare_images, time_per_image,
 )
 from defectseg.benchmarks.engine.io import ResultsError, load_torch, write_json, write_yaml
 from defectseg.benchmarks.engine.per_image import write_per_image
+from defectseg.benchmarks.engine.run import RunConfig, TrainSettings, Workspace
 from defectseg.benchmarks.engine.run_data import RunData, load_run_data
-from defectseg.benchmarks.engine.run_folder import check_run_folder, completed_metrics, failure_recorded
+from defectseg.benchmarks.engine.run_folder import check_run_folder, failure_recorded
 from defectseg.benchmarks.engine.run_lock import check_not_held, claimed
+from defectseg.benchmarks.engine.run_state import completed_run
 from defectseg.benchmarks.engine.split_store import record_split, recorded_split
 from defectseg.benchmarks.engine.trained import load_best, read_run_config
 from defectseg.benchmarks.engine.trainer import TrainState, fit
 from defectseg.benchmarks.engine.trajectory import TrajectoryError, read_trajectory
 
 
-def train_run(
-    run_config: dict[str, Any],
-    results_dir: Path,
-    data_root: Path | None = None,
-    device: str = "auto",
-    cache_dir: Path | None = None,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Train and test one run unless it is done; returns its metrics (also written to ``metrics.json``).
+def train_run(run: RunConfig, workspace: Workspace, progress: bool = True) -> dict[str, Any]:
+    """Train and test one run in ``workspace`` unless it is done; returns its metrics (also written to ``metrics.json``).
 
     A run whose ``metrics.json`` carries the same config hash is not run again; otherwise the run's
     lock is taken (a RunHeldError naming the process that holds it), the run is looked at again
     (another process may have completed it meanwhile) and trained (``train_pending``). A ConfigError
     of ``check_record_every`` comes before anything is written.
     """
-    check_record_every(run_config["train"])
-    done = completed_metrics(run_config, results_dir)
+    check_record_every(run.train)
+    directory = workspace.run_dir(run)
+    done = completed_run(directory, run.hash)
     if done is not None:
         return done
-    with claimed(layout.run_dir(results_dir, run_config)):
-        done = completed_metrics(run_config, results_dir)
-        return done if done is not None else train_pending(run_config, results_dir, data_root, device, cache_dir, progress)
+    with claimed(directory):
+        done = completed_run(directory, run.hash)
+        return done if done is not None else train_pending(run, workspace, progress)
 
 
 def train_pending(
-    run_config: dict[str, Any],
-    results_dir: Path,
-    data_root: Path | None = None,
-    device: str = "auto",
-    cache_dir: Path | None = None,
-    progress: bool = True,
-    before: Callable[[], None] | None = None,
+    run: RunConfig, workspace: Workspace, progress: bool = True, before: Callable[[], None] | None = None
 ) -> dict[str, Any]:
     """Train and test a run found not done; returns its metrics (also written to ``metrics.json``).
 
@@ -97,59 +86,57 @@ def train_pending(
     config hash; if either raises, ``failure.json`` records why. A ``train.record_every`` that is
     not a multiple of ``train.val_every`` is a ConfigError before anything is written.
     """
-    check_record_every(run_config["train"])
-    check_run_folder(run_config, results_dir)
-    with failure_recorded(run_config, results_dir):
+    check_record_every(run.train)
+    check_run_folder(run, workspace.results_dir)
+    with failure_recorded(run, workspace.results_dir):
         if before is not None:
             before()
-        return _train(run_config, Path(results_dir), data_root, resolve_device(device), cache_dir, progress)
+        return _train(run, workspace, resolve_device(workspace.device), progress)
 
 
-def check_record_every(train: dict[str, Any]) -> None:
+def check_record_every(train: TrainSettings) -> None:
     """ConfigError naming both settings unless ``record_every`` is unset or a multiple of ``val_every``."""
-    every, val_every = train["record_every"], train["val_every"]
+    every, val_every = train.record_every, train.val_every
     if every is not None and every % val_every:
         raise ConfigError(
             f"train.record_every ({every}) must be a multiple of train.val_every ({val_every}): scores are recorded at validation steps"
         )
 
 
-def _train(
-    run_config: dict[str, Any], results_dir: Path, data_root: Path | None, device: torch.device, cache_dir: Path | None, progress: bool
-) -> dict[str, Any]:
+def _train(run: RunConfig, workspace: Workspace, device: torch.device, progress: bool) -> dict[str, Any]:
     """Config -> data and its split -> train state (resumed if it can be) -> train loop -> test -> ``metrics.json``."""
-    directory = layout.run_dir(results_dir, run_config)
-    digest = config_hash(run_config)
-    train = resolved_train_settings(run_config["train"], device)
-    if warning := slow_bf16_warning(run_config["train"]["precision"], device):
+    results_dir = Path(workspace.results_dir)
+    directory = run.directory(results_dir)
+    train = run.train.resolved(device)
+    if warning := slow_bf16_warning(run.train.precision, device):
         print(warning, file=sys.stderr)
-    if train["num_threads"]:
-        torch.set_num_threads(int(train["num_threads"]))
-    write_yaml(directory / layout.CONFIG, {**run_config, "config_hash": digest})
+    if train.num_threads:
+        torch.set_num_threads(train.num_threads)
+    write_yaml(directory / layout.CONFIG, {**run.config, "config_hash": run.hash})
     previous_split = _previous_split(directory, results_dir)
-    data = load_run_data(run_config, data_root, cache_dir)
+    data = load_run_data(run, workspace)
     record_split(directory, results_dir, data.split)
 
-    state = TrainState.start(run_config, digest, data, train, device)
-    _resume(state, directory, previous_split, data.split, recording=train["record_every"] is not None)
-    fit(state, data, train, directory, layout.run_label(run_config), progress)
+    state = TrainState.start(run, data, train, device)
+    _resume(state, directory, previous_split, data.split, recording=train.record_every is not None)
+    fit(state, data, train, directory, run.label, progress)
 
     state.method.load_state_dict(torch.load(directory / layout.BEST, map_location=device, weights_only=True))
     metrics = _test_metrics(state.method, data, train, device, directory / layout.PER_IMAGE)
     done = state.progress
     metrics.update(
         status="completed",
-        config_hash=digest,
+        config_hash=run.hash,
         run={
-            **{k: run_config[k] for k in ("profile", "dataset", "ratio", "method", "seed", "split_seed")},
-            "base_method": registered_method(run_config),
+            **{k: run.config[k] for k in ("profile", "dataset", "ratio", "method", "seed", "split_seed")},
+            "base_method": run.base_method,
         },
         best_step=done.best_step,
         best_val_mdice=done.best_score,
-        precision=train["precision"],
-        channels_last=train["channels_last"],
+        precision=train.precision,
+        channels_last=train.channels_last,
         train_seconds=round(done.train_seconds, 3),
-        iterations_per_second=train["iterations"] / done.train_seconds if done.train_seconds > 0 else None,
+        iterations_per_second=train.iterations / done.train_seconds if done.train_seconds > 0 else None,
         environment=environment(device),
     )
     write_json(directory / layout.METRICS, metrics)
@@ -221,18 +208,15 @@ def _set_aside(paths: list[Path], problem: str) -> None:
     print(f"note: {problem}: set aside as {', '.join(moved)}; the run restarts from step 0", file=sys.stderr)
 
 
-def _test_metrics(method: Method, data: RunData, train: dict, device: torch.device, per_image_path: Path) -> dict[str, Any]:
+def _test_metrics(method: Method, data: RunData, train: TrainSettings, device: torch.device, per_image_path: Path) -> dict[str, Any]:
     """Test metrics of every prediction; their per-image counts are written to ``per_image_path`` first."""
-    counts = prediction_counts(
-        method, data.test_images, data.test_masks, len(data.class_names), device,
-        train["eval_batch_size"], train["precision"], train["channels_last"], variants=True, normalization=train["normalization"],
-    )
+    counts = prediction_counts(method, data.test_images, data.test_masks, len(data.class_names), device, train.evaluation, variants=True)
     write_per_image(per_image_path, data.test_ids, data.class_names, counts)
     metrics = metrics_from_counts(counts, data.class_names)
-    example = prepare_images(data.test_images[:1], device, train["channels_last"], train["normalization"])
-    batch = prepare_images(data.test_images[: train["eval_batch_size"]], device, train["channels_last"], train["normalization"])
+    example = prepare_images(data.test_images[:1], device, train.channels_last, train.normalization)
+    batch = prepare_images(data.test_images[: train.eval_batch_size], device, train.channels_last, train.normalization)
     method.eval()
-    with autocast(device, train["precision"]):
+    with autocast(device, train.precision):
         metrics["eval_ms_per_image"] = time_per_image(method.predict, batch)
         metrics["variant_ms_per_image"] = {
             name: time_per_image(functools.partial(method.predict_variant, name=name), batch)
@@ -253,34 +237,29 @@ class TrainedRun:
     """A finished run loaded back: its config, data and method with ``best.pt``, in eval mode."""
 
     directory: Path
-    config: dict[str, Any]
+    config: RunConfig
     method: Method
     data: RunData
     device: torch.device
 
 
-def load_trained_run(run_directory: Path, data_root: Path | None = None, cache_dir: Path | None = None, device: str = "auto") -> TrainedRun:
-    """Rebuild a run from its ``config.yaml`` and ``best.pt`` (for ``eval`` and the pictures); a RunHeldError
-    while another process trains it."""
+def load_trained_run(run_directory: Path, workspace: Workspace) -> TrainedRun:
+    """Rebuild a run from its ``config.yaml`` and ``best.pt`` (for ``eval`` and the pictures), its data from
+    ``workspace``'s data root and cache, on its device; a RunHeldError while another process trains it."""
     run_directory = Path(run_directory)
-    run_config = read_run_config(run_directory)
+    run = RunConfig(read_run_config(run_directory))
     check_not_held(run_directory)
-    torch_device = resolve_device(device)
-    data = load_run_data(run_config, data_root, cache_dir)
-    method = load_best(run_directory, run_config, data.in_channels, len(data.class_names), torch_device)
-    return TrainedRun(run_directory, run_config, method, data, torch_device)
+    device = resolve_device(workspace.device)
+    data = load_run_data(run, workspace)
+    method = load_best(run_directory, run.config, data.in_channels, len(data.class_names), device)
+    return TrainedRun(run_directory, run, method, data, device)
 
 
-def evaluate_checkpoint(
-    run_directory: Path, split: str, data_root: Path | None, device: str = "auto", cache_dir: Path | None = None
-) -> dict[str, Any]:
+def evaluate_checkpoint(run_directory: Path, split: str, workspace: Workspace) -> dict[str, Any]:
     """Metrics of a run's ``best.pt`` on its ``val`` or ``test`` split."""
     if split not in ("val", "test"):
         raise ValueError(f"split must be 'val' or 'test', got {split!r}")
-    run = load_trained_run(run_directory, data_root, cache_dir, device)
-    data, train = run.data, resolved_train_settings(run.config["train"], run.device)
+    run = load_trained_run(run_directory, workspace)
+    data, train = run.data, run.config.train.resolved(run.device)
     images, masks = (data.val_images, data.val_masks) if split == "val" else (data.test_images, data.test_masks)
-    return evaluate(
-        run.method, images, masks, data.class_names, run.device, train["eval_batch_size"], train["precision"],
-        train["channels_last"], variants=True, normalization=train["normalization"],
-    )
+    return evaluate(run.method, images, masks, data.class_names, run.device, train.evaluation, variants=True)

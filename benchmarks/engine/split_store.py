@@ -4,7 +4,7 @@ A split is written once to ``<results>/splits/<dataset>_<ratio>_s<split_seed>_<h
 (``layout.split_path``; named by its content, written atomically), and each run folder holds a
 ``split.ref`` naming that file. Run folders written before shared split files hold their own
 copy, ``split.json``: it is still read (``recorded_split``), and replaced by a reference when the
-run starts again (``record_split``) or by ``python -m benchmarks.grid.migrate_splits``.
+run starts again (``record_split``) or by ``python -m defectseg.benchmarks.grid.migrate_splits``.
 """
 from __future__ import annotations
 

@@ -9,8 +9,9 @@ import torch
 from defectseg.methods import Method, build_method
 
 from defectseg.benchmarks.engine import layout
-from defectseg.benchmarks.engine.config import PROFILE_DEFAULTS, registered_method
+from defectseg.benchmarks.engine.config import registered_method
 from defectseg.benchmarks.engine.io import ResultsError, load_torch, read_yaml
+from defectseg.benchmarks.engine.results_format import with_neutral_train
 
 
 def read_run_config(run_directory: Path) -> dict[str, Any]:
@@ -20,9 +21,7 @@ def read_run_config(run_directory: Path) -> dict[str, Any]:
             raise ResultsError(f"{Path(run_directory) / name} not found: expected a run directory written by 'run_all.py train'")
     run_config = read_yaml(Path(run_directory) / layout.CONFIG)
     run_config.pop("config_hash", None)
-    # runs written before a train setting existed used its default (the HASH_NEUTRAL value)
-    run_config["train"] = {**PROFILE_DEFAULTS["train"], **run_config["train"]}
-    return run_config
+    return with_neutral_train(run_config)
 
 
 def load_best(run_directory: Path, run_config: dict[str, Any], in_channels: int, num_classes: int, device: torch.device) -> Method:

@@ -27,10 +27,10 @@ from defectseg.methods import LabeledBatch, Method, build_method
 from defectseg.methods.registry import check_step_output
 
 from defectseg.benchmarks.engine import layout
-from defectseg.benchmarks.engine.config import registered_method
 from defectseg.benchmarks.engine.evaluate import autocast, prediction_counts, prepare_images
 from defectseg.benchmarks.engine.io import save_torch
 from defectseg.benchmarks.engine.per_image import DEFAULT_PREDICTION, PixelCounts, selection_score
+from defectseg.benchmarks.engine.run import RunConfig, TrainSettings
 from defectseg.benchmarks.engine.run_data import RunData
 from defectseg.benchmarks.engine.trajectory import Trajectory, read_trajectory, write_trajectory
 
@@ -112,32 +112,32 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
 
 
-def setup_training(method: Method, device: torch.device, train: dict[str, Any]) -> torch.optim.Optimizer:
+def setup_training(method: Method, device: torch.device, train: TrainSettings) -> torch.optim.Optimizer:
     """Move ``method`` to ``device`` (channels-last if configured); its Adam over trainable parameters.
 
     Adam is the fused implementation (one kernel over all parameters): the same update, several
     times faster on the CPU for a method with hundreds of parameter tensors (docs/performance.md).
     """
     method.to(device)
-    if train["channels_last"]:
+    if train.channels_last:
         method.to(memory_format=torch.channels_last)
     return torch.optim.Adam(
-        [p for p in method.parameters() if p.requires_grad], lr=train["lr"], weight_decay=train["weight_decay"], fused=True
+        [p for p in method.parameters() if p.requires_grad], lr=train.lr, weight_decay=train.weight_decay, fused=True
     )
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, train: dict[str, Any]) -> Scheduler | None:
+def build_scheduler(optimizer: torch.optim.Optimizer, train: TrainSettings) -> Scheduler | None:
     """The learning-rate schedule stepped at each validation: None (constant) or ReduceLROnPlateau.
 
     ``plateau`` cuts the rate by ``lr_factor`` once the validation mean Dice has not improved for
     ``lr_patience`` iterations, counted in validations (ceil(lr_patience / val_every)), as the UAPS
     code does per epoch (mode "max", ``min_lr``, torch's default relative threshold 1e-4).
     """
-    if train["lr_schedule"] == "constant":
+    if train.lr_schedule == "constant":
         return None
     return torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="max", factor=train["lr_factor"], min_lr=train["min_lr"],
-        patience=math.ceil(train["lr_patience"] / train["val_every"]),
+        optimizer, mode="max", factor=train.lr_factor, min_lr=train.min_lr,
+        patience=math.ceil(train.lr_patience / train.val_every),
     )
 
 
@@ -147,16 +147,16 @@ def sample_batch(
     sampler: EpochSampler,
     generator: torch.Generator,
     device: torch.device,
-    train: dict[str, Any],
+    train: TrainSettings,
 ) -> tuple[Tensor, Tensor | None]:
     """The sampler's next batch of uint8 rows, augmented as one batch, normalised and on ``device``."""
     index = sampler.next()
     x = images[index]
     y = None if masks is None else masks[index]
-    if train["augment"]:
-        augment = authors_augment if train["augmentation"] == "authors" else random_flip_rot90
+    if train.augment:
+        augment = authors_augment if train.augmentation == "authors" else random_flip_rot90
         x, y = augment(x, y, generator=generator)
-    x = prepare_images(x, device, train["channels_last"], train["normalization"])
+    x = prepare_images(x, device, train.channels_last, train.normalization)
     return x, None if y is None else y.to(device, non_blocking=True).long()  # uint8 until here: 8x less to move
 
 
@@ -216,20 +216,21 @@ class TrainState:
     progress: Progress = field(default_factory=Progress)
 
     @classmethod
-    def start(cls, run_config: dict[str, Any], config_hash: str, data: RunData, train: dict[str, Any], device: torch.device) -> TrainState:
-        """The state at step 0: RNGs seeded with the run's seed, then the method, Adam and samplers built."""
-        seed = run_config["seed"]
+    def start(cls, run: RunConfig, data: RunData, train: TrainSettings, device: torch.device) -> TrainState:
+        """The state at step 0 of ``run`` trained with ``train`` (its settings, precision resolved): RNGs seeded
+        with the run's seed, then the method, Adam and samplers built."""
+        seed = run.seed
         seed_everything(seed)
-        method = build_method(registered_method(run_config), run_config["method_options"], data.in_channels, len(data.class_names))
+        method = build_method(run.base_method, run.method_options, data.in_channels, len(data.class_names))
         optimizer = setup_training(method, device, train)
         return cls(
-            config_hash=config_hash,
+            config_hash=run.hash,
             device=device,
             method=method,
             optimizer=optimizer,
             scheduler=build_scheduler(optimizer, train),
-            labeled_sampler=EpochSampler(len(data.labeled_images), train["batch_size"], seed * 1000 + 1),
-            unlabeled_sampler=EpochSampler(len(data.unlabeled_images), train["unlabeled_batch_size"], seed * 1000 + 2),
+            labeled_sampler=EpochSampler(len(data.labeled_images), train.batch_size, seed * 1000 + 1),
+            unlabeled_sampler=EpochSampler(len(data.unlabeled_images), train.unlabeled_batch_size, seed * 1000 + 2),
             augment_generator=torch.Generator().manual_seed(seed * 1000 + 3),
         )
 
@@ -265,23 +266,20 @@ class TrainState:
             restore(checkpoint[key])
 
 
-def train_step(state: TrainState, data: RunData, train: dict[str, Any], step: int, total: int) -> dict[str, Tensor]:
+def train_step(state: TrainState, data: RunData, train: TrainSettings, step: int, total: int) -> dict[str, Tensor]:
     """Step ``step`` of ``total``: the next labelled and unlabelled batches, then ``optimizer_step``."""
     generator, device = state.augment_generator, state.device
     images, masks = sample_batch(data.labeled_images, data.labeled_masks, state.labeled_sampler, generator, device, train)
     unlabeled, _ = sample_batch(data.unlabeled_images, None, state.unlabeled_sampler, generator, device, train)
-    return optimizer_step(state.method, state.optimizer, LabeledBatch(images, masks), unlabeled, step, total, device, train["precision"])
+    return optimizer_step(state.method, state.optimizer, LabeledBatch(images, masks), unlabeled, step, total, device, train.precision)
 
 
-def split_counts(state: TrainState, images: Tensor, masks: Tensor, num_classes: int, train: dict[str, Any]) -> PixelCounts:
+def split_counts(state: TrainState, images: Tensor, masks: Tensor, num_classes: int, train: TrainSettings) -> PixelCounts:
     """Per-image counts of the default prediction on ``images``, evaluated with the run's evaluation settings."""
-    return prediction_counts(
-        state.method, images, masks, num_classes, state.device,
-        train["eval_batch_size"], train["precision"], train["channels_last"], normalization=train["normalization"],
-    )[DEFAULT_PREDICTION]
+    return prediction_counts(state.method, images, masks, num_classes, state.device, train.evaluation)[DEFAULT_PREDICTION]
 
 
-def recorded_test_counts(state: TrainState, data: RunData, train: dict[str, Any]) -> PixelCounts:
+def recorded_test_counts(state: TrainState, data: RunData, train: TrainSettings) -> PixelCounts:
     """``split_counts`` of the test images, every global RNG restored afterwards.
 
     Evaluation runs in eval mode under inference mode; restoring the RNGs makes sure that
@@ -301,8 +299,8 @@ def start_trajectory(path: Path, data: RunData, resume_step: int) -> Trajectory:
     return Trajectory(tuple(data.val_ids), tuple(data.test_ids), tuple(data.class_names))
 
 
-def fit(state: TrainState, data: RunData, train: dict[str, Any], directory: Path, label: str, progress: bool) -> None:
-    """Train from ``state.progress.step`` to ``train["iterations"]``, writing to the run folder ``directory``.
+def fit(state: TrainState, data: RunData, train: TrainSettings, directory: Path, label: str, progress: bool) -> None:
+    """Train from ``state.progress.step`` to ``train.iterations``, writing to the run folder ``directory``.
 
     Every ``log_every`` steps the losses are logged to its train log (a NonFiniteLossError if one
     is not finite), every ``val_every`` the validation score too (the best weights saved, the
@@ -313,30 +311,30 @@ def fit(state: TrainState, data: RunData, train: dict[str, Any], directory: Path
     Validation and recording are not counted in ``train_seconds``. The progress bar is closed
     before any error leaves, so that the error's message starts a line of its own.
     """
-    bar = tqdm(total=int(train["iterations"]), initial=state.progress.step, disable=not progress, leave=False, desc=label)
+    bar = tqdm(total=train.iterations, initial=state.progress.step, disable=not progress, leave=False, desc=label)
     try:
         _fit(state, data, train, directory, bar)
     finally:
         bar.close()
 
 
-def _fit(state: TrainState, data: RunData, train: dict[str, Any], directory: Path, bar: tqdm) -> None:
+def _fit(state: TrainState, data: RunData, train: TrainSettings, directory: Path, bar: tqdm) -> None:
     """The loop of ``fit``, advancing ``bar``."""
     method, progress_state = state.method, state.progress
     best_path, last_path, trajectory_path = directory / layout.BEST, directory / layout.LAST, directory / layout.TRAJECTORY
     log = TrainLog(directory / layout.TRAIN_LOG, progress_state.step)
-    record_every = train["record_every"]
+    record_every = train.record_every
     trajectory = start_trajectory(trajectory_path, data, progress_state.step) if record_every else None
-    total = int(train["iterations"])
+    total = train.iterations
     method.train()
     tick = time.perf_counter()
     for step in range(progress_state.step, total):
         losses = train_step(state, data, train, step, total)
         done = step + 1
         bar.update(1)
-        log_now = done % train["log_every"] == 0 or done == total
-        val_now = done % train["val_every"] == 0 or done == total
-        if not (log_now or val_now or done % train["checkpoint_every"] == 0):
+        log_now = done % train.log_every == 0 or done == total
+        val_now = done % train.val_every == 0 or done == total
+        if not (log_now or val_now or done % train.checkpoint_every == 0):
             continue
         progress_state.train_seconds += time.perf_counter() - tick
         values = {name: float(value.detach()) for name, value in losses.items()}
@@ -360,7 +358,7 @@ def _fit(state: TrainState, data: RunData, train: dict[str, Any], directory: Pat
         row["elapsed_s"] = round(progress_state.train_seconds, 3)
         log.append(row)
         progress_state.step = done
-        if done % train["checkpoint_every"] == 0 and done < total:
+        if done % train.checkpoint_every == 0 and done < total:
             if trajectory is not None:  # first: a checkpoint never lacks the records up to its step
                 write_trajectory(trajectory_path, trajectory)
             save_torch(last_path, state.state_dict())

@@ -23,7 +23,7 @@ Execution, one task per run:
   at the same path, and the workers must import this repository (same code and environment).
 
 Every run is isolated: it is skipped when it completed with the same resolved config ("skipped
-(done)", ``run_folder.completed_run``), skipped when another live process holds its
+(done)", ``run_state.completed_run``), skipped when another live process holds its
 ``<run dir>/.lock`` ("skipped (running elsewhere)") or a process of another host that nothing
 here can check ("skipped (locked by an unreachable host)": the command then exits non-zero), resumed
 from its ``last.pt`` when it was interrupted, and recorded as failed (``failure.json`` plus the
@@ -64,8 +64,10 @@ from defectseg.benchmarks.engine import layout
 from defectseg.benchmarks.engine.config import method_ratios, resolve_run
 from defectseg.benchmarks.engine.folders import error_reason
 from defectseg.benchmarks.engine.io import ResultsError, write_json
-from defectseg.benchmarks.engine.run_folder import completed_metrics, write_failure
+from defectseg.benchmarks.engine.run import RunConfig, TrainSettings, Workspace
+from defectseg.benchmarks.engine.run_folder import write_failure
 from defectseg.benchmarks.engine.run_lock import RunHeldError, claimed
+from defectseg.benchmarks.engine.run_state import completed_run
 from defectseg.benchmarks.engine.runner import check_record_every, train_pending
 from defectseg.benchmarks.grid import dask_cluster
 from defectseg.benchmarks.grid.locks import FileLock, OwnerCheck, lease_device
@@ -142,7 +144,7 @@ def expand_grid(
             for seed in (seeds or profile["seeds"])
         ]
     for run in runs:
-        check_record_every(run["train"])
+        check_record_every(TrainSettings.of(run["train"]))
     return runs
 
 
@@ -177,12 +179,9 @@ def _select_datasets(names: str | list[str], data_root: Path | None, skip_missin
 
 @dataclass(frozen=True)
 class RunSettings:
-    """Everything a worker needs besides the run config (absolute paths; picklable)."""
+    """Everything a worker needs besides the run (its workspace with absolute paths; picklable)."""
 
-    results_dir: Path
-    data_root: Path
-    cache_dir: Path | None
-    device: str
+    workspace: Workspace
     plugins: tuple[Path, ...]
     progress: bool
     threads: int  # torch CPU threads of every run (``train.num_threads`` of a run overrides it)
@@ -191,46 +190,37 @@ class RunSettings:
 
 def run_grid(
     runs: list[dict[str, Any]],
-    results_dir: Path,
-    data_root: Path | None = None,
-    device: str = "auto",
-    cache_dir: Path | None = None,
+    workspace: Workspace,
     jobs: int | None = None,
     backend: str = "local",
     scheduler: str | None = None,
     plugins: list[Path] | tuple[Path, ...] = (),
     progress: bool = True,
 ) -> GridResult:
-    """Run every run (see the module docstring); a failing run is recorded and the grid carries on.
+    """Run every run of ``runs`` (resolved run configs) in ``workspace`` (see the module docstring); a failing
+    run is recorded and the grid carries on.
 
     ``jobs`` applies to the local backend only; on Dask the workers' threads set the concurrency.
     """
     check_backend(backend, scheduler)
-    results_dir = Path(results_dir).resolve()
-    settings = RunSettings(
-        results_dir=results_dir,
-        data_root=resolve_data_root(data_root).resolve(),
-        cache_dir=None if cache_dir is None else Path(cache_dir).resolve(),
-        device=device,
-        plugins=tuple(Path(p).resolve() for p in plugins),
-        progress=False,
-        threads=1,
-    )
-    tracker = _Tracker(runs, results_dir, backend, progress)
+    workspace = workspace.absolute()
+    settings = RunSettings(workspace=workspace, plugins=tuple(Path(p).resolve() for p in plugins), progress=False, threads=1)
+    typed = [RunConfig(run_config) for run_config in runs]
+    tracker = _Tracker(typed, workspace.results_dir, backend, progress)
     pending = []
-    for index, run_config in enumerate(runs):
-        if _is_done(run_config, results_dir):
+    for index, run in enumerate(typed):
+        if _is_done(run, workspace.results_dir):
             tracker.record({"index": index, "status": SKIPPED_DONE, "detail": None, "seconds": 0.0}, quiet=True)
         else:
-            pending.append((index, run_config))
+            pending.append((index, run))
     if len(pending) < len(runs):
         tqdm.write(f"{len(runs) - len(pending)} run(s) already done: skipped (done)")
     try:
         if pending and backend == "local":
-            jobs = _local_jobs(jobs, device)
+            jobs = _local_jobs(jobs, workspace.device)
             tracker.jobs = jobs
-            if jobs > 1 and settings.cache_dir is not None:
-                warm_cache([run for _, run in pending], settings.data_root, settings.cache_dir, jobs)
+            if jobs > 1 and workspace.cache_dir is not None:
+                warm_cache([run for _, run in pending], workspace, jobs)
             settings = replace(settings, threads=max(1, available_cores() // jobs), progress=progress and jobs == 1)
             if jobs == 1:
                 for index, run in pending:
@@ -252,25 +242,25 @@ def check_backend(backend: str, scheduler: str | None) -> None:
         raise ConfigError("--backend dask needs --scheduler ADDRESS, and --scheduler needs --backend dask")
 
 
-def _is_done(run_config: dict[str, Any], results_dir: Path) -> bool:
+def _is_done(run: RunConfig, results_dir: Path) -> bool:
     """Whether the run completed with this config; damaged results are left to the run to report."""
     try:
-        return completed_metrics(run_config, results_dir) is not None
+        return completed_run(run.directory(results_dir), run.hash) is not None
     except ResultsError:
         return False
 
 
 @dataclass
 class _Worker:
-    """A local worker process, its end of the task pipe, and the run it holds (index, config)."""
+    """A local worker process, its end of the task pipe, and the run it holds (index, run)."""
 
     process: BaseProcess
     connection: Connection
-    task: tuple[int, dict[str, Any]] | None = None
+    task: tuple[int, RunConfig] | None = None
     started: float = 0.0
 
 
-def _run_in_workers(pending: list[tuple[int, dict]], settings: RunSettings, jobs: int, tracker: _Tracker) -> None:
+def _run_in_workers(pending: list[tuple[int, RunConfig]], settings: RunSettings, jobs: int, tracker: _Tracker) -> None:
     """Run ``pending`` on ``jobs`` worker processes, replacing any that dies (its run is failed)."""
     queue = deque(pending)
     workers: list[_Worker] = []
@@ -316,7 +306,7 @@ def _assign(worker: _Worker, queue: deque, settings: RunSettings) -> None:
 
 def _collect(worker: _Worker, settings: RunSettings) -> dict[str, Any]:
     """The outcome of the worker's run: what it sent, or a failure if it died first."""
-    index, run_config = worker.task
+    index, run = worker.task
     worker.task = None
     try:
         if worker.connection.poll():
@@ -326,7 +316,7 @@ def _collect(worker: _Worker, settings: RunSettings) -> dict[str, Any]:
     worker.connection.close()
     worker.process.join()
     error = WorkerDiedError(_death_reason(worker.process))
-    _record_dead_worker(run_config, settings, error)
+    _record_dead_worker(run, settings, error)
     detail = f"{type(error).__name__}: {error}"
     return {"index": index, "status": FAILED, "detail": detail, "seconds": time.perf_counter() - worker.started}
 
@@ -341,20 +331,21 @@ def _death_reason(process: BaseProcess) -> str:
 
 
 def _record_dead_worker(
-    run_config: dict[str, Any], settings: RunSettings, error: BaseException, owner_alive: OwnerCheck | None = None
+    run: RunConfig, settings: RunSettings, error: BaseException, owner_alive: OwnerCheck | None = None
 ) -> None:
     """Write the run's ``failure.json`` and release the dead worker's lock (taken over, then dropped).
 
     Nothing is written if another process has taken the run over, or it completed after all.
     """
-    directory = layout.run_dir(settings.results_dir, run_config)
+    results_dir = settings.workspace.results_dir
+    directory = run.directory(results_dir)
     directory.mkdir(parents=True, exist_ok=True)
     lock = FileLock(directory / layout.LOCK, owner_alive=owner_alive)
     if not lock.acquire():
         return
     try:
-        if not _is_done(run_config, settings.results_dir):
-            write_failure(run_config, settings.results_dir, error)
+        if not _is_done(run, results_dir):
+            write_failure(run, results_dir, error)
     finally:
         lock.release()
 
@@ -393,27 +384,27 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def warm_cache(runs: list[dict[str, Any]], data_root: Path, cache_dir: Path, threads: int) -> None:
-    """Decode every (dataset, options, image size, resize) the runs need into the cache, once, here.
+def warm_cache(runs: list[RunConfig], workspace: Workspace, threads: int) -> None:
+    """Decode every (dataset, options, image size, resize) the runs need into the workspace's cache, once, here.
 
     Without it, parallel workers starting on the same dataset would each decode it. A dataset that fails to
     load is left to its runs, which record the error in their ``failure.json``.
     """
     done: set[str] = set()
     for run in runs:
-        train = run["train"]
-        key = json.dumps([run["dataset"], run["dataset_options"], train["image_size"], train["resize"]], sort_keys=True, default=str)
+        train = run.train
+        key = json.dumps([run.dataset, run.dataset_options, train.image_size, train.resize], sort_keys=True, default=str)
         if key in done:
             continue
         done.add(key)
         try:
-            dataset = get_dataset(run["dataset"], data_root, **run["dataset_options"])
-            load_arrays(dataset, dataset.records(), train["image_size"], cache_dir, n_jobs=threads, resize=train["resize"])
+            dataset = get_dataset(run.dataset, workspace.data_root, **run.dataset_options)
+            load_arrays(dataset, dataset.records(), train.image_size, workspace.cache_dir, n_jobs=threads, resize=train.resize)
         except Exception as error:  # noqa: BLE001 - reported by the runs themselves
-            tqdm.write(f"note: could not pre-decode {run['dataset']} ({error}); its runs will report it")
+            tqdm.write(f"note: could not pre-decode {run.dataset} ({error}); its runs will report it")
 
 
-def _run_on_dask(pending: list[tuple[int, dict]], settings: RunSettings, scheduler: str, tracker: _Tracker) -> None:
+def _run_on_dask(pending: list[tuple[int, RunConfig]], settings: RunSettings, scheduler: str, tracker: _Tracker) -> None:
     """One task per run (Dask retries a run whose worker died: it resumes from its checkpoint)."""
     from distributed import as_completed
 
@@ -442,12 +433,12 @@ def _check_cluster_imports(client: Any, address: str) -> None:
         ) from error
 
 
-def _dask_outcome(task: Any, index: int, run_config: dict[str, Any], settings: RunSettings, client: Any) -> dict[str, Any]:
+def _dask_outcome(task: Any, index: int, run: RunConfig, settings: RunSettings, client: Any) -> dict[str, Any]:
     """What the task returned; a failure (recorded in the run folder) if it raised, e.g. its workers kept dying."""
     try:
         return task.result()
     except Exception as error:  # noqa: BLE001 - KilledWorker after Dask's retries, or a cancelled task
-        _record_dead_worker(run_config, settings, error, dask_cluster.owner_check(settings.scheduler, client))
+        _record_dead_worker(run, settings, error, dask_cluster.owner_check(settings.scheduler, client))
         return {"index": index, "status": FAILED, "detail": error_reason(error), "seconds": 0.0}
 
 
@@ -478,42 +469,43 @@ def _local_jobs(jobs: int | None, device: str) -> int:
     return jobs
 
 
-def execute_run(index: int, run_config: dict[str, Any], settings: RunSettings) -> dict[str, Any]:
+def execute_run(index: int, run: RunConfig, settings: RunSettings) -> dict[str, Any]:
     """One grid task, run in a worker: never raises for a run's own failure."""
     start = time.perf_counter()
-    status, detail = _execute(run_config, settings)
+    status, detail = _execute(run, settings)
     return {"index": index, "status": status, "detail": detail, "seconds": time.perf_counter() - start}
 
 
-def _execute(run_config: dict[str, Any], settings: RunSettings) -> tuple[str, str | None]:
+def _execute(run: RunConfig, settings: RunSettings) -> tuple[str, str | None]:
     try:
-        return _claim_and_train(run_config, settings)
+        return _claim_and_train(run, settings)
     except RunHeldError as held:
         return (SKIPPED_RUNNING if held.verified else SKIPPED_UNREACHABLE), held.holder
     except Exception as error:  # noqa: BLE001 - isolation: recorded (train_pending wrote failure.json), the grid carries on
         return FAILED, error_reason(error)
 
 
-def _claim_and_train(run_config: dict[str, Any], settings: RunSettings) -> tuple[str, str | None]:
+def _claim_and_train(run: RunConfig, settings: RunSettings) -> tuple[str, str | None]:
     """Train the run under its lock (a RunHeldError if a live process holds it), unless done by then.
 
     ``run_grid`` queued it as not done; under the lock it is looked at again, as another process
     may have completed it meanwhile. On Dask the lock names this worker, and a lock of a worker
     the scheduler no longer lists is broken.
     """
-    results_dir = settings.results_dir
+    workspace = settings.workspace
+    directory = workspace.run_dir(run)
     identity, owner_alive = None, None
     if settings.scheduler is not None:
         from distributed import get_client
 
         identity = dask_cluster.lock_identity(settings.scheduler)
         owner_alive = dask_cluster.owner_check(settings.scheduler, get_client())
-    with claimed(layout.run_dir(results_dir, run_config), identity, owner_alive):
-        if completed_metrics(run_config, results_dir) is not None:
+    with claimed(directory, identity, owner_alive):
+        if completed_run(directory, run.hash) is not None:
             return SKIPPED_DONE, None
-        with _device(settings.device) as device:
+        with _device(workspace.device) as device:
             train_pending(
-                run_config, results_dir, settings.data_root, device, settings.cache_dir, settings.progress,
+                run, replace(workspace, device=device), settings.progress,
                 before=lambda: _prepare_worker(settings),  # e.g. a plugin that fails to load is the run's failure
             )
     return COMPLETED, None
@@ -544,13 +536,13 @@ def _device(device: str) -> Iterator[str]:
 class _Tracker:
     """Collects outcomes, prints one line per run and keeps ``summary.json`` up to date."""
 
-    def __init__(self, runs: list[dict[str, Any]], results_dir: Path, backend: str, progress: bool) -> None:
+    def __init__(self, runs: list[RunConfig], results_dir: Path, backend: str, progress: bool) -> None:
         self.runs, self.results_dir, self.backend = runs, results_dir, backend
         self.outcomes: dict[int, dict[str, Any]] = {}
         self.jobs: int | None = None
         self.started = time.time()
         self.bar = tqdm(total=len(runs), desc="benchmark", unit="run", disable=not progress or not runs)
-        profiles = sorted({run["profile"] for run in runs})
+        profiles = sorted({run.profile for run in runs})
         self.summary_path = layout.summary_path(results_dir, profiles[0]) if len(profiles) == 1 else None
         self.result = GridResult()
 
@@ -562,7 +554,7 @@ class _Tracker:
         if quiet:
             return
         run = self.runs[outcome["index"]]
-        line = f"{outcome['status']:<27} {layout.run_label(run)}  ({outcome['seconds']:.0f} s)"
+        line = f"{outcome['status']:<27} {run.label}  ({outcome['seconds']:.0f} s)"
         if outcome["detail"]:
             line += f": {outcome['detail']}"
         tqdm.write(line)
@@ -575,7 +567,7 @@ class _Tracker:
     def _rebuild(self) -> None:
         result = GridResult()
         for index in sorted(self.outcomes):
-            outcome, run = self.outcomes[index], self.runs[index]
+            outcome, run = self.outcomes[index], self.runs[index].config
             status = outcome["status"]
             if status == COMPLETED:
                 result.completed.append(run)
@@ -595,8 +587,8 @@ class _Tracker:
 
         def entry(index: int) -> dict[str, Any]:
             run, outcome = self.runs[index], self.outcomes[index]
-            item = {key: run[key] for key in ("dataset", "ratio", "method", "base_method", "seed")}
-            item["dir"] = layout.run_label(run)
+            item = {"dataset": run.dataset, "ratio": run.ratio, "method": run.method, "base_method": run.base_method, "seed": run.seed}
+            item["dir"] = run.label
             item["seconds"] = round(outcome["seconds"], 1)
             if outcome["detail"]:
                 item["reason" if outcome["status"] == FAILED else "held_by"] = outcome["detail"]

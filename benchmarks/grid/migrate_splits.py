@@ -1,6 +1,6 @@
 """Replace the run folders' own ``split.json`` copies by references to shared split files.
 
-    python -m benchmarks.grid.migrate_splits RESULTS_DIR [RESULTS_DIR ...] [--dry-run]
+    python -m defectseg.benchmarks.grid.migrate_splits RESULTS_DIR [RESULTS_DIR ...] [--dry-run]
 
 Every run folder under ``RESULTS_DIR/runs`` that holds a ``split.json`` gets its split stored once
 in ``RESULTS_DIR/splits/`` (``split_store``), a ``split.ref`` naming that file, and loses its copy.

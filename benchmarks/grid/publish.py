@@ -10,7 +10,7 @@ and failed or unfinished runs are not copied. ``metrics.json`` is copied last, s
 publish leaves no run that looks completed; running it again completes it.
 
 The runs pass the tables' checks before anything is copied: completed by the one test of
-``run_folder.completed_run`` (complete metrics, readable per-image records; damaged results are an
+``run_state.completed_run`` (complete metrics, readable per-image records; damaged results are an
 error naming the file), and one configuration per table cell, the target's runs of that cell
 included. A run already completed in the target is left as it is when it has the same config
 hash; one of another configuration, or a run in progress there, is an error naming the folder.
@@ -24,9 +24,10 @@ from pathlib import Path
 from defectseg.datasets.atomic import atomic_open
 
 from defectseg.benchmarks.engine import layout
+from defectseg.benchmarks.engine.cells import check_one_configuration
 from defectseg.benchmarks.engine.io import ResultsError, read_json
+from defectseg.benchmarks.engine.run_state import completed_run_metrics
 from defectseg.benchmarks.engine.split_store import record_split, recorded_split
-from defectseg.benchmarks.reporting.aggregate import check_one_configuration, require_profiles, run_status
 
 RESULT_FILES = (layout.CONFIG, layout.TRAIN_LOG, layout.PER_IMAGE, layout.TRAJECTORY)  # copied when present, before METRICS
 
@@ -40,11 +41,11 @@ class Published:
 
 
 def completed_run_dirs(results_dir: Path, profiles: list[str] | None = None) -> list[Path]:
-    """The completed run folders under ``results_dir`` (of ``profiles``, if given), sorted: ``run_status``'s test,
-    a ``metrics.json`` whose config hash matches the folder's ``config.yaml``."""
-    require_profiles(results_dir, profiles)
-    names = profiles or sorted(p.name for p in layout.runs_root(results_dir).iterdir() if p.is_dir())
-    return [d for name in names for d in layout.profile_run_dirs(results_dir, name) if run_status(d) == "completed"]
+    """The completed run folders under ``results_dir`` (of ``profiles``, if given), sorted: a ``metrics.json``
+    whose config hash matches the folder's ``config.yaml`` (``run_state.completed_run_metrics``)."""
+    layout.require_profiles(results_dir, profiles)
+    names = profiles or layout.find_profiles(results_dir)
+    return [d for name in names for d in layout.profile_run_dirs(results_dir, name) if completed_run_metrics(d) is not None]
 
 
 def publish(source: Path, target: Path, profiles: list[str] | None = None) -> Published:
@@ -75,7 +76,7 @@ def _check_cells(directories: list[Path], target: Path) -> None:
     for cell, runs in cells.items():
         published = layout.runs_root(target).joinpath(*cell)
         seeds = {run.name for run in runs}
-        in_target = sorted(d for d in published.glob("seed*") if d.is_dir() and d.name not in seeds and run_status(d) == "completed")
+        in_target = sorted(d for d in published.glob("seed*") if d.is_dir() and d.name not in seeds and completed_run_metrics(d) is not None)
         check_one_configuration(runs + in_target)
 
 

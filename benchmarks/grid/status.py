@@ -1,13 +1,9 @@
 """How far a profile's grid is: every run classified from its folder, reading only.
 
-A run is, in this order of precedence,
-
-* ``completed``: its ``metrics.json`` is of this exact config (``run_folder.completed_metrics``);
-* ``running``: a live process holds its ``.lock`` (``run_lock.check_not_held``; a lock of another host
-  that cannot be checked from here says so);
-* ``failed``: it has a ``failure.json``, or an unreadable ``metrics.json``;
-* ``interrupted``: it has a ``last.pt`` to resume from (the last step in ``train_log.csv`` is shown);
-* ``pending``: none of these (never started, or only a run of another config is there).
+Each run's state is ``run_state.run_state`` of its folder for its config hash: ``completed``,
+``running`` (a lock of another host that cannot be checked from here says so), ``failed`` (also
+when its results are damaged: the error is shown), ``interrupted`` (the last step in
+``train_log.csv`` is shown) or ``pending``.
 
 Nothing is trained, locked, broken or written; ``run_all.py benchmark`` would skip the completed
 runs, leave the running ones alone and train the rest.
@@ -21,7 +17,6 @@ is named, not guessed.
 """
 from __future__ import annotations
 
-import csv
 import statistics
 from collections import Counter
 from collections.abc import Mapping
@@ -31,11 +26,8 @@ from typing import Any
 
 from defectseg.benchmarks.engine import layout
 from defectseg.benchmarks.engine.io import ResultsError, read_json, read_yaml
-from defectseg.benchmarks.engine.run_folder import completed_metrics
-from defectseg.benchmarks.engine.run_lock import RunHeldError, check_not_held
-from defectseg.benchmarks.reporting.aggregate import find_profiles, run_directories
-
-STATES = ("completed", "running", "interrupted", "failed", "pending")
+from defectseg.benchmarks.engine.run import RunConfig
+from defectseg.benchmarks.engine.run_state import COMPLETED, FAILED, INTERRUPTED, STATES, run_state
 
 
 @dataclass(frozen=True)
@@ -49,32 +41,22 @@ class RunStatus:
     steps_done: int = 0  # running and interrupted runs: the last logged step
 
 
-def run_status(run_config: dict[str, Any], results_dir: Path) -> RunStatus:
-    """The state of one run (see the module docstring)."""
-    directory = layout.run_dir(results_dir, run_config)
-    try:
-        metrics = completed_metrics(run_config, results_dir)
-        if metrics is not None:
-            return RunStatus(run_config, "completed", seconds_per_step=_seconds_per_step(run_config, metrics))
-    except ResultsError as error:
-        return RunStatus(run_config, "failed", str(error))
-    step = _last_logged_step(directory / layout.TRAIN_LOG)
-    try:
-        check_not_held(directory)
-    except RunHeldError as held:
-        return RunStatus(run_config, "running", held.holder, steps_done=step or 0)
-    if (directory / layout.FAILURE).exists():
-        return RunStatus(run_config, "failed", _failure_reason(directory / layout.FAILURE))
-    if (directory / layout.LAST).exists():
-        logged = "?" if step is None else step
-        return RunStatus(run_config, "interrupted", f"logged up to step {logged} of {run_config['train']['iterations']}",
-                         steps_done=step or 0)
-    return RunStatus(run_config, "pending")
-
-
 def grid_status(runs: list[dict[str, Any]], results_dir: Path) -> list[RunStatus]:
-    """The state of every run, in grid order."""
-    return [run_status(run_config, results_dir) for run_config in runs]
+    """The state of every run, in grid order (see the module docstring)."""
+    return [_status(RunConfig(run_config), results_dir) for run_config in runs]
+
+
+def _status(run: RunConfig, results_dir: Path) -> RunStatus:
+    try:
+        state = run_state(run.directory(results_dir), run.hash)
+    except ResultsError as error:
+        return RunStatus(run.config, FAILED, str(error))
+    if state.state == COMPLETED:
+        return RunStatus(run.config, COMPLETED, seconds_per_step=_seconds_per_step(run.config, state.metrics))
+    detail = state.detail
+    if state.state == INTERRUPTED:
+        detail = f"logged up to step {'?' if state.last_step is None else state.last_step} of {run.train.iterations}"
+    return RunStatus(run.config, state.state, detail, steps_done=state.last_step or 0)
 
 
 def format_status(profile: str, statuses: list[RunStatus], other_paces: Mapping[tuple[str, int], list[float]] | None = None) -> list[str]:
@@ -136,7 +118,7 @@ def other_profiles_paces(results_dir: Path, profile: str) -> dict[tuple[str, int
     """Seconds per iteration of the completed runs of every other profile under ``results_dir``, by (method, image
     size). A run whose ``config.yaml`` or ``metrics.json`` cannot be read gives no pace (this only sizes an estimate)."""
     paces: dict[tuple[str, int], list[float]] = {}
-    for directory in run_directories(results_dir, [name for name in find_profiles(results_dir) if name != profile]):
+    for directory in layout.run_directories(results_dir, [name for name in layout.find_profiles(results_dir) if name != profile]):
         if not (directory / layout.METRICS).exists():
             continue  # not completed
         try:
@@ -177,21 +159,3 @@ def remaining_work(statuses: list[RunStatus], other_paces: Mapping[tuple[str, in
 def _counts(statuses: list[RunStatus]) -> str:
     counts = Counter(s.state for s in statuses)
     return ", ".join(f"{counts[state]} {state}" for state in STATES if counts[state])
-
-
-def _failure_reason(path: Path) -> str:
-    try:
-        failure = read_json(path)
-    except ResultsError as error:
-        return str(error)
-    return f"{failure.get('error')}: {(str(failure.get('reason')).splitlines() or [''])[0][:120]}"
-
-
-def _last_logged_step(path: Path) -> int | None:
-    """The step of the last row of ``train_log.csv``, or None without a readable one."""
-    try:
-        with open(path, newline="") as handle:
-            rows = list(csv.DictReader(handle))
-        return int(rows[-1]["step"]) if rows else None
-    except (OSError, csv.Error, UnicodeDecodeError, KeyError, TypeError, ValueError):
-        return None

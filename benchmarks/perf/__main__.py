@@ -1,4 +1,4 @@
-"""`python -m benchmarks.perf`: the speed benchmark's command line."""
+"""`python -m defectseg.benchmarks.perf`: the speed benchmark's command line."""
 import sys
 
 from defectseg.benchmarks.perf.benchmark import main

@@ -1,9 +1,9 @@
 """Performance benchmark: the original scripts' training path against the project's fast path.
 
-    python -m benchmarks.perf.benchmark                              # UAPS + supervised, 128px 8+8 and 256px 16+16
-    python -m benchmarks.perf.benchmark --device cuda --out results/perf_cuda
-    python -m benchmarks.perf.benchmark --configs 128:8:8 --variants bf16+cl fp32+cl   # extra fast variants
-    python -m benchmarks.perf.benchmark --paper-run 120 --device cuda  # UAPS, NEU-Seg 256px 16+16, 120 s
+    python -m defectseg.benchmarks.perf.benchmark                              # UAPS + supervised, 128px 8+8 and 256px 16+16
+    python -m defectseg.benchmarks.perf.benchmark --device cuda --out results/perf_cuda
+    python -m defectseg.benchmarks.perf.benchmark --configs 128:8:8 --variants bf16+cl fp32+cl   # extra fast variants
+    python -m defectseg.benchmarks.perf.benchmark --paper-run 120 --device cuda  # UAPS, NEU-Seg 256px 16+16, 120 s
 
 For each method and configuration (image side, labelled + unlabelled images per step) it builds
 one reference path and one or more fast paths (``benchmarks.perf.paths``) from the same initial
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -42,7 +43,8 @@ from defectseg.datasets.transforms import to_float
 from defectseg.methods import Method, available_methods, build_method
 
 from defectseg.benchmarks.engine.config import PROFILE_DEFAULTS
-from defectseg.benchmarks.engine.environment import environment, matmul_tflops, resolve_device, resolved_train_settings
+from defectseg.benchmarks.engine.environment import environment, matmul_tflops, resolve_device
+from defectseg.benchmarks.engine.run import TrainSettings
 from defectseg.benchmarks.engine.io import write_json
 from defectseg.benchmarks.perf.data import PerfImages, perf_images
 from defectseg.benchmarks.perf.paths import (
@@ -367,7 +369,7 @@ def summarise(results: list[dict[str, Any]], meta: dict[str, Any], out: Path, co
 
 
 def run_benchmark(args: argparse.Namespace, device: torch.device) -> pd.DataFrame:
-    train = resolved_train_settings(copy.deepcopy(PROFILE_DEFAULTS["train"]), device)
+    train = dataclasses.asdict(TrainSettings.of(PROFILE_DEFAULTS["train"]).resolved(device))
     variants = [parse_variant("", train)] + [parse_variant(spec, train) for spec in args.variants]
     methods = resolve_methods(args.methods)
     size = args.matmul_size or DEVICE_DEFAULTS[device.type][-1]
@@ -413,7 +415,7 @@ def run_benchmark(args: argparse.Namespace, device: torch.device) -> pd.DataFram
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.perf.benchmark", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m defectseg.benchmarks.perf.benchmark", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
         "--methods", nargs="+", default=None,

@@ -18,9 +18,9 @@ import torch
 
 from defectseg.datasets.neu import NEUSeg
 
-from defectseg.benchmarks.engine.config import config_hash, load_profile, resolve_run
-from defectseg.benchmarks.engine.environment import resolved_train_settings
+from defectseg.benchmarks.engine.config import load_profile, resolve_run
 from defectseg.benchmarks.engine.io import write_json
+from defectseg.benchmarks.engine.run import RunConfig, Workspace
 from defectseg.benchmarks.engine.run_data import load_run_data
 from defectseg.benchmarks.engine.trainer import TrainState, train_step
 from defectseg.benchmarks.perf.data import perf_data_root, write_standin
@@ -42,12 +42,12 @@ def paper_run(
         if not (root / NEUSeg.folder).is_dir():
             root = write_standin(Path(standin), STANDIN_IMAGES)
             source = f"{STANDIN_IMAGES} synthetic stand-ins in NEU-Seg's layout (no NEU-Seg under the data root)"
-        run_config = resolve_run(load_profile("quick", overrides), "neu", 0.1, method_name, 0)
+        run = RunConfig(resolve_run(load_profile("quick", overrides), "neu", 0.1, method_name, 0))
         loading = time.perf_counter()
-        data = load_run_data(run_config, root, None)
+        data = load_run_data(run, Workspace(out, data_root=root, device=str(device)))
         loading = time.perf_counter() - loading
-    train = resolved_train_settings(run_config["train"], device)
-    state = TrainState.start(run_config, config_hash(run_config), data, train, device)
+    train = run.train.resolved(device)
+    state = TrainState.start(run, data, train, device)
     losses_logged: list[tuple[int, float]] = []
     step, warm_step, warm_time = 0, 5, None
     synchronize(device)
@@ -58,23 +58,23 @@ def paper_run(
         if step == warm_step:
             synchronize(device)
             warm_time = time.perf_counter()
-        if step % train["log_every"] == 0:
+        if step % train.log_every == 0:
             losses_logged.append((step, float(losses["loss"].detach())))  # the runner's only sync
         if time.perf_counter() - start >= seconds:
             break
     synchronize(device)
     losses_logged.append((step, float(losses["loss"].detach())))
     elapsed = time.perf_counter() - start
-    images_per_step = train["batch_size"] + train["unlabeled_batch_size"]
+    images_per_step = train.batch_size + train.unlabeled_batch_size
     steady = (step - warm_step) / (time.perf_counter() - warm_time) if warm_time and step > warm_step else float("nan")
     result = {
         "method": method_name,
         "data": source,
         "device": str(device),
-        "image_size": train["image_size"],
+        "image_size": train.image_size,
         "images_per_step": images_per_step,
-        "precision": train["precision"],
-        "channels_last": train["channels_last"],
+        "precision": train.precision,
+        "channels_last": train.channels_last,
         "data_loading_s": round(loading, 2),
         "iterations": step,
         "seconds": round(elapsed, 2),

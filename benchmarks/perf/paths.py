@@ -32,6 +32,7 @@ from defectseg.datasets.transforms import to_float
 from defectseg.methods import LabeledBatch, Method
 
 from defectseg.benchmarks.engine.evaluate import autocast, prepare_images
+from defectseg.benchmarks.engine.run import TrainSettings
 from defectseg.benchmarks.perf.data import PerfImages, reference_loader
 from defectseg.benchmarks.engine.trainer import EpochSampler, optimizer_step, sample_batch, setup_training
 
@@ -128,7 +129,7 @@ class ReferencePath:
         device: torch.device, batches: int, workers: int, seed: int = 0,
     ) -> None:
         self.method, self.config, self.device = method, config, device
-        self.optimizer = setup_training(method, device, {**train, "channels_last": False})
+        self.optimizer = setup_training(method, device, TrainSettings.of({**train, "channels_last": False}))
         loader = reference_loader(
             images, config.size, config.labeled, config.unlabeled, batches, workers, device.type == "cuda", seed
         )
@@ -164,7 +165,7 @@ class FastPath:
     ) -> None:
         self.method, self.variant, self.device = method, variant, device
         self.name, self.precision = variant.name, variant.precision
-        self.train = {**train, "precision": variant.precision, "channels_last": variant.channels_last}
+        self.train = TrainSettings.of({**train, "precision": variant.precision, "channels_last": variant.channels_last})
         self.optimizer = setup_training(method, device, self.train)
         if variant.compile:
             compile_method(method)

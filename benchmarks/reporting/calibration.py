@@ -22,7 +22,7 @@ and union area A holds TP = x A and FP + FN = (1 - x) A, with lognormal areas.
 ``t_interval`` (``benchmarks.reporting.statistics.unit_interval``, the tables' procedure) and
 ``percentile_bootstrap`` (the procedure the tables used before: seeds with replacement, then test
 images within each seed, percentile interval; image draws here are Poisson(1) weights, the usual
-large-N stand-in for the multinomial). ``python -m benchmarks.reporting.calibration`` prints both
+large-N stand-in for the multinomial). ``python -m defectseg.benchmarks.reporting.calibration`` prints both
 side by side (docs/statistics.md holds its output).
 """
 from __future__ import annotations

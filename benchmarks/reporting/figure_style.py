@@ -1,4 +1,4 @@
-"""How every figure looks and is saved, shared by ``plots`` and ``paper_figures``.
+"""How every figure looks and is saved, shared by ``plots`` and a section's figures (``benchmarks.uaps_paper.figures``).
 
 seaborn's paper theme applied without global state (``theme``), a row (or rows) of panels on a
 pyplot-free figure (``panels``), PNG + PDF output without time stamps so the bytes repeat (``save``), and the

@@ -20,20 +20,22 @@ Under ``<out>/<profile>/``:
    method's runs, one per labelled subset beside the seed replicates of a shared subset.
 5. ``validation_curves``: validation mean Dice against the step, a panel per (dataset, ratio); the
    last 10 % of the run is shaded (a best step there means the run had not levelled off). For a
-   profile of UAPS ablation variants only, a panel per ablation and cell, a line per setting.
-6. ``ablation_losses``, ``ablation_lambdas``, ``ablation_mixing``, ``ablation_aux_decoders``: the
-   UAPS ablations, drawn by ``benchmarks.reporting.paper_figures``.
+   profile of ablation variants only, a panel per group of variants a section names (e.g. one UAPS
+   ablation) and cell, a line per setting.
+6. the figures of each report section the command hands in (``benchmarks.reporting.sections``;
+   ``run_all.py``: the UAPS ablations).
 
 Only results on disk are drawn. A cell without runs is a gap in a line, or a hatched "n/a" slot
 among bars, and is listed in the panel ("no runs: ..."); nothing is interpolated. A figure with
-no data at all is skipped with a note. The UAPS authors' published numbers (``benchmarks.reporting.paper``)
-are overlaid as black markers labelled as the paper's where they exist. The look of the figures and
-how they are saved: ``benchmarks.reporting.figure_style``.
+no data at all is skipped with a note. Numbers published elsewhere (a section's ``published_points``)
+are overlaid as markers labelled as such where they exist. The runs and their statistics come from one
+``benchmarks.reporting.results_view.ResultsView``; the look of the figures and how they are saved from
+``benchmarks.reporting.figure_style``.
 """
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,19 +46,13 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from defectseg.benchmarks.engine import layout
 from defectseg.benchmarks.engine.io import remove_stale
-from defectseg.benchmarks.reporting.aggregate import ResultsError, ablation_runs, aggregate, collect_runs, find_profiles, main_runs
+from defectseg.benchmarks.reporting.aggregate import aggregate, main_runs
 from defectseg.benchmarks.reporting.figure_style import note_missing, panels, save, theme, titled_legend, zero_nan
-from defectseg.benchmarks.reporting.paper import (
-    ABLATION_OPTIONS, OPTION_LABELS, PAPER_LABEL, PAPER_STYLE, load_paper_reference, ordered_values, value_label,
-)
-from defectseg.benchmarks.reporting.paper_figures import build_paper_figures
-from defectseg.benchmarks.reporting.selection import POLICIES, POLICY_LABELS, policy_records, selection_tests
-from defectseg.benchmarks.reporting.spread import spread_points
-from defectseg.benchmarks.reporting.statistics import (
-    ALPHA, BETTER, NO_EVIDENCE, WORSE, CellStatistics, cell_scores, cell_statistics, primary_baseline, rank_analysis,
-)
+from defectseg.benchmarks.reporting.results_view import ResultsView, read_train_log
+from defectseg.benchmarks.reporting.sections import PublishedPoints, ReportSection
+from defectseg.benchmarks.reporting.selection import POLICIES, POLICY_LABELS, selection_tests
+from defectseg.benchmarks.reporting.statistics import ALPHA, BETTER, NO_EVIDENCE, WORSE, CellStatistics, RankAnalysis
 from defectseg.benchmarks.reporting.table_format import (
     LATE_FRACTION, PROTOCOLS, dataset_label, is_missing, ordered_cells, ordered_datasets, ordered_methods, ratio_label,
 )
@@ -75,8 +71,9 @@ def _significance_handles(baseline: str) -> list[Line2D]:
             for symbol, words in ((BETTER, "significantly better"), (WORSE, "significantly worse"))]
 
 
-def plot_miou_vs_ratio(runs: pd.DataFrame, profile: str, protocol: str, reference: dict[str, Any],
+def plot_miou_vs_ratio(runs: pd.DataFrame, profile: str, protocol: str, published: Sequence[PublishedPoints],
                        statistics: CellStatistics, baseline: str) -> Figure | None:
+    """Label-efficiency curves with their bands and significance marks, and the ``published`` points of ``protocol``."""
     metric, _ = PROTOCOLS[protocol]
     runs = main_runs(runs)
     if runs.empty:
@@ -89,7 +86,9 @@ def plot_miou_vs_ratio(runs: pd.DataFrame, profile: str, protocol: str, referenc
     colors = dict(zip(methods, sns.color_palette("tab10", len(methods))))
     datasets = ordered_datasets(runs["dataset"])
     fig, axes = panels(len(datasets))
-    paper_shown = significance_shown = False
+    published = [source for source in published if source.protocol == protocol]
+    published_shown: dict[str, PublishedPoints] = {}
+    significance_shown = False
     for ax, dataset in zip(axes, datasets):
         ratios = sorted(runs.loc[runs["dataset"] == dataset, "ratio"].unique())
         xs = [100 * r for r in ratios]
@@ -109,20 +108,20 @@ def plot_miou_vs_ratio(runs: pd.DataFrame, profile: str, protocol: str, referenc
                     ax.plot(x, mean, marker=SIGNIFICANCE_MARKERS[symbol], color=colors[method], markersize=9, linestyle="none", zorder=4)
                     significance_shown = True
         ticks = set(xs)
-        if protocol == "paper":
-            for ref in reference["main"]:
-                if ref["dataset"] == dataset and ref["method"] in colors:
-                    ax.plot(100 * ref["ratio"], ref["miou"], **{**PAPER_STYLE, "markerfacecolor": colors[ref["method"]]})
-                    ticks.add(100 * ref["ratio"])
-                    paper_shown = True
+        for source in published:
+            for point in source.points:
+                if point["dataset"] == dataset and point["method"] in colors:
+                    ax.plot(100 * point["ratio"], point["miou"], **{**source.style, "markerfacecolor": colors[point["method"]]})
+                    ticks.add(100 * point["ratio"])
+                    published_shown[source.label] = source
         ax.set_title(dataset_label(dataset))
         ax.set_xlabel("labelled training images (%)")
         note_missing(ax, missing)
         ax.set_xticks(sorted(ticks))
     axes[0].set_ylabel(f"mIoU (%), {protocol} protocol")
     handles, _ = axes[0].get_legend_handles_labels()
-    if paper_shown:
-        handles.append(Line2D([], [], **{**PAPER_STYLE, "markerfacecolor": "white"}, label=f"{PAPER_LABEL}, method colour"))
+    handles += [Line2D([], [], **{**source.style, "markerfacecolor": "white"}, label=f"{source.label}, method colour")
+                for source in published_shown.values()]
     if significance_shown:
         handles += _significance_handles(baseline)
     titled_legend(fig, handles, f"mIoU against labelled ratio (profile {profile}; mean ± std over seeds, band: 95 % CI over units)",
@@ -130,13 +129,9 @@ def plot_miou_vs_ratio(runs: pd.DataFrame, profile: str, protocol: str, referenc
     return fig
 
 
-def plot_critical_difference(runs: pd.DataFrame, profile: str, protocol: str) -> Figure | None:
-    """Critical-difference diagram of the methods' average ranks; None without a Nemenyi test (independent cells)."""
-    metric, _ = PROTOCOLS[protocol]
-    runs = main_runs(runs)
-    if runs.empty:
-        return None
-    analysis = rank_analysis(cell_scores(runs, metric))
+def plot_critical_difference(profile: str, protocol: str, analysis: RankAnalysis) -> Figure | None:
+    """Critical-difference diagram of the methods' average ranks (``ResultsView.ranks``); None without a Nemenyi
+    test (independent cells)."""
     if not analysis.testable:
         return None
     ranks = analysis.average_ranks
@@ -278,38 +273,30 @@ def plot_spread(points: pd.DataFrame, profile: str, protocol: str) -> Figure | N
 # validation curves
 
 
-def validation_curves(runs: pd.DataFrame) -> pd.DataFrame:
-    """step, val_mdice (%) of every run's ``train_log.csv``, with the run's dataset, ratio, method, seed."""
+TrainLog = Callable[[str], pd.DataFrame]
+
+
+def validation_curves(runs: pd.DataFrame, train_log: TrainLog = read_train_log) -> pd.DataFrame:
+    """step, val_mdice (%) of every run's ``train_log.csv`` (read by ``train_log``, e.g. ``ResultsView.train_log``),
+    with the run's dataset, ratio, method, seed."""
     frames = []
     for row in runs.itertuples():
-        log_path = Path(row.path) / layout.TRAIN_LOG
-        try:
-            log = pd.read_csv(log_path, usecols=["step", "val_mdice"]).dropna()
-        except (OSError, ValueError) as error:
-            raise ResultsError(f"{log_path}: cannot read the validation curve ({error})") from error
+        log = train_log(row.path)
         frames.append(log.assign(dataset=row.dataset, ratio=row.ratio, method=row.method, seed=row.seed, val_mdice=100 * log["val_mdice"]))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def _variant_panels(runs: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+def _variant_panels(runs: pd.DataFrame, sections: Sequence[ReportSection]) -> list[tuple[str, pd.DataFrame]]:
     """(title, runs with a ``line`` label and a ``reference`` flag) per panel of a profile of variants: one
-    per UAPS ablation and (dataset, ratio), a line per setting; then one per cell for the variants of
-    no such ablation, a line per variant."""
+    per group of variants a section names (``ReportSection.variant_groups``) and (dataset, ratio), a line per
+    setting; then one per cell for the variants of no such group, a line per variant."""
     found = []
     shown: set[str] = set()
-    for option in ABLATION_OPTIONS:
-        ablation = ablation_runs(runs, option)
-        if ablation.empty:
-            continue
-        shown |= set(ablation["method"])
-        values = ordered_values(option, ablation["value"])
-        ablation = ablation.assign(
-            line=[value_label(option, v) + (" (default)" if ref else "") for v, ref in zip(ablation["value"], ablation["reference"])],
-            order=[values.index(v) for v in ablation["value"]],
-        ).sort_values("order", kind="stable")
-        for dataset, ratio in ordered_cells(ablation):
-            cell = ablation[(ablation["dataset"] == dataset) & (ablation["ratio"] == ratio)]
-            found.append((f"{OPTION_LABELS[option]}\n{dataset_label(dataset)}, {ratio_label(ratio)} labels", cell))
+    for group in (group for section in sections for group in section.variant_groups(runs)):
+        shown |= set(group.runs["method"])
+        for dataset, ratio in ordered_cells(group.runs):
+            cell = group.runs[(group.runs["dataset"] == dataset) & (group.runs["ratio"] == ratio)]
+            found.append((f"{group.title}\n{dataset_label(dataset)}, {ratio_label(ratio)} labels", cell))
     others = runs[~runs["method"].isin(shown)]
     others = others.assign(line=others["method"], reference=False, order=[ordered_methods(others["method"]).index(m) for m in others["method"]])
     for dataset, ratio in ordered_cells(others):
@@ -332,20 +319,22 @@ def _draw_curves(ax: Any, curves: pd.DataFrame, lines: Sequence[str], colors: di
     ax.set_xlabel("iteration")
 
 
-def _with_lines(runs: pd.DataFrame) -> pd.DataFrame:
+def _with_lines(runs: pd.DataFrame, train_log: TrainLog) -> pd.DataFrame:
     """``validation_curves`` of ``runs``, each step labelled with its run's ``line``."""
-    curves = validation_curves(runs)
+    curves = validation_curves(runs, train_log)
     line_of = {(r.dataset, r.ratio, r.method, r.seed): r.line for r in runs.itertuples()}
     return curves.assign(line=[line_of[key] for key in zip(curves["dataset"], curves["ratio"], curves["method"], curves["seed"])])
 
 
-def plot_validation_curves(runs: pd.DataFrame, profile: str) -> Figure | None:
+def plot_validation_curves(runs: pd.DataFrame, profile: str, train_log: TrainLog = read_train_log,
+                           sections: Sequence[ReportSection] = ()) -> Figure | None:
     """Validation mean Dice against the step, a panel per (dataset, ratio), a line per method (mean over seeds).
 
     A dot marks each seed's best step (the tested checkpoint); the last ``LATE_FRACTION`` of the run
     is shaded: a best step there means the run may not have reached its plateau. A profile of
-    variants only (no plain method) gets a panel per UAPS ablation and cell, a line per setting (the
-    default in black), and a panel per cell for the variants of no such ablation, a line per variant.
+    variants only (no plain method) gets a panel per group of variants of the ``sections`` (e.g. one UAPS
+    ablation) and cell, a line per setting (the default in black), and a panel per cell for the variants
+    of no such group, a line per variant.
     """
     if runs.empty:
         return None
@@ -353,21 +342,21 @@ def plot_validation_curves(runs: pd.DataFrame, profile: str) -> Figure | None:
              f"shaded: last {LATE_FRACTION:.0%} of the run)")
     plain = main_runs(runs)
     if plain.empty:
-        variant_panels = _variant_panels(runs)
+        variant_panels = _variant_panels(runs, sections)
         fig, axes = panels(len(variant_panels), width=4.2, height=3.4, columns=4)
         for ax, (panel_title, cell) in zip(axes, variant_panels):
             lines = list(dict.fromkeys(cell["line"]))
             default = set(cell.loc[cell["reference"], "line"])
             others = iter(sns.color_palette("tab10" if len(lines) <= 10 else "husl", len(lines)))
             colors = {line: "black" if line in default else next(others) for line in lines}
-            _draw_curves(ax, _with_lines(cell), lines, colors)
+            _draw_curves(ax, _with_lines(cell, train_log), lines, colors)
             ax.set_title(panel_title)
             ax.legend(fontsize=7, loc="lower right")
         for ax in axes[::4]:
             ax.set_ylabel("validation mean Dice (%)")
         fig.suptitle("\n".join(textwrap.wrap(title, 55 * min(len(variant_panels), 4))), fontsize="medium")
         return fig
-    curves = _with_lines(plain.assign(line=plain["method"]))
+    curves = _with_lines(plain.assign(line=plain["method"]), train_log)
     methods = ordered_methods(plain["method"])
     colors = dict(zip(methods, sns.color_palette("tab10" if len(methods) <= 10 else "husl", len(methods))))
     cells = ordered_cells(plain)
@@ -386,44 +375,37 @@ def plot_validation_curves(runs: pd.DataFrame, profile: str) -> Figure | None:
 # all figures
 
 
-def build_figures(runs: pd.DataFrame, profile: str, reference: dict[str, Any] | None = None,
-                  baselines: Sequence[str] = ()) -> dict[str, Figure | None]:
-    """Every figure of one profile's runs by file name; None for a figure without data.
-
-    ``baselines``: methods named with ``--baseline``; the curves mark significance against the first
-    (default ``supervised``).
-    """
-    reference = reference or load_paper_reference()
-    spread = spread_points(main_runs(runs), profile)  # replicates may come from another profile of the folder
-    runs = runs[runs["profile"] == profile]
-    baseline = primary_baseline(baselines)
-    statistics = cell_statistics(main_runs(runs), [baseline])
-    selection = policy_records(main_runs(runs))
+def build_figures(view: ResultsView, profile: str, sections: Sequence[ReportSection] = ()) -> dict[str, Figure | None]:
+    """Every figure of one profile's runs by file name (the generic ones, then each section's); None for a figure
+    without data. The curves mark significance against the view's first baseline."""
+    runs = view.profile_runs(profile)
+    statistics, baseline = view.statistics(profile), view.baseline
+    published = [points for section in sections for points in section.published_points()]
+    has_main = not main_runs(runs).empty
+    spread = view.spread_points(profile)
     return {
-        **{f"miou_vs_ratio_{p}": plot_miou_vs_ratio(runs, profile, p, reference, statistics, baseline) for p in PROTOCOLS},
+        **{f"miou_vs_ratio_{p}": plot_miou_vs_ratio(runs, profile, p, published, statistics, baseline) for p in PROTOCOLS},
         **{f"difference_{p}": plot_differences(runs, profile, p, statistics, baseline) for p in PROTOCOLS},
-        **{f"critical_difference_{p}": plot_critical_difference(runs, profile, p) for p in PROTOCOLS},
-        **{f"selection_{p}": plot_selection(runs, profile, p, selection, baseline) for p in PROTOCOLS},
+        **{f"critical_difference_{p}": plot_critical_difference(profile, p, view.ranks(profile, p)[1]) if has_main else None
+           for p in PROTOCOLS},
+        **{f"selection_{p}": plot_selection(runs, profile, p, view.policy_records(profile), baseline) for p in PROTOCOLS},
         **{f"spread_{p}": plot_spread(spread, profile, p) for p in PROTOCOLS},
-        "validation_curves": plot_validation_curves(runs, profile),
-        **build_paper_figures(runs, profile, reference),
+        "validation_curves": plot_validation_curves(runs, profile, view.train_log, sections),
+        **{name: fig for section in sections for name, fig in section.figures(view, profile).items()},
     }
 
 
-def write_figures(results_dir: Path, out: Path, profiles: Sequence[str] | None = None,
-                  baselines: Sequence[str] = ()) -> tuple[dict[str, list[Path]], list[str]]:
+def write_figures(view: ResultsView, out: Path, sections: Sequence[ReportSection] = ()) -> tuple[dict[str, list[Path]], list[str]]:
     """Write every profile's figures to ``out/<profile>/``; returns the files per profile and notes."""
-    runs = collect_runs(results_dir, profiles)
-    reference = load_paper_reference()
     written: dict[str, list[Path]] = {}
     notes: list[str] = []
-    for profile in list(profiles) if profiles else find_profiles(results_dir):
-        if runs.empty or not (runs["profile"] == profile).any():
-            notes.append(f"profile {profile}: no completed runs under {Path(results_dir) / 'runs' / profile}; no figures")
+    for profile in view.profiles:
+        if not view.has_runs(profile):
+            notes.append(f"profile {profile}: no completed runs under {view.results_dir / 'runs' / profile}; no figures")
             continue
         written[profile] = []
         with theme():
-            for name, fig in build_figures(runs, profile, reference, baselines).items():
+            for name, fig in build_figures(view, profile, sections).items():
                 if fig is None:
                     notes.append(f"profile {profile}: figure {name} skipped: no matching runs")
                 else:

@@ -1,11 +1,12 @@
 """The benchmark report: ``<out>/index.md`` and ``<out>/index.html`` from the runs on disk.
 
 It (re)writes the tables and figures first (``benchmarks.reporting.tables``, ``benchmarks.reporting.plots``),
-then a page with: how to regenerate everything (``benchmarks.reporting.regenerate``: commands that retrain
-exactly the reported runs), the environment of the runs and of this checkout, per profile its setup, tables,
-the statistical tests read out per cell (``benchmarks.reporting.statistics``) and figures (relative links),
-and the failed or incomplete runs with their reasons. The HTML is rendered from the same blocks as the
-Markdown (no extra dependency).
+all three from one ``benchmarks.reporting.results_view.ResultsView`` and with the same report sections
+(``benchmarks.reporting.sections``, e.g. the UAPS paper's tables and figures), then a page with: how to
+regenerate everything (``benchmarks.reporting.regenerate``: commands that retrain exactly the reported runs),
+the environment of the runs and of this checkout, per profile its setup, tables, the statistical tests read
+out per cell (``benchmarks.reporting.statistics``) and figures (relative links), and the failed or incomplete
+runs with their reasons. The HTML is rendered from the same blocks as the Markdown (no extra dependency).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import html
 import os
 import platform
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,16 +24,16 @@ import torch
 from defectseg.datasets.base import DATA_ROOT_ENV
 
 from defectseg.benchmarks.engine import layout
-from defectseg.benchmarks.reporting.aggregate import collect_failures, collect_runs, find_profiles
 from defectseg.benchmarks.engine.environment import git_commit, git_output
-from defectseg.benchmarks.reporting.paper import ABLATION_FIGURE_CAPTIONS, load_paper_reference
 from defectseg.benchmarks.reporting.plots import write_figures
 from defectseg.benchmarks.reporting.regenerate import benchmark_commands
-from defectseg.benchmarks.reporting.statistics import BETTER, DETECTABLE, INTERVALS, MIN_UNITS, RULE, TOO_FEW_UNITS, WORSE, baselines_for
+from defectseg.benchmarks.reporting.results_view import ResultsView
+from defectseg.benchmarks.reporting.sections import ReportSection
+from defectseg.benchmarks.reporting.statistics import BETTER, DETECTABLE, INTERVALS, MIN_UNITS, RULE, TOO_FEW_UNITS, WORSE
 from defectseg.benchmarks.reporting.table_format import (
     PROTOCOLS, Table, dataset_label, interval, number, ordered_datasets, ordered_methods, ratio_label, signed,
 )
-from defectseg.benchmarks.reporting.tables import build_tables, write_tables
+from defectseg.benchmarks.reporting.tables import ProfileTables, write_tables
 
 ENVIRONMENT_KEYS = ("python", "torch", "segmentation_models_pytorch", "device", "cpu", "platform", "git_commit")
 REASON_CHARS = 300
@@ -59,8 +60,17 @@ FIGURE_CAPTIONS = {
                     "one subset and differ only in their training seed (triangles): the labelled subset's spread against the seed's.",
     "validation_curves": "Validation mean Dice against the iteration (mean over seeds); dots: each seed's best step; "
                          "shaded: the last 10 % of the run, where a best step means the run may not have levelled off.",
-    **ABLATION_FIGURE_CAPTIONS,
 }
+# the headings of the generic tables of a profile, with which tables go under each; a section's come before the last
+TableGroups = Sequence[tuple[str, Callable[[str], bool]]]
+TABLE_GROUPS: TableGroups = (
+    ("Main results", lambda n: n.startswith("main_")),
+    ("Is a difference real?", lambda n: n.startswith(("difference_", "significance_", "ranks_"))),
+    ("How was the checkpoint chosen?", lambda n: n.startswith("selection_")),
+    ("Does it matter which images are labelled?", lambda n: n.startswith("spread_")),
+    ("Did training level off?", lambda n: n == "best_steps"),
+)
+LAST_TABLE_GROUPS: TableGroups = (("Per-class IoU", lambda n: n.startswith("per_class_")),)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,53 +279,43 @@ def statistics_blocks(tables: Sequence[Table], baselines: Sequence[str]) -> list
     return blocks
 
 
-def profile_section(runs: pd.DataFrame, failures: pd.DataFrame, profile: str, out: Path, tables_dir: Path,
-                    figures: list[Path], baselines: Sequence[str] = ()) -> list[Block]:
-    tables, skipped = build_tables(runs, profile, load_paper_reference(), baselines)
-    blocks = [heading(f"Profile {profile}"), *setup_blocks(runs, failures, profile)]
-    groups = [
-        ("Main results", lambda n: n.startswith("main_")),
-        ("Is a difference real?", lambda n: n.startswith(("difference_", "significance_", "ranks_"))),
-        ("How was the checkpoint chosen?", lambda n: n.startswith("selection_")),
-        ("Does it matter which images are labelled?", lambda n: n.startswith("spread_")),
-        ("Did training level off?", lambda n: n == "best_steps"),
-        ("Comparison with the published numbers", lambda n: n.startswith("paper_")),
-        ("Ablations", lambda n: n.startswith("ablation_")),
-        ("Per-class IoU", lambda n: n.startswith("per_class_")),
-    ]
+def profile_section(view: ResultsView, profile: str, out: Path, tables_dir: Path, built: ProfileTables, figures: list[Path],
+                    sections: Sequence[ReportSection] = ()) -> list[Block]:
+    """One profile's setup, its tables under their headings (``TABLE_GROUPS``, each section's, then
+    ``LAST_TABLE_GROUPS``), the tests in words, and its figures with their captions."""
+    tables, skipped = built.tables, built.skipped
+    blocks = [heading(f"Profile {profile}"), *setup_blocks(view.runs, view.failures, profile)]
+    groups = [*TABLE_GROUPS, *(group for section in sections for group in section.table_groups), *LAST_TABLE_GROUPS]
     for title, selected in groups:
         chosen = [t for t in tables if selected(t.name)]
         if chosen:
             blocks.append(heading(title, 3))
             blocks += [Block("table", table=t) for t in chosen]
             if title == "Is a difference real?":
-                blocks += statistics_blocks(chosen, baselines_for(baselines))
+                blocks += statistics_blocks(chosen, view.baselines)
     files = f"[{_relative(tables_dir / profile, out)}/]({_relative(tables_dir / profile, out)}/)"
     blocks.append(Block("text", f"Every table as CSV (numbers, std, seed counts, best flags), Markdown and LaTeX: {files}."))
     if skipped:
         blocks.append(Block("text", f"Not built for lack of matching runs: {', '.join(skipped)}."))
     pngs = [p for p in figures if p.suffix == ".png"]
+    captions: Mapping[str, str] = {**FIGURE_CAPTIONS, **{name: text for section in sections for name, text in section.figure_captions.items()}}
     if pngs:
         blocks.append(heading("Figures", 3))
         for png in pngs:
-            caption = FIGURE_CAPTIONS.get(png.stem, png.stem)
+            caption = captions.get(png.stem, png.stem)
             blocks.append(Block("image", caption, items=(_relative(png, out), _relative(png.with_suffix(".pdf"), out))))
     return blocks
 
 
-def write_report(results_dir: Path, out: Path, profiles: Sequence[str] | None = None, tables_dir: Path | None = None,
-                 figures_dir: Path | None = None, baselines: Sequence[str] = ()) -> tuple[list[Path], list[str]]:
-    """Write tables, figures, ``out/index.md`` and ``out/index.html``; returns the pages and notes.
-
-    ``baselines``: methods named with ``--baseline`` (``supervised`` is always one).
-    """
-    results_dir, out = Path(results_dir), Path(out)
+def write_report(view: ResultsView, out: Path, sections: Sequence[ReportSection] = (), tables_dir: Path | None = None,
+                 figures_dir: Path | None = None) -> tuple[list[Path], list[str]]:
+    """Write tables, figures, ``out/index.md`` and ``out/index.html`` from ``view``; returns the pages and notes."""
+    results_dir, out, names = view.results_dir, Path(out), view.profiles
     tables_dir = Path(tables_dir or layout.tables_dir(results_dir))
     figures_dir = Path(figures_dir or layout.figures_dir(results_dir))
-    names = list(profiles) if profiles else find_profiles(results_dir)
-    _, table_notes = write_tables(results_dir, tables_dir, names, baselines)
-    figures, figure_notes = write_figures(results_dir, figures_dir, names, baselines)
-    runs, failures = collect_runs(results_dir, names), collect_failures(results_dir, names)
+    tables, table_notes = write_tables(view, tables_dir, sections)
+    figures, figure_notes = write_figures(view, figures_dir, sections)
+    runs = view.runs
     title = "Semi-supervised defect segmentation benchmark"
     blocks = [
         heading(title, 1),
@@ -324,15 +324,15 @@ def write_report(results_dir: Path, out: Path, profiles: Sequence[str] | None = 
                       "per-image IoU over the defect classes present, averaged over images (as the UAPS authors computed "
                       "theirs). Means and stds come from the runs' `metrics.json`, confidence intervals and tests from their "
                       "`per_image.npz` (see \"Is a difference real?\"); cells without runs are shown as —."),
-        *reproduce_section(results_dir, names, out, tables_dir, figures_dir, runs, baselines),
+        *reproduce_section(results_dir, names, out, tables_dir, figures_dir, runs, view.named_baselines),
         *environment_section(runs),
     ]
     for profile in names:
-        if runs.empty or not (runs["profile"] == profile).any():
+        if profile not in tables:
             blocks += [heading(f"Profile {profile}"), Block("text", "No completed runs.")]
             continue
-        blocks += profile_section(runs, failures, profile, out, tables_dir, figures.get(profile, []), baselines)
-    blocks += failure_section(failures, out)
+        blocks += profile_section(view, profile, out, tables_dir, tables[profile], figures.get(profile, []), sections)
+    blocks += failure_section(view.failures, out)
     out.mkdir(parents=True, exist_ok=True)
     pages = [out / "index.md", out / "index.html"]
     pages[0].write_text(to_markdown(blocks))

@@ -27,7 +27,7 @@ import pandas as pd
 import scipy.stats
 
 from defectseg.benchmarks.engine import layout
-from defectseg.benchmarks.engine.config import hashed_config
+from defectseg.benchmarks.engine.results_format import hashed_config
 from defectseg.benchmarks.engine.io import read_yaml
 from defectseg.benchmarks.reporting.table_format import (
     MISSING, PROTOCOLS, Table, dataset_label, number, ordered_cells, ordered_methods, profile_setup, ratio_label,

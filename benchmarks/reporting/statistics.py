@@ -66,7 +66,10 @@ import scikit_posthocs
 import scipy.stats
 from statsmodels.stats.multitest import multipletests
 
-from defectseg.benchmarks.reporting.aggregate import CELL_KEYS, ResultsError, aggregate, check_one_configuration, run_status
+from defectseg.benchmarks.reporting.aggregate import CELL_KEYS, aggregate
+from defectseg.benchmarks.engine.io import ResultsError
+from defectseg.benchmarks.engine.cells import check_one_configuration
+from defectseg.benchmarks.engine.run_state import completed_run_metrics
 from defectseg.benchmarks.engine import layout
 from defectseg.benchmarks.engine.per_image import DEFAULT_PREDICTION, PerImageError, PixelCounts, iou_from_counts, paper_image_iou, read_per_image
 
@@ -291,9 +294,10 @@ def load_run_records(directory: Path) -> RunRecords | None:
     return RunRecords.from_counts(seed, path, records.image_ids, records.predictions[DEFAULT_PREDICTION])
 
 
-def run_set_records(directories: Iterable[str | Path]) -> list[RunRecords] | None:
-    """The records of some runs (one per seed) in seed order; None if any of them has none."""
-    loaded = [load_run_records(Path(d)) for d in directories]
+def run_set_records(directories: Iterable[str | Path],
+                    load: Callable[[Path], RunRecords | None] = load_run_records) -> list[RunRecords] | None:
+    """The records of some runs (one per seed, each read by ``load``) in seed order; None if any of them has none."""
+    loaded = [load(Path(d)) for d in directories]
     return None if any(r is None for r in loaded) else sorted(loaded, key=lambda r: r.seed)
 
 
@@ -394,11 +398,13 @@ class CellStatistics:
 FAMILY = ("profile", "protocol", "baseline")  # the comparisons of one table: Holm's family
 
 
-def cell_statistics(runs: pd.DataFrame, baselines: Sequence[str] = (BASELINE,)) -> CellStatistics:
-    """Intervals of every cell of ``runs`` (collect_runs rows) and its comparisons with ``baselines``."""
+def cell_statistics(runs: pd.DataFrame, baselines: Sequence[str] = (BASELINE,),
+                    run_set: Callable[[Iterable[str]], list[RunRecords] | None] = run_set_records) -> CellStatistics:
+    """Intervals of every cell of ``runs`` (collect_runs rows) and its comparisons with ``baselines``; ``run_set``
+    loads a cell's records (``run_set_records``, or a cache of them such as ``ResultsView.run_set_records``)."""
     records: dict[tuple, list[RunRecords] | None] = {}
     for key, group in runs.groupby(CELL_KEYS, sort=True):
-        records[key] = run_set_records(group["path"])
+        records[key] = run_set(group["path"])
     cells, comparisons = [], []
     for key, cell_runs in records.items():
         for protocol in PROTOCOLS:
@@ -415,8 +421,8 @@ def cell_statistics(runs: pd.DataFrame, baselines: Sequence[str] = (BASELINE,)) 
 
 
 def completed_seed_runs(folder: Path) -> list[Path]:
-    """The completed runs (``aggregate.run_status``) among the ``seed<k>`` folders of one method folder."""
-    runs = [d for d in Path(folder).glob("seed*") if d.is_dir() and run_status(d) == "completed"]
+    """The completed runs (``run_state.completed_run_metrics``) among the ``seed<k>`` folders of one method folder."""
+    runs = [d for d in Path(folder).glob("seed*") if d.is_dir() and completed_run_metrics(d) is not None]
     if not runs:
         raise ResultsError(f"{folder}: no completed run (expected seed<k>/{layout.METRICS} below a method folder, "
                            "e.g. results/runs/<profile>/<dataset>/<ratio>/<method>)")

@@ -4,7 +4,7 @@
 booktabs, HTML and CSV; next to it the labels and orders of datasets, ratios and methods, the
 protocols (``PROTOCOLS``: metric column and description), and the formatting of a cell (mean ± std
 with the seed count, numbers, signed differences, intervals, best-of-column flags, "—" for a missing
-value). ``tables``, ``paper_tables``, ``plots``, ``paper_figures`` and ``report`` build on it.
+value). ``tables``, ``plots``, ``report`` and a section's tables and figures (``benchmarks.uaps_paper``) build on it.
 """
 from __future__ import annotations
 

@@ -27,11 +27,11 @@ Per profile, under ``<out>/<profile>/``:
   seeds' best validation steps (the tested checkpoints) and how many fall in the last 10 % of the
   run, where a run may not have levelled off.
 * ``per_class_iou_<dataset>``: per-class IoU (standard protocol) of each method and ratio.
-* ``paper_main``, ``paper_losses``, ``paper_aux_decoders``, ``paper_cost`` and ``ablation_<option>``:
-  the UAPS authors' published numbers beside ours and the UAPS ablations, built by
-  ``benchmarks.reporting.paper_tables``.
+* the tables of each report section the command hands in (``benchmarks.reporting.sections``; ``run_all.py``:
+  the UAPS paper's published numbers beside ours and its ablations).
 
-The table model and the cell formatting come from ``benchmarks.reporting.table_format``.
+The table model and the cell formatting come from ``benchmarks.reporting.table_format``; the runs and their
+statistics from one ``benchmarks.reporting.results_view.ResultsView``.
 
 A cell without a completed run is shown as "—" (empty in CSV, with ``seeds`` 0), never filled.
 A table with none of our numbers at all is not written (a note says so).
@@ -41,27 +41,25 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from defectseg.benchmarks.engine.io import remove_stale
-from defectseg.benchmarks.reporting.aggregate import aggregate, collect_runs, find_profiles, main_runs
-from defectseg.benchmarks.reporting.paper import load_paper_reference
-from defectseg.benchmarks.reporting.paper_tables import build_paper_tables
-from defectseg.benchmarks.reporting.selection import policy_records, selection_table
-from defectseg.benchmarks.reporting.spread import spread_points, spread_records, spread_table
+from defectseg.benchmarks.reporting.aggregate import aggregate, main_runs
+from defectseg.benchmarks.reporting.results_view import ResultsView
+from defectseg.benchmarks.reporting.sections import ReportSection
+from defectseg.benchmarks.reporting.selection import selection_table
+from defectseg.benchmarks.reporting.spread import spread_records, spread_table
 from defectseg.benchmarks.reporting.statistics import (
-    ALPHA, COMPARISON_COLUMNS, DETECTABLE, INTERVALS, N_PERMUTATIONS, RULE, TOO_FEW_UNITS, CellStatistics, baselines_for, cell_scores,
-    cell_statistics, primary_baseline, rank_analysis,
+    ALPHA, COMPARISON_COLUMNS, DETECTABLE, INTERVALS, N_PERMUTATIONS, RULE, TOO_FEW_UNITS, CellStatistics, RankAnalysis,
 )
 from defectseg.benchmarks.reporting.table_format import (
     LATE_FRACTION, MISSING, PROTOCOLS, Table, best_flags, cell_label, column_best, dataset_label, difference_text, interval, mean_std,
     number, ordered_cells, ordered_datasets, ordered_methods, profile_setup, ratio_label,
 )
-
-
 
 
 def natural_key(text: str) -> list[Any]:
@@ -231,13 +229,13 @@ def best_steps_table(runs: pd.DataFrame, profile: str) -> Table | None:
     return Table("best_steps", caption, header, rows, pd.DataFrame(records))
 
 
-def ranks_table(runs: pd.DataFrame, profile: str, protocol: str) -> Table | None:
-    metric, description = PROTOCOLS[protocol]
+def ranks_table(runs: pd.DataFrame, profile: str, protocol: str, ranks: tuple[pd.DataFrame, RankAnalysis]) -> Table | None:
+    """Average ranks and the Friedman test from ``ranks`` (``ResultsView.ranks``: the cell means and their analysis)."""
+    _, description = PROTOCOLS[protocol]
     runs = main_runs(runs)
     if runs.empty:
         return None
-    scores = cell_scores(runs, metric)
-    analysis = rank_analysis(scores)
+    scores, analysis = ranks
     if analysis.average_ranks.size < 2:
         return None
     best = analysis.average_ranks.index[0]
@@ -314,47 +312,49 @@ def per_class_tables(runs: pd.DataFrame, profile: str) -> list[Table]:
     return tables
 
 
-def build_tables(runs: pd.DataFrame, profile: str, reference: dict[str, Any] | None = None,
-                 baselines: Sequence[str] = ()) -> tuple[list[Table], list[str]]:
-    """Every table of one profile's runs, and the names of the tables left out for lack of data.
-
-    ``baselines``: methods named with ``--baseline`` (``supervised`` is always one).
-    """
-    reference = reference or load_paper_reference()
-    spread = spread_records(spread_points(main_runs(runs), profile), profile)  # replicates may come from another profile
-    runs = runs[runs["profile"] == profile]
-    statistics = cell_statistics(main_runs(runs), baselines_for(baselines))
-    selection = policy_records(main_runs(runs))
+def build_tables(view: ResultsView, profile: str, sections: Sequence[ReportSection] = ()) -> tuple[list[Table], list[str]]:
+    """Every table of one profile's runs (the generic ones, then each section's), and the names of the tables
+    left out for lack of data."""
+    runs = view.profile_runs(profile)
+    statistics, baseline = view.statistics(profile), view.baseline
+    has_main = not main_runs(runs).empty
+    spread = spread_records(view.spread_points(profile), profile)
     candidates: list[tuple[str, Table | None]] = [
-        *((f"main_{p}", main_table(runs, profile, p, statistics, primary_baseline(baselines))) for p in PROTOCOLS),
-        *((f"difference_{p}", difference_table(runs, profile, p, statistics, primary_baseline(baselines))) for p in PROTOCOLS),
-        *((f"significance_{p}", significance_table(runs, profile, p, statistics, baselines_for(baselines))) for p in PROTOCOLS),
-        *((f"ranks_{p}", ranks_table(runs, profile, p)) for p in PROTOCOLS),
-        *((f"selection_{p}", selection_table(selection, main_runs(runs), profile, p, primary_baseline(baselines))) for p in PROTOCOLS),
+        *((f"main_{p}", main_table(runs, profile, p, statistics, baseline)) for p in PROTOCOLS),
+        *((f"difference_{p}", difference_table(runs, profile, p, statistics, baseline)) for p in PROTOCOLS),
+        *((f"significance_{p}", significance_table(runs, profile, p, statistics, view.baselines)) for p in PROTOCOLS),
+        *((f"ranks_{p}", ranks_table(runs, profile, p, view.ranks(profile, p)) if has_main else None) for p in PROTOCOLS),
+        *((f"selection_{p}", selection_table(view.policy_records(profile), main_runs(runs), profile, p, baseline)) for p in PROTOCOLS),
         *((f"spread_{p}", spread_table(spread, runs, profile, p)) for p in PROTOCOLS),
         ("best_steps", best_steps_table(runs, profile)),
         *((t.name, t) for t in per_class_tables(runs, profile)),
-        *build_paper_tables(runs, profile, reference),
+        *(candidate for section in sections for candidate in section.tables(view, profile)),
     ]
     tables = [table for _, table in candidates if table is not None]
     return tables, [name for name, table in candidates if table is None]
 
 
-def write_tables(results_dir: Path, out: Path, profiles: Sequence[str] | None = None,
-                 baselines: Sequence[str] = ()) -> tuple[dict[str, list[Path]], list[str]]:
-    """Write every profile's tables to ``out/<profile>/``; returns the files per profile and notes."""
-    runs = collect_runs(results_dir, profiles)
-    reference = load_paper_reference()
-    written: dict[str, list[Path]] = {}
+@dataclass(frozen=True)
+class ProfileTables:
+    """One profile's tables, the names of those left out for lack of data, and the files written."""
+
+    tables: list[Table]
+    skipped: list[str]
+    files: list[Path]
+
+
+def write_tables(view: ResultsView, out: Path, sections: Sequence[ReportSection] = ()) -> tuple[dict[str, ProfileTables], list[str]]:
+    """Write every profile's tables to ``out/<profile>/``; returns them per profile, and notes."""
+    built: dict[str, ProfileTables] = {}
     notes: list[str] = []
-    names = list(profiles) if profiles else find_profiles(results_dir)
-    for profile in names:
-        if runs.empty or not (runs["profile"] == profile).any():
-            notes.append(f"profile {profile}: no completed runs under {Path(results_dir) / 'runs' / profile}; no tables")
+    for profile in view.profiles:
+        if not view.has_runs(profile):
+            notes.append(f"profile {profile}: no completed runs under {view.results_dir / 'runs' / profile}; no tables")
             continue
-        tables, skipped = build_tables(runs, profile, reference, baselines)
-        written[profile] = [path for table in tables for path in table.write(Path(out) / profile)]
+        tables, skipped = build_tables(view, profile, sections)
+        files = [path for table in tables for path in table.write(Path(out) / profile)]
+        built[profile] = ProfileTables(tables, skipped, files)
         notes += [f"profile {profile}: table {name} skipped: no matching runs" for name in skipped]
-        stale = remove_stale(Path(out) / profile, written[profile], (".csv", ".md", ".tex"))
+        stale = remove_stale(Path(out) / profile, files, (".csv", ".md", ".tex"))
         notes += [f"profile {profile}: removed {path}, an earlier build's table not made from these runs" for path in stale]
-    return written, notes
+    return built, notes

@@ -2,8 +2,8 @@
 
 ``tests/test_golden.py`` recomputes them with the current code and compares. Two parts:
 
-* ``method_values``: every registered method under both recipes (``Method.recipe_options``
-  "authors" on NEU-Seg, and ``{}``; ``FIXED_OPTIONS`` on top), built on a fixed seed for 1-channel 32x32 images and 3
+* ``method_values``: every registered method under both recipes (the options each recipe sets for it
+  on NEU-Seg, ``recipe_options``; ``FIXED_OPTIONS`` on top), built on a fixed seed for 1-channel 32x32 images and 3
   classes, trained 3 Adam steps in float32 on fixed random batches: ``loss`` per step and the
   sum and sum of squares of ``predict`` on a fixed batch afterwards;
 * ``run_values``: one run of the ``smoke`` profile on the synthetic set per method in
@@ -44,17 +44,35 @@ try:  # benchmarks/engine/ (the current layout)
     from defectseg.benchmarks.engine.config import config_hash, load_profile, resolve_run
     from defectseg.benchmarks.engine.environment import cpu_model
     from defectseg.benchmarks.engine.layout import run_dir
+    from defectseg.benchmarks.engine.recipes import RECIPES as RECIPE_REGISTRY
+    from defectseg.benchmarks.engine.run import RunConfig, Workspace
     from defectseg.benchmarks.engine.runner import train_run
+
+    def train_on_cpu(run_config: dict[str, Any], results_dir: Path) -> None:
+        """Train one run on the CPU in ``results_dir`` (with its cache)."""
+        train_run(RunConfig(run_config), Workspace(results_dir, cache_dir=results_dir / "cache", device="cpu"), progress=False)
+
+    def recipe_options(method_class: type, recipe: str) -> dict[str, Any]:
+        """The option values ``recipe`` sets for ``method_class`` on NEU-Seg."""
+        return RECIPE_REGISTRY[recipe].method_options(method_class, "neu")
 except ModuleNotFoundError:  # the flat benchmarks/ of commit 73396ab, which made the committed golden.json
     from defectseg.benchmarks.config import config_hash, load_profile, resolve_run, run_dir
     from defectseg.benchmarks.runner import train_run
 
+    def train_on_cpu(run_config: dict[str, Any], results_dir: Path) -> None:
+        """Train one run on the CPU in ``results_dir`` (with its cache)."""
+        train_run(run_config, results_dir, device="cpu", cache_dir=results_dir / "cache", progress=False)
+
     cpu_model = None  # that code records no CPU model: golden_from_commit adds this machine's
+
+    def recipe_options(method_class: type, recipe: str) -> dict[str, Any]:
+        """The option values ``recipe`` sets for ``method_class`` on NEU-Seg (that code asks the method)."""
+        return method_class.recipe_options(recipe, "neu")
 
 GOLDEN = Path(__file__).with_name("golden.json")  # the AMD EPYC's (family 26, model 2)
 GOLDEN_COMMIT = "73396ab"
 REPO_ROOT = Path(__file__).resolve().parents[2]
-RECIPES = {"authors": ("authors", "neu"), "unified": None}  # name -> recipe_options arguments; None: {}
+RECIPES = ("authors", "unified")
 # On top of the recipe: fewer teacher passes; and one device for the methods whose released scripts ran
 # on two (``data_parallel``, newer than the golden files: tests/test_data_parallel.py checks it).
 FIXED_OPTIONS = {"ua_mt": {"mc_passes": 2}, "uaps": {"data_parallel": 1}, "simeps": {"data_parallel": 1}}
@@ -70,8 +88,8 @@ PROTOCOLS = ("standard", "paper")  # the test protocols in metrics.json; their I
 def method_options(name: str, recipe: str) -> dict[str, Any]:
     """The options ``name`` is built with under ``recipe`` (a key of ``RECIPES``), without those the code does not
     know (the code of ``GOLDEN_COMMIT`` predates ``data_parallel``: it runs on one device)."""
-    method_class, arguments = get_method_class(name), RECIPES[recipe]
-    options = {**(method_class.recipe_options(*arguments) if arguments else {}), **FIXED_OPTIONS.get(name, {})}
+    method_class = get_method_class(name)
+    options = {**recipe_options(method_class, recipe), **FIXED_OPTIONS.get(name, {})}
     return {key: value for key, value in options.items() if key in method_class.all_defaults()}
 
 
@@ -106,7 +124,7 @@ def method_values(name: str, recipe: str) -> dict[str, Any]:
 def run_values(method: str, results_dir: Path) -> dict[str, Any]:
     """Config hash, best step and test mIoU (both protocols) of the smoke run of ``method``, trained in ``results_dir``."""
     run_config = resolve_run(load_profile("smoke", list(RUN_OVERRIDES)), RUN_DATASET, RUN_RATIO, method, SEED)
-    train_run(run_config, results_dir, device="cpu", cache_dir=results_dir / "cache", progress=False)
+    train_on_cpu(run_config, results_dir)
     metrics = json.loads((run_dir(results_dir, run_config) / "metrics.json").read_text())
     return {
         "config_hash": config_hash(run_config),

@@ -2,7 +2,7 @@
 
 The README holds, between ``<!-- headline:<protocol> -->`` and ``<!-- /headline:<protocol> -->``,
 the rows of ``difference_<protocol>.md`` as ``run_all.py tables`` wrote them, so its numbers are
-never typed by hand. ``python -m benchmarks.reporting.headline`` (``make headline``) rewrites the
+never typed by hand. ``python -m defectseg.benchmarks.docs_tools.headline`` (``make headline``) rewrites the
 blocks; ``stale_blocks`` tells a test whether they still match the tables.
 """
 from __future__ import annotations

@@ -40,6 +40,7 @@ from defectseg.benchmarks.engine import layout
 from defectseg.benchmarks.engine.evaluate import prepare_images
 from defectseg.benchmarks.engine.metrics import SegmentationMeter
 from defectseg.benchmarks.engine.per_image import paper_image_iou
+from defectseg.benchmarks.engine.run import Workspace
 from defectseg.benchmarks.engine.runner import TrainedRun, load_trained_run
 
 # class id -> RGB; 0 (background) is black. Distinct colours after Trubetskoy's 20-colour list.
@@ -94,7 +95,7 @@ def uncertainty_map(member_logits: dict[str, Tensor]) -> Tensor:
 def predict_all(run: TrainedRun, indices: list[int] | None = None) -> Tensor:
     """Predicted class ids (N, H, W) of the test images (all, or those at ``indices``), on the CPU."""
     images = run.data.test_images if indices is None else run.data.test_images[indices]
-    batch = run.config["train"]["eval_batch_size"]
+    batch = run.config.train.eval_batch_size
     return torch.cat(
         [hard_labels(run.method.predict(_images(run, images[start : start + batch]))).cpu() for start in range(0, len(images), batch)]
     )
@@ -186,19 +187,18 @@ def save_figure(fig: Figure, stem: Path) -> list[Path]:
 def draw_figure(
     kind: str,
     run_dir: Path,
+    workspace: Workspace,
     out: Path | None = None,
     num_images: int | None = None,
     images: list[str] | None = None,
-    data_root: Path | None = None,
-    cache_dir: Path | None = None,
-    device: str = "auto",
 ) -> list[Path]:
-    """Draw one figure kind for a run; writes ``out`` (default ``<run-dir>/figures/<kind>``) .png + .pdf."""
+    """Draw one figure kind for a run (its data from ``workspace``); writes ``out`` (default
+    ``<run-dir>/figures/<kind>``) .png + .pdf."""
     if kind not in FIGURE_KINDS:
         raise ConfigError(f"unknown figure {kind!r}; valid: {list(FIGURE_KINDS)}")
     if num_images is not None and num_images < 1:
         raise ConfigError(f"--num-images must be at least 1, got {num_images}")
-    run = load_trained_run(run_dir, data_root, cache_dir, device)
+    run = load_trained_run(run_dir, workspace)
     if kind == "similarity":
         fig = similarity_figure(run, num_images or 8)
     elif kind == "predictions":
@@ -233,7 +233,7 @@ def _first_images(run: TrainedRun, count: int) -> list[int]:
 
 
 def _images(run: TrainedRun, images_u8: Tensor) -> Tensor:
-    return prepare_images(images_u8, run.device, channels_last=False, normalization=run.config["train"]["normalization"])
+    return prepare_images(images_u8, run.device, channels_last=False, normalization=run.config.train.normalization)
 
 
 def _figure(size: tuple[float, float]) -> Figure:
@@ -260,4 +260,4 @@ def _class_legend(fig: Figure, run: TrainedRun) -> None:
 
 def _describe(run: TrainedRun) -> str:
     c = run.config
-    return f"{c['method']} on {c['dataset']}, ratio {c['ratio']:g}, seed {c['seed']}"
+    return f"{c.method} on {c.dataset}, ratio {c.ratio:g}, seed {c.seed}"

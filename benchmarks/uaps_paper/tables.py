@@ -1,27 +1,33 @@
 """The tables that set our runs beside the UAPS paper: its published numbers and its ablations.
 
 ``paper_main``, ``paper_losses``, ``paper_aux_decoders`` and ``paper_cost`` put the authors'
-published numbers (``benchmarks.reporting.paper``) beside ours for the same cells;
+published numbers (``benchmarks.uaps_paper.published``) beside ours for the same cells;
 ``ablation_<option>`` show the UAPS ablations found among the runs (told apart by their
 ``method_options``), each setting with its paired difference from the default of its column (95 %
 t-interval over units, mark after Holm over the table's settings, detectable effect; paper
 protocol), and ``ablation_aux_decoders`` the accuracy (the main decoder's likewise against the default D) and cost against the number of decoders D.
-``build_paper_tables`` gives them all to ``tables.build_tables``.
+``build_paper_tables`` gives them all to the report section (``benchmarks.uaps_paper.section``).
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pandas as pd
 
-from defectseg.benchmarks.reporting.aggregate import ablation_runs, aggregate, main_runs, variant_metric
-from defectseg.benchmarks.reporting.paper import ABLATION_OPTIONS, OPTION_LABELS, losses_label, ordered_values, paper_source, value_label
-from defectseg.benchmarks.reporting.statistics import COMPARISON_COLUMNS, DETECTABLE, INTERVALS, RULE, compare, holm, run_set_records
+from defectseg.benchmarks.reporting.aggregate import aggregate, main_runs, variant_metric
+from defectseg.benchmarks.reporting.statistics import (
+    COMPARISON_COLUMNS, DETECTABLE, INTERVALS, RULE, RunRecords, compare, holm, run_set_records,
+)
 from defectseg.benchmarks.reporting.table_format import (
     MISSING, Table, best_flags, cell_label, column_best, dataset_label, difference_text, is_missing, mean_std, number, ordered_cells,
     ordered_datasets, profile_setup, ratio_label,
 )
+from defectseg.benchmarks.uaps_paper.ablations import ABLATION_OPTIONS, OPTION_LABELS, ablation_runs, losses_label, ordered_values, value_label
+from defectseg.benchmarks.uaps_paper.published import paper_source
+
+RunSet = Callable[[Iterable[str]], list[RunRecords] | None]  # a cell's per-image records, e.g. ResultsView.run_set_records
 
 
 def _ours(runs: pd.DataFrame, column: str) -> tuple[float, float, int]:
@@ -161,7 +167,7 @@ def paper_decoder_tables(runs: pd.DataFrame, profile: str, reference: dict[str, 
     return [accuracy, cost]
 
 
-def _ablation_tests(ablation: pd.DataFrame) -> dict[tuple, dict[str, Any]]:
+def _ablation_tests(ablation: pd.DataFrame, run_set: RunSet) -> dict[tuple, dict[str, Any]]:
     """Each setting of an ablation against its cell's default (the reference setting), paper protocol; the
     marks after Holm over all the settings tested in the table."""
     tests = []
@@ -169,9 +175,9 @@ def _ablation_tests(ablation: pd.DataFrame) -> dict[tuple, dict[str, Any]]:
         default = cell.loc[cell["reference"], "value_key"]
         if default.empty:
             continue
-        baseline = run_set_records(cell.loc[cell["value_key"] == default.iloc[0], "path"])
+        baseline = run_set(cell.loc[cell["value_key"] == default.iloc[0], "path"])
         for value, setting in cell[cell["value_key"] != default.iloc[0]].groupby("value_key"):
-            tests.append({"key": (dataset, ratio, value), **compare(run_set_records(setting["path"]), baseline, "paper")})
+            tests.append({"key": (dataset, ratio, value), **compare(run_set(setting["path"]), baseline, "paper")})
     if not tests:
         return {}
     adjusted = holm(pd.DataFrame(tests).assign(family=0), ["family"])
@@ -185,7 +191,8 @@ def ablation_cell(entry: pd.Series) -> str:
     return f"{text}; {difference_text(entry)}" if entry["mark"] else text
 
 
-def ablation_table(runs: pd.DataFrame, profile: str, option: str, base_method: str = "uaps") -> Table | None:
+def ablation_table(runs: pd.DataFrame, profile: str, option: str, base_method: str = "uaps",
+                   run_set: RunSet = run_set_records) -> Table | None:
     ablation = ablation_runs(runs, option, base_method, per_ratio=option != "mixing")
     if ablation.empty:
         return None
@@ -197,7 +204,7 @@ def ablation_table(runs: pd.DataFrame, profile: str, option: str, base_method: s
     grid = cells.reindex(pd.MultiIndex.from_tuples([(d, r, str(v)) for d, r in columns for v in values], names=cells.index.names))
     grid["seeds"] = grid["seeds"].fillna(0).astype(int)
     grid["best"] = column_best(grid, "paper_miou_mean")
-    tests = _ablation_tests(ablation)
+    tests = _ablation_tests(ablation, run_set)
     untested = {column: math.nan for column in COMPARISON_COLUMNS} | {"units": 0, "mark": "", "note": ""}
     for column, empty in untested.items():
         grid["test_note" if column == "note" else column] = [tests[key][column] if key in tests else empty for key in grid.index]
@@ -220,14 +227,14 @@ def ablation_table(runs: pd.DataFrame, profile: str, option: str, base_method: s
     return Table(f"ablation_{option}", caption, header, rows, data, bold)
 
 
-def aux_decoder_table(runs: pd.DataFrame, profile: str) -> Table | None:
+def aux_decoder_table(runs: pd.DataFrame, profile: str, run_set: RunSet = run_set_records) -> Table | None:
     """The D ablation in every cell where it was run: accuracy of main decoder and ensemble, the main
     decoder's paired difference from the default D, and cost."""
     ablation = ablation_runs(runs, "aux_decoders")
     cells = [(d, r) for d in ordered_datasets(ablation["dataset"]) for r in sorted(ablation.loc[ablation["dataset"] == d, "ratio"].unique())]
     if not cells:
         return None
-    tests = _ablation_tests(ablation.assign(value_key=ablation["value"].astype(int).astype(str)))
+    tests = _ablation_tests(ablation.assign(value_key=ablation["value"].astype(int).astype(str)), run_set)
     parts = [_decoder_cells(runs, d, r).assign(dataset=d, ratio=r) for d, r in cells]
     data = pd.concat(parts, ignore_index=True)
     default = set(ablation.loc[ablation["reference"], "value"].astype(int))
@@ -261,7 +268,8 @@ def aux_decoder_table(runs: pd.DataFrame, profile: str) -> Table | None:
     return Table("ablation_aux_decoders", caption, header, rows, data, bold, label_columns=3)
 
 
-def build_paper_tables(runs: pd.DataFrame, profile: str, reference: dict[str, Any]) -> list[tuple[str, Table | None]]:
+def build_paper_tables(runs: pd.DataFrame, profile: str, reference: dict[str, Any],
+                       run_set: RunSet = run_set_records) -> list[tuple[str, Table | None]]:
     """The paper-comparison and ablation tables of one profile's runs by name; None for a table without data."""
     candidates: list[tuple[str, Table | None]] = [
         ("paper_main", paper_main_table(runs, profile, reference)),
@@ -269,6 +277,7 @@ def build_paper_tables(runs: pd.DataFrame, profile: str, reference: dict[str, An
     ]
     decoder_tables = paper_decoder_tables(runs, profile, reference)
     candidates += [(t.name, t) for t in decoder_tables] or [("paper_aux_decoders", None), ("paper_cost", None)]
-    candidates += [(f"ablation_{option}", ablation_table(runs, profile, option)) for option in ABLATION_OPTIONS if option != "aux_decoders"]
-    candidates.append(("ablation_aux_decoders", aux_decoder_table(runs, profile)))
+    candidates += [(f"ablation_{option}", ablation_table(runs, profile, option, run_set=run_set))
+                   for option in ABLATION_OPTIONS if option != "aux_decoders"]
+    candidates.append(("ablation_aux_decoders", aux_decoder_table(runs, profile, run_set)))
     return candidates

@@ -3,8 +3,9 @@
 ``ablation_losses`` (loss combinations, bars), ``ablation_lambdas`` (λ1 and λ2 over the paper's
 values), ``ablation_mixing`` (dynamic mixing against averaging per labelled ratio) and
 ``ablation_aux_decoders`` (D = 0..4: mIoU, inference time, parameters, MACs); paper protocol
-throughout, as the published ablations use. The settings shown and the published numbers come from
-``benchmarks.reporting.paper``; ``build_paper_figures`` gives them all to ``plots.build_figures``.
+throughout, as the published ablations use. The settings shown come from ``benchmarks.uaps_paper.ablations``,
+the published numbers from ``benchmarks.uaps_paper.published``; ``build_paper_figures`` gives them all to the
+report section (``benchmarks.uaps_paper.section``), ``ABLATION_FIGURE_CAPTIONS`` their captions in the report.
 """
 from __future__ import annotations
 
@@ -16,12 +17,22 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from defectseg.benchmarks.reporting.aggregate import ablation_runs, aggregate, variant_metric
+from defectseg.benchmarks.reporting.aggregate import aggregate, variant_metric
 from defectseg.benchmarks.reporting.figure_style import bar_group, bar_limits, empty_panel, note_missing, panels, zero_nan
-from defectseg.benchmarks.reporting.paper import (
-    DECODER_COUNTS, LAMBDA_VALUES, MIXING_RATIOS, MIXING_VALUES, PAPER_LABEL, PAPER_STYLE, losses_tick, ordered_values, value_label,
-)
 from defectseg.benchmarks.reporting.table_format import dataset_label, is_missing, ordered_datasets, ratio_label
+from defectseg.benchmarks.uaps_paper.ablations import (
+    DECODER_COUNTS, LAMBDA_VALUES, MIXING_RATIOS, MIXING_VALUES, ablation_runs, losses_tick, ordered_values, value_label,
+)
+from defectseg.benchmarks.uaps_paper.published import PAPER_LABEL, PAPER_STYLE
+
+ABLATION_FIGURE_CAPTIONS = {
+    "ablation_losses": ("UAPS loss combinations (paper protocol; bars: mean, whiskers: std over seeds); diamonds: published, "
+                        "drawn only beside runs at the paper's labelled ratio; hatched: no runs."),
+    "ablation_lambdas": "UAPS loss coefficients λ1 and λ2 (paper protocol; mean ± std over seeds).",
+    "ablation_mixing": "UAPS dynamic mixing against averaging over labelled ratios (paper protocol; mean ± std over seeds).",
+    "ablation_aux_decoders": ("UAPS auxiliary decoders D: mIoU, inference time, parameters, MACs (mean ± std over seeds); "
+                              "diamonds: published (their mIoU only beside runs at the paper's dataset and ratio)."),
+}
 
 
 def plot_losses(runs: pd.DataFrame, profile: str, reference: dict[str, Any]) -> Figure | None:
