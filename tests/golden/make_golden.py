@@ -38,9 +38,8 @@ from typing import Any
 
 import torch
 
-from defectseg.methods import LabeledBatch, available_methods, get_method_class
-
-try:  # benchmarks/engine/ (the current layout)
+try:  # the current layout, imported as defectseg.* (benchmarks/engine/)
+    from defectseg.methods import LabeledBatch, available_methods, get_method_class
     from defectseg.benchmarks.engine.config import config_hash, load_profile, resolve_run
     from defectseg.benchmarks.engine.environment import cpu_model
     from defectseg.benchmarks.engine.layout import run_dir
@@ -55,9 +54,10 @@ try:  # benchmarks/engine/ (the current layout)
     def recipe_options(method_class: type, recipe: str) -> dict[str, Any]:
         """The option values ``recipe`` sets for ``method_class`` on NEU-Seg."""
         return RECIPE_REGISTRY[recipe].method_options(method_class, "neu")
-except ModuleNotFoundError:  # the flat benchmarks/ of commit 73396ab, which made the committed golden.json
-    from defectseg.benchmarks.config import config_hash, load_profile, resolve_run, run_dir
-    from defectseg.benchmarks.runner import train_run
+except ModuleNotFoundError:  # commit 73396ab, which made the committed golden.json: top-level packages, a flat benchmarks/
+    from methods import LabeledBatch, available_methods, get_method_class
+    from benchmarks.config import config_hash, load_profile, resolve_run, run_dir
+    from benchmarks.runner import train_run
 
     def train_on_cpu(run_config: dict[str, Any], results_dir: Path) -> None:
         """Train one run on the CPU in ``results_dir`` (with its cache)."""
