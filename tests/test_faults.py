@@ -36,7 +36,7 @@ from defectseg.benchmarks.engine.config import config_hash
 from defectseg.benchmarks.engine.layout import run_dir
 from defectseg.benchmarks.grid.execute import run_grid
 from defectseg.benchmarks.engine.io import write_json
-from defectseg.benchmarks.grid.locks import UNREADABLE_GRACE_SECONDS, FileLock
+from defectseg.benchmarks.engine.locks import UNREADABLE_GRACE_SECONDS, FileLock
 from defectseg.benchmarks.reporting.regenerate import benchmark_commands
 from defectseg.datasets import DatasetError
 from defectseg.datasets.cache import load_arrays

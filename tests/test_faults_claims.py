@@ -15,7 +15,7 @@ import run_all
 from defectseg.benchmarks.engine.run import Workspace
 from defectseg.benchmarks.engine.layout import run_dir
 from defectseg.benchmarks.grid.execute import run_grid
-from defectseg.benchmarks.grid.locks import FileLock
+from defectseg.benchmarks.engine.locks import FileLock
 from defectseg.methods import get_method_class
 from tests.helpers import interrupt_at
 

@@ -16,7 +16,7 @@ from defectseg.benchmarks.engine.run import RunConfig, Workspace
 from defectseg.benchmarks.engine.config import config_hash, load_profile, resolve_run
 from defectseg.benchmarks.engine.layout import run_dir
 from defectseg.benchmarks.grid.execute import available_cores, expand_grid, run_grid, warm_cache
-from defectseg.benchmarks.grid.locks import FileLock
+from defectseg.benchmarks.engine.locks import FileLock
 from defectseg.benchmarks.engine.run_state import completed_run
 from defectseg.methods import ConfigError, available_methods
 
@@ -254,7 +254,7 @@ def test_gpu_jobs_are_capped_at_one_run_per_device(monkeypatch):
 def test_device_leases_are_exclusive(tmp_path):
     import threading
 
-    from defectseg.benchmarks.grid.locks import lease_device
+    from defectseg.benchmarks.engine.locks import lease_device
 
     devices, got = ["cuda:0", "cuda:1"], []
     with lease_device(devices, tmp_path) as first, lease_device(devices, tmp_path) as second:

@@ -1,6 +1,6 @@
 """The run lock: one process at a time trains a run folder, a grid's worker or a lone ``train`` alike.
 
-``claimed(directory)`` holds ``<run dir>/.lock`` (``benchmarks.grid.locks.FileLock``) for its body,
+``claimed(directory)`` holds ``<run dir>/.lock`` (``benchmarks.engine.locks.FileLock``) for its body,
 or raises ``RunHeldError`` naming the owner. An owner is *verified* when something here can tell
 that it runs: its pid on this host, or a Dask worker its scheduler still lists. An owner on
 another host that nothing can check is *unverified*: its host may be gone, and its lock holds
@@ -15,7 +15,7 @@ from typing import Any
 
 from defectseg.benchmarks.engine import layout
 from defectseg.benchmarks.engine.io import ResultsError
-from defectseg.benchmarks.grid.locks import STALE_AFTER_SECONDS, FileLock, OwnerCheck, describe_owner
+from defectseg.benchmarks.engine.locks import STALE_AFTER_SECONDS, FileLock, OwnerCheck, describe_owner
 
 
 class RunHeldError(ResultsError):

@@ -18,7 +18,7 @@ from typing import Any
 from defectseg.methods import ConfigError
 
 from defectseg.benchmarks.engine.folders import os_error_cause
-from defectseg.benchmarks.grid.locks import OwnerCheck
+from defectseg.benchmarks.engine.locks import OwnerCheck
 
 CONNECT_SECONDS = 10
 PROBED_SCHEMES = ("tcp", "tls", "ws", "wss")  # served over TCP: a refused port is known at once

@@ -70,7 +70,7 @@ from defectseg.benchmarks.engine.run_lock import RunHeldError, claimed
 from defectseg.benchmarks.engine.run_state import completed_run
 from defectseg.benchmarks.engine.runner import check_record_every, train_pending
 from defectseg.benchmarks.grid import dask_cluster
-from defectseg.benchmarks.grid.locks import FileLock, OwnerCheck, lease_device
+from defectseg.benchmarks.engine.locks import FileLock, OwnerCheck, lease_device
 
 BACKENDS = ("local", "dask")
 COMPLETED, SKIPPED_DONE, SKIPPED_RUNNING, FAILED = "completed", "skipped (done)", "skipped (running elsewhere)", "failed"

@@ -17,7 +17,7 @@ from defectseg.datasets.splits import Split
 
 from defectseg.benchmarks.engine import layout
 from defectseg.benchmarks.engine.split_store import record_split
-from defectseg.benchmarks.grid.locks import FileLock
+from defectseg.benchmarks.engine.locks import FileLock
 
 
 def migrate(results_dir: Path, dry_run: bool = False) -> tuple[list[Path], list[Path]]:
