@@ -16,7 +16,7 @@ OUTPUT_ARGS = $(PROFILE_ARGS) $(if $(strip $(BASELINE)),--baseline $(BASELINE))
 # units (seeds) of study-units; empty: each profile's own seeds
 UNITS ?=
 
-.PHONY: setup test test-fast lint benchmark study study-units status publish study-ablations study-ablations-fp32 headline data clean-results tables plots report perf docs-figures
+.PHONY: setup test test-fast lint benchmark study study-units status publish study-ablations study-ablations-fp32 doc-tables data clean-results tables plots report perf docs-figures
 
 setup: $(STAMP)
 
@@ -77,9 +77,9 @@ study-ablations: setup
 study-ablations-fp32: setup
 	$(PY) run_all.py benchmark --profile label_scarcity_ablations_fp32 --results-dir $(RESULTS) --jobs $(JOBS)
 
-# the README's headline tables <- the study's committed difference tables (after its report is rebuilt)
-headline: setup
-	$(PY) -m defectseg.benchmarks.docs_tools.headline
+# the result tables in README.md and docs/*.md <- the committed tables they name (after their report is rebuilt)
+doc-tables: setup
+	$(PY) -m defectseg.benchmarks.docs_tools.doc_tables
 
 # tables -> $(RESULTS)/tables, figures -> $(RESULTS)/figures, report (with both) -> $(RESULTS)/report/index.md
 tables: setup

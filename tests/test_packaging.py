@@ -49,7 +49,7 @@ def test_installs_beside_a_distribution_named_datasets(tmp_path):
     assert (target / "defectseg" / "benchmarks" / "configs" / "smoke.yaml").is_file()
     assert (target / "defectseg" / "benchmarks" / "uaps_paper" / "paper_reference.yaml").is_file()  # the paper's numbers
     assert (target / "defectseg" / "benchmarks" / "engine" / "pictures.py").is_file()
-    assert (target / "defectseg" / "benchmarks" / "docs_tools" / "headline.py").is_file()
+    assert (target / "defectseg" / "benchmarks" / "docs_tools" / "doc_tables.py").is_file()
     result = subprocess.run([sys.executable, "-c", CHECK.format(target=target)], cwd=tmp_path, capture_output=True, text=True,
                             env={"PYTHONPATH": str(target), "PATH": ""})
     assert result.returncode == 0, result.stderr

@@ -1,2 +1,2 @@
-"""Tools that keep the documentation in step with the results: `headline` copies the study's
-generated difference tables into the README."""
+"""Tools that keep the documentation in step with the results: `doc_tables` copies generated
+result tables into the README and docs."""

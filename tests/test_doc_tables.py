@@ -1,0 +1,69 @@
+"""The result tables in README.md and docs/ are the generated tables they name, not hand-typed numbers."""
+import pytest
+
+from defectseg.benchmarks.docs_tools.doc_tables import ROOT, stale_blocks, table_blocks, table_rows, update_documents
+
+STUDY_TABLES = ROOT / "results" / "reference" / "label_scarcity" / "tables" / "label_scarcity"
+
+
+def test_documents_match_the_committed_tables_they_name():
+    assert stale_blocks() == [], "documents differ from the tables they name: run `make doc-tables`"
+    names = [block.table.name for block in table_blocks(ROOT / "README.md")]
+    assert "difference_standard.md" in names and "difference_paper.md" in names
+
+
+def _table(folder, name, rows):
+    path = folder / name
+    path.write_text("**Table: caption**\n\n| Method | A | B |\n| :-- | --: | --: |\n" + "".join(f"| {r} | +1.00 {r} | 2 |\n" for r in rows))
+    return path
+
+
+def test_update_rewrites_only_the_blocks_and_reports_them(tmp_path):
+    _table(tmp_path, "first.md", ["x"])
+    _table(tmp_path, "second.md", ["y", "z"])
+    document = tmp_path / "README.md"
+    document.write_text("intro\n<!-- table: first.md -->\n| old |\n<!-- /table -->\nmiddle\n"
+                        "<!-- table: second.md | B | Method -->\n<!-- /table -->\nend\n")
+    assert update_documents((document,), tmp_path) == ["README.md: " + str(tmp_path / "first.md"), "README.md: " + str(tmp_path / "second.md")]
+    text = document.read_text()
+    assert "| old |" not in text and "caption" not in text
+    assert "<!-- table: first.md -->\n| Method | A | B |\n| :-- | --: | --: |\n| x | +1.00 x | 2 |\n<!-- /table -->" in text
+    assert "<!-- table: second.md | B | Method -->\n| B | Method |\n| --: | :-- |\n| 2 | y |\n| 2 | z |\n<!-- /table -->" in text
+    assert text.startswith("intro\n") and "\nmiddle\n" in text and text.endswith("end\n")
+    assert update_documents((document,), tmp_path) == []  # now up to date
+    assert stale_blocks((document,), tmp_path) == []
+
+
+def test_missing_table_or_column_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothere.md"):
+        table_rows(tmp_path / "nothere.md")
+    table = _table(tmp_path, "t.md", ["x"])
+    with pytest.raises(ValueError, match=r"t.md has no column\(s\) 'C'; its columns: 'Method', 'A', 'B'"):
+        table_rows(table, ("Method", "C"))
+    (tmp_path / "empty.md").write_text("no table\n")
+    with pytest.raises(ValueError, match="empty.md holds no markdown table"):
+        table_rows(tmp_path / "empty.md")
+
+
+def test_the_committed_marks_are_what_the_procedure_gives_and_depend_on_no_random_seed():
+    """The committed study's difference tables equal the statistics recomputed from its per-image records;
+    the only random numbers (the Friedman permutations) move the rank test's p-value by Monte-Carlo error only."""
+    import numpy as np
+    import pandas as pd
+
+    from defectseg.benchmarks.reporting.aggregate import collect_runs, main_runs
+    from defectseg.benchmarks.reporting.statistics import cell_scores, cell_statistics, friedman_permutation_p
+
+    results = STUDY_TABLES.parents[1]
+    runs = main_runs(collect_runs(results, "label_scarcity"))
+    comparisons = cell_statistics(runs).comparisons
+    for protocol in ("standard", "paper"):
+        committed = pd.read_csv(STUDY_TABLES / f"difference_{protocol}.csv").set_index(["dataset", "ratio", "method"])
+        ours = comparisons[comparisons["protocol"] == protocol].set_index(["dataset", "ratio", "method"])
+        assert (ours.loc[committed.index, "mark"] == committed["mark"]).all()
+        np.testing.assert_allclose(ours.loc[committed.index, ["diff", "diff_ci_low", "diff_ci_high", "p_holm"]],
+                                   committed[["diff", "diff_ci_low", "diff_ci_high", "p_holm"]], atol=1e-3)
+    scores = cell_scores(runs, "paper_miou")
+    groups = [dataset for dataset, _ in scores.index]
+    p_values = [friedman_permutation_p(scores.to_numpy(), groups, seed=seed)[1:] for seed in (1, 2, 3)]
+    assert max(p for p, _ in p_values) - min(p for p, _ in p_values) < 6 * max(error for _, error in p_values)
