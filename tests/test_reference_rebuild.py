@@ -19,7 +19,7 @@ def _built_files(folder: Path) -> list[Path]:
 
 @pytest.mark.slow
 @pytest.mark.process
-@pytest.mark.parametrize("name", ["cpu", "label_scarcity"])
+@pytest.mark.parametrize("name", ["cpu", "label_scarcity", "label_scarcity_units"])
 def test_committed_results_rebuild_byte_identical(name, tmp_path):
     committed = REFERENCE / name
     copy = tmp_path / name
