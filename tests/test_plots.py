@@ -45,7 +45,7 @@ def test_every_figure_written_as_png_and_pdf(tree, tmp_path):
     assert path.parent == tmp_path / PROFILE
     # profile "other" has no ablation runs: those figures are skipped with a note, not drawn
     assert sorted(p.stem for p in written["other"] if p.suffix == ".png") == ["miou_vs_ratio_paper", "miou_vs_ratio_standard", "validation_curves"]
-    assert "profile other: figure ablation_losses skipped: no matching runs" in notes
+    assert "profile other: figure ablation_losses skipped: nothing to draw (no runs it applies to, or too few paired units to test)" in notes
     assert not (tmp_path / "other" / "ablation_losses.png").exists()
 
 

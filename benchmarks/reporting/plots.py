@@ -407,7 +407,7 @@ def write_figures(view: ResultsView, out: Path, sections: Sequence[ReportSection
         with theme():
             for name, fig in build_figures(view, profile, sections).items():
                 if fig is None:
-                    notes.append(f"profile {profile}: figure {name} skipped: no matching runs")
+                    notes.append(f"profile {profile}: figure {name} skipped: nothing to draw (no runs it applies to, or too few paired units to test)")
                 else:
                     written[profile] += save(fig, Path(out) / profile, name)
         stale = remove_stale(Path(out) / profile, written[profile], (".png", ".pdf"))

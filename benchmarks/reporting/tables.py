@@ -354,7 +354,7 @@ def write_tables(view: ResultsView, out: Path, sections: Sequence[ReportSection]
         tables, skipped = build_tables(view, profile, sections)
         files = [path for table in tables for path in table.write(Path(out) / profile)]
         built[profile] = ProfileTables(tables, skipped, files)
-        notes += [f"profile {profile}: table {name} skipped: no matching runs" for name in skipped]
+        notes += [f"profile {profile}: table {name} skipped: nothing to show (no runs it applies to, or too few paired units to test)" for name in skipped]
         stale = remove_stale(Path(out) / profile, files, (".csv", ".md", ".tex"))
         notes += [f"profile {profile}: removed {path}, an earlier build's table not made from these runs" for path in stale]
     return built, notes
