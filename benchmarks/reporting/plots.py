@@ -54,7 +54,7 @@ from defectseg.benchmarks.reporting.sections import PublishedPoints, ReportSecti
 from defectseg.benchmarks.reporting.selection import POLICIES, POLICY_LABELS, selection_tests
 from defectseg.benchmarks.reporting.statistics import ALPHA, BETTER, NO_EVIDENCE, WORSE, CellStatistics, RankAnalysis
 from defectseg.benchmarks.reporting.table_format import (
-    LATE_FRACTION, PROTOCOLS, dataset_label, is_missing, ordered_cells, ordered_datasets, ordered_methods, ratio_label,
+    LATE_FRACTION, PROTOCOLS, SKIPPED_WHY, dataset_label, is_missing, ordered_cells, ordered_datasets, ordered_methods, ratio_label,
 )
 
 
@@ -407,7 +407,7 @@ def write_figures(view: ResultsView, out: Path, sections: Sequence[ReportSection
         with theme():
             for name, fig in build_figures(view, profile, sections).items():
                 if fig is None:
-                    notes.append(f"profile {profile}: figure {name} skipped: nothing to draw (no runs it applies to, or too few paired units to test)")
+                    notes.append(f"profile {profile}: figure {name} skipped: nothing to draw ({SKIPPED_WHY})")
                 else:
                     written[profile] += save(fig, Path(out) / profile, name)
         stale = remove_stale(Path(out) / profile, written[profile], (".png", ".pdf"))

@@ -168,6 +168,9 @@ def latex_escape(text: str) -> str:
     return "".join(_LATEX_UNICODE.get(ch, ch) for ch in out)
 
 
+SKIPPED_WHY = "no runs it applies to, or too few paired units to test"  # why a table or figure is left out
+
+
 def profile_setup(runs: pd.DataFrame) -> str:
     """``"64×64 images, 300 iterations, bf16"`` from the runs (all values found)."""
 

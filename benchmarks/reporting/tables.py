@@ -57,7 +57,7 @@ from defectseg.benchmarks.reporting.statistics import (
     ALPHA, COMPARISON_COLUMNS, DETECTABLE, INTERVALS, N_PERMUTATIONS, RULE, TOO_FEW_UNITS, CellStatistics, RankAnalysis,
 )
 from defectseg.benchmarks.reporting.table_format import (
-    LATE_FRACTION, MISSING, PROTOCOLS, Table, best_flags, cell_label, column_best, dataset_label, difference_text, interval, mean_std,
+    LATE_FRACTION, MISSING, PROTOCOLS, SKIPPED_WHY, Table, best_flags, cell_label, column_best, dataset_label, difference_text, interval, mean_std,
     number, ordered_cells, ordered_datasets, ordered_methods, profile_setup, ratio_label,
 )
 
@@ -354,7 +354,7 @@ def write_tables(view: ResultsView, out: Path, sections: Sequence[ReportSection]
         tables, skipped = build_tables(view, profile, sections)
         files = [path for table in tables for path in table.write(Path(out) / profile)]
         built[profile] = ProfileTables(tables, skipped, files)
-        notes += [f"profile {profile}: table {name} skipped: nothing to show (no runs it applies to, or too few paired units to test)" for name in skipped]
+        notes += [f"profile {profile}: table {name} skipped: nothing to show ({SKIPPED_WHY})" for name in skipped]
         stale = remove_stale(Path(out) / profile, files, (".csv", ".md", ".tex"))
         notes += [f"profile {profile}: removed {path}, an earlier build's table not made from these runs" for path in stale]
     return built, notes
