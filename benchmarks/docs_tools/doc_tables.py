@@ -71,18 +71,22 @@ def table_blocks(document: Path, root: Path = ROOT) -> list[TableBlock]:
     return blocks
 
 
+def _stale(document: Path, root: Path) -> list[tuple[TableBlock, str]]:
+    """The blocks of ``document`` whose contents differ from their tables, each with the rows it should hold."""
+    return [(block, rows) for block in table_blocks(document, root) if block.body != (rows := table_rows(block.table, block.columns))]
+
+
 def stale_blocks(documents: tuple[Path, ...] = DOCUMENTS, root: Path = ROOT) -> list[str]:
     """The blocks (``document: table``) whose contents differ from their tables."""
-    return [block.name for document in documents for block in table_blocks(document, root)
-            if block.body != table_rows(block.table, block.columns)]
+    return [block.name for document in documents for block, _ in _stale(document, root)]
 
 
 def update_documents(documents: tuple[Path, ...] = DOCUMENTS, root: Path = ROOT) -> list[str]:
     """Rewrite the stale blocks of ``documents``; returns their names."""
     updated = []
     for document in documents:
+        stale = _stale(document, root)
         text = Path(document).read_text()
-        stale = [(block, rows) for block in table_blocks(document, root) if block.body != (rows := table_rows(block.table, block.columns))]
         for block, rows in reversed(stale):  # from the end, so earlier spans stay valid
             text = text[: block.span[0]] + rows + text[block.span[1]:]
         if stale:
