@@ -3,7 +3,7 @@
 Per profile, under ``<out>/<profile>/``:
 
 * ``main_standard`` / ``main_paper``: method x (dataset, labelled ratio), mIoU (%) mean ± std
-  over seeds with the seed count, under the standard (dataset-level confusion matrix) and the
+  over units (labelled subset, seed) with their count, under the standard (dataset-level confusion matrix) and the
   paper (per-image) protocol; the best mean of each column in bold (CSV: ``best`` column).
 * ``significance_standard`` / ``significance_paper``: per (dataset, ratio, method) the mean ± std,
   the 95 % CI of the mean over units, and against ``supervised`` and every ``--baseline`` the
@@ -102,7 +102,7 @@ def main_table(runs: pd.DataFrame, profile: str, protocol: str, statistics: Cell
     data.insert(0, "profile", profile)
     data["baseline"] = baseline
     caption = (
-        f"mIoU (%) over the defect classes, {description}; mean ± std over seeds (n = seeds); "
+        f"mIoU (%) over the defect classes, {description}; mean ± std over units (n = units, each a labelled subset with a training seed); "
         f"best mean per column in bold; marks against {baseline}: {RULE}. 95 % CIs and the tests against every "
         f"baseline: table significance_{protocol}. Profile {profile} ({profile_setup(runs)})."
     )
@@ -123,7 +123,7 @@ def _difference_cell(test: pd.Series | None) -> tuple[str, str]:
 def difference_table(runs: pd.DataFrame, profile: str, protocol: str, statistics: CellStatistics, baseline: str) -> Table | None:
     """Method x (dataset, ratio): the paired difference from ``baseline`` with its CI and mark; None without comparisons.
 
-    The first row gives the baseline's own mIoU (mean ± std over seeds), so the table reads alone.
+    The first row gives the baseline's own mIoU (mean ± std over units), so the table reads alone.
     """
     metric, description = PROTOCOLS[protocol]
     runs = main_runs(runs)
@@ -151,7 +151,7 @@ def difference_table(runs: pd.DataFrame, profile: str, protocol: str, statistics
     data = pd.DataFrame(records)
     data["units"] = data["units"].astype("Int64")
     caption = (
-        f"Difference from {baseline} in mIoU points, {description} (first row: {baseline}'s own mIoU, mean ± std over seeds): "
+        f"Difference from {baseline} in mIoU points, {description} (first row: {baseline}'s own mIoU, mean ± std over units): "
         f"paired over the same units (labelled subset, seed) and test images, with its {INTERVALS}; {RULE}; {DETECTABLE}; "
         f"— where {baseline} or the method has no run. Means, CIs of the means, p-values and "
         f"P(improvement): table significance_{protocol}. Profile {profile} ({profile_setup(runs)})."
