@@ -3,7 +3,7 @@
 Under ``<out>/<profile>/``:
 
 1. ``miou_vs_ratio_standard`` / ``miou_vs_ratio_paper``: label-efficiency curves, mIoU against
-   the labelled ratio, one line per method (error bars: std over seeds; band: 95 % CI over units
+   the labelled ratio, one line per method (error bars: std over units; band: 95 % CI over units
    of the mean, where the runs have per-image records), one panel per dataset; a point
    significantly better / worse than the baseline (first ``--baseline``, default supervised) is
    drawn as an up / down triangle (rule: ``benchmarks.reporting.statistics``).
@@ -124,7 +124,7 @@ def plot_miou_vs_ratio(runs: pd.DataFrame, profile: str, protocol: str, publishe
                 for source in published_shown.values()]
     if significance_shown:
         handles += _significance_handles(baseline)
-    titled_legend(fig, handles, f"mIoU against labelled ratio (profile {profile}; mean ± std over seeds, band: 95 % CI over units)",
+    titled_legend(fig, handles, f"mIoU against labelled ratio (profile {profile}; mean ± std over units, band: 95 % CI over units)",
                   min(len(handles), 5))
     return fig
 
@@ -306,7 +306,7 @@ def _variant_panels(runs: pd.DataFrame, sections: Sequence[ReportSection]) -> li
 
 
 def _draw_curves(ax: Any, curves: pd.DataFrame, lines: Sequence[str], colors: dict[str, Any]) -> None:
-    """A line per label in ``lines`` (mean over seeds), a dot per seed's best step, the run's last part shaded."""
+    """A line per label in ``lines`` (mean over units), a dot per unit's best step, the run's last part shaded."""
     for label in lines:
         runs_of_line = curves[curves["line"] == label]
         mean = runs_of_line.groupby("step")["val_mdice"].mean()
@@ -328,9 +328,9 @@ def _with_lines(runs: pd.DataFrame, train_log: TrainLog) -> pd.DataFrame:
 
 def plot_validation_curves(runs: pd.DataFrame, profile: str, train_log: TrainLog = read_train_log,
                            sections: Sequence[ReportSection] = ()) -> Figure | None:
-    """Validation mean Dice against the step, a panel per (dataset, ratio), a line per method (mean over seeds).
+    """Validation mean Dice against the step, a panel per (dataset, ratio), a line per method (mean over units).
 
-    A dot marks each seed's best step (the tested checkpoint); the last ``LATE_FRACTION`` of the run
+    A dot marks each unit's best step (the tested checkpoint); the last ``LATE_FRACTION`` of the run
     is shaded: a best step there means the run may not have reached its plateau. A profile of
     variants only (no plain method) gets a panel per group of variants of the ``sections`` (e.g. one UAPS
     ablation) and cell, a line per setting (the default in black), and a panel per cell for the variants
@@ -338,7 +338,7 @@ def plot_validation_curves(runs: pd.DataFrame, profile: str, train_log: TrainLog
     """
     if runs.empty:
         return None
-    title = (f"Validation curves (profile {profile}; line: mean over seeds, dot: each seed's best step; "
+    title = (f"Validation curves (profile {profile}; line: mean over units, dot: each unit's best step; "
              f"shaded: last {LATE_FRACTION:.0%} of the run)")
     plain = main_runs(runs)
     if plain.empty:

@@ -39,7 +39,7 @@ ENVIRONMENT_KEYS = ("python", "torch", "segmentation_models_pytorch", "device", 
 REASON_CHARS = 300
 FIGURE_CAPTIONS = {
     "miou_vs_ratio_standard": "Label efficiency: mIoU (standard protocol) against the labelled ratio; error bars: std over "
-                              "seeds; bands: 95 % CI over units; triangles: significantly better / worse than the baseline.",
+                              "units; bands: 95 % CI over units; triangles: significantly better / worse than the baseline.",
     "miou_vs_ratio_paper": "Label efficiency: mIoU (paper protocol) against the labelled ratio; bands: 95 % CI over units; "
                            "triangles: significantly better / worse than the baseline; diamonds: published numbers.",
     "critical_difference_standard": "Critical-difference diagram (standard protocol): average ranks over the cells where "
@@ -58,7 +58,7 @@ FIGURE_CAPTIONS = {
                        "one subset and differ only in their training seed (triangles): the labelled subset's spread against the seed's.",
     "spread_paper": "Each unit's mIoU (paper protocol; circles: one labelled subset each) beside the runs that share "
                     "one subset and differ only in their training seed (triangles): the labelled subset's spread against the seed's.",
-    "validation_curves": "Validation mean Dice against the iteration (mean over seeds); dots: each seed's best step; "
+    "validation_curves": "Validation mean Dice against the iteration (mean over units); dots: each unit's best step; "
                          "shaded: the last 10 % of the run, where a best step means the run may not have levelled off.",
 }
 # the headings of the generic tables of a profile, with which tables go under each; a section's come before the last
