@@ -1,7 +1,7 @@
 """The result tables in README.md and docs/ are the generated tables they name, not hand-typed numbers."""
 import pytest
 
-from defectseg.benchmarks.docs_tools.doc_tables import ROOT, stale_blocks, table_blocks, table_rows, update_documents
+from defectseg.benchmarks.docs_tools.doc_tables import ROOT, stale_blocks, table_blocks, table_rows, unbacked_intervals, update_documents
 
 STUDY_TABLES = ROOT / "results" / "reference" / "label_scarcity" / "tables" / "label_scarcity"
 
@@ -10,6 +10,7 @@ def test_documents_match_the_committed_tables_they_name():
     assert stale_blocks() == [], "documents differ from the tables they name: run `make doc-tables`"
     names = [block.table.name for block in table_blocks(ROOT / "README.md")]
     assert "selection_standard.md" in names and "selection_paper.md" in names  # the headline: the second edition
+    assert unbacked_intervals(ROOT / "README.md") == [], "the README's reading quotes intervals its tables no longer hold"
 
 
 def _table(folder, name, rows):
@@ -67,3 +68,14 @@ def test_the_committed_marks_are_what_the_procedure_gives_and_depend_on_no_rando
     groups = [dataset for dataset, _ in scores.index]
     p_values = [friedman_permutation_p(scores.to_numpy(), groups, seed=seed)[1:] for seed in (1, 2, 3)]
     assert max(p for p, _ in p_values) - min(p for p, _ in p_values) < 6 * max(error for _, error in p_values)
+
+
+def test_a_reading_that_quotes_an_interval_the_tables_no_longer_hold_is_reported(tmp_path):
+    _table(tmp_path, "first.md", ["x"])
+    document = tmp_path / "README.md"
+    document.write_text("<!-- table: first.md -->\n<!-- /table -->\nx leads by +1.00 [+0.50, +1.50]; "
+                        "y by +2.00 [-0.25, +4.25] and again +2.00 [-0.25, +4.25].\n")
+    (tmp_path / "first.md").write_text((tmp_path / "first.md").read_text().replace("+1.00 x", "+1.00 [+0.50, +1.50]"))
+    assert unbacked_intervals(document, tmp_path) == ["+2.00 [-0.25, +4.25]"]
+    (tmp_path / "other.md").write_text("no blocks: +9.00 [+1.00, +2.00]\n")
+    assert unbacked_intervals(tmp_path / "other.md", tmp_path) == []

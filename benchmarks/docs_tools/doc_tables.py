@@ -10,7 +10,8 @@ The path is relative to the repository root and names a table ``run_all.py table
 block holds its header, rule and rows, without the caption. After the path, ``|``-separated column
 names keep only those columns, in that order (``<!-- table: PATH | Method | validation budget -->``).
 ``python -m defectseg.benchmarks.docs_tools.doc_tables`` (``make doc-tables``) rewrites the blocks
-that differ from their tables; ``stale_blocks`` tells a test which do.
+that differ from their tables; ``stale_blocks`` tells a test which do, and ``unbacked_intervals``
+which intervals the prose around them quotes that the tables no longer hold.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENTS = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")))
 BLOCK = re.compile(r"<!-- table: (?P<spec>[^\n]*?) -->\n(?P<body>.*?)<!-- /table -->", re.S)
+INTERVAL = re.compile(r"[+-]\d+\.\d+ \[[+-]\d+\.\d+, [+-]\d+\.\d+\]")
 
 
 @dataclass(frozen=True)
@@ -95,13 +97,27 @@ def update_documents(documents: tuple[Path, ...] = DOCUMENTS, root: Path = ROOT)
     return updated
 
 
+def unbacked_intervals(document: Path, root: Path = ROOT) -> list[str]:
+    """The differences with intervals (``+3.36 [+2.25, +4.48]``) quoted in ``document``'s prose,
+    outside its blocks, that none of the tables its blocks name holds: a reading gone stale."""
+    text = Path(document).read_text()
+    blocks = table_blocks(document, root)
+    prose = BLOCK.sub("", text)
+    tables = "".join(block.table.read_text() for block in blocks if block.table.is_file())
+    return [quote for quote in dict.fromkeys(INTERVAL.findall(prose)) if quote not in tables] if blocks else []
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("documents", nargs="*", type=Path, help="markdown files (default: README.md and docs/*.md)")
     args = parser.parse_args(argv)
-    updated = update_documents(tuple(args.documents) or DOCUMENTS)
+    documents = tuple(args.documents) or DOCUMENTS
+    updated = update_documents(documents)
     print("\n".join(f"updated {name}" for name in updated) if updated else "document tables up to date")
-    return 0
+    stale = [f"{document.name}: {quote}" for document in documents for quote in unbacked_intervals(document)]
+    if stale:
+        print("intervals quoted in the prose that the tables no longer hold (update the reading):\n  " + "\n  ".join(stale))
+    return 1 if stale else 0
 
 
 if __name__ == "__main__":
