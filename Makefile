@@ -16,7 +16,7 @@ OUTPUT_ARGS = $(PROFILE_ARGS) $(if $(strip $(BASELINE)),--baseline $(BASELINE))
 # units (seeds) of study-units; empty: each profile's own seeds
 UNITS ?=
 
-.PHONY: setup test test-fast lint benchmark study study-units status publish study-ablations study-ablations-fp32 doc-tables data clean-results tables plots report perf docs-figures
+.PHONY: setup test test-fast lint benchmark study study-units status publish study-ablations study-ablations-fp32 doc-tables data clean-results tables plots report perf device-wheels docs-figures
 
 setup: $(STAMP)
 
@@ -94,6 +94,11 @@ report: setup
 # training speed, reference vs fast path -> $(RESULTS)/perf (options: PERF_ARGS="--configs 128:8:8 --variants bf16+cl")
 perf: setup
 	$(PY) -m defectseg.benchmarks.perf --out $(RESULTS)/perf $(PERF_ARGS)
+
+# wheels a lent GPU machine's image lacks (Python 3.12, no internet) for benchmarks/perf/device_session.sh -> .whl/
+device-wheels: setup
+	$(PY) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux2014_x86_64 -d .whl segmentation-models-pytorch==0.6.0 scikit-posthocs==0.17.1
 
 # make data                      download NEU-Seg and MTiles into $DEFECTSEG_DATA_ROOT (or data/)
 # make data FROM=../shared/data  link them from a local copy instead

@@ -4,7 +4,10 @@ Correctness only (tiny 32x32 configurations); timings are the benchmark's job, n
 """
 import copy
 import json
+import re
+import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -222,3 +225,14 @@ def test_all_methods_start_with_uaps_and_supervised():
     names = perf.resolve_methods(["all"])
     assert names[:2] == ["uaps", "supervised"]
     assert sorted(names) == sorted(available_methods())
+
+
+def test_gpu_session_script_parses_and_its_wheels_are_the_pinned_versions():
+    """The prepared GPU session is valid bash, and the wheels it installs are the versions CI tests."""
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run(["bash", "-n", str(root / "benchmarks/perf/device_session.sh")], check=True)
+    pins = dict(line.split("==") for line in (root / "requirements.txt").read_text().splitlines()
+                if "==" in line and not line.startswith("#"))
+    recipe = (root / "Makefile").read_text().split("device-wheels: setup", 1)[1].split("\n\n", 1)[0]
+    wheels = dict(re.findall(r"([a-z-]+)==([\d.]+)", recipe))
+    assert wheels and all(pins[name] == version for name, version in wheels.items()), wheels
