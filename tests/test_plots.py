@@ -119,6 +119,8 @@ def test_difference_forest_plot(tree):
     assert len(cps) == 2 and all(line.get_color() == MARK_COLORS["▲"] for line in cps)
     assert [float(x) for line in cps for x in line.get_xdata()] == pytest.approx([3.0, 3.0, 3.0])
     assert "no test: mean_teacher (too few units); uaps (too few units)" in " ".join(neu.get_xlabel().split())
+    n = statistics.comparisons.set_index(["dataset", "ratio", "protocol", "method"]).loc[("neu", 0.1, "paper", "cps"), "units"]
+    assert [t.get_text() for t in neu.texts] == [f"n={n}"]  # the tested row shows its paired units; untested rows none
     no_records = runs[runs["profile"] == PROFILE].iloc[0:0]
     assert plot_differences(no_records, PROFILE, "paper", statistics, "supervised") is None
 

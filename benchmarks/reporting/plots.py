@@ -161,9 +161,15 @@ def plot_critical_difference(profile: str, protocol: str, analysis: RankAnalysis
 # paired differences
 
 
-def _forest_panel(ax: Any, methods: list[str], first: bool, dataset: str, ratio: float, baseline: str) -> None:
-    """The frame of one cell's forest plot: zero line, a row per method (named in the first panel), title, x label."""
+def _forest_panel(ax: Any, methods: list[str], first: bool, dataset: str, ratio: float, baseline: str,
+                  units: dict[str, int]) -> None:
+    """The frame of one cell's forest plot: zero line, a row per method (named in the first panel), its paired
+    units at the right edge, title, x label."""
     ax.axvline(0.0, color="black", linewidth=0.8)
+    for y, method in enumerate(methods):
+        if method in units:
+            ax.annotate(f"n={units[method]}", xy=(1.0, y), xycoords=("axes fraction", "data"), xytext=(3, 0),
+                        textcoords="offset points", va="center", fontsize=8, color="0.3")
     ax.set_yticks(range(len(methods)))
     ax.set_yticklabels(methods if first else [])
     ax.set_ylim(len(methods) - 0.5, -0.5)
@@ -189,16 +195,16 @@ def plot_differences(runs: pd.DataFrame, profile: str, protocol: str, statistics
     fig, axes = panels(len(cells), width=3.6, height=max(2.4, 0.9 + 0.4 * len(methods)))  # room for the legend above
     tests = tests.set_index(["dataset", "ratio", "method"])
     for ax, (dataset, ratio) in zip(axes, cells):
-        untested = []
+        untested, units = [], {}
         for y, method in enumerate(methods):
             test = tests.loc[(dataset, ratio, method)] if (dataset, ratio, method) in tests.index else None
             if test is None or test["note"]:
                 untested.append(f"{method} ({'no run' if test is None else test['note']})")
                 continue
-            color = MARK_COLORS[test["mark"]]
+            color, units[method] = MARK_COLORS[test["mark"]], int(test["units"])
             ax.plot([test["diff_ci_low"], test["diff_ci_high"]], [y, y], color=color, linewidth=2.5, solid_capstyle="butt")
             ax.plot(test["diff"], y, "o", color=color, markersize=6)
-        _forest_panel(ax, methods, ax is axes[0], dataset, ratio, baseline)
+        _forest_panel(ax, methods, ax is axes[0], dataset, ratio, baseline, units)
         if untested:
             ax.set_xlabel("\n".join([ax.get_xlabel(), *textwrap.wrap("no test: " + "; ".join(untested), 45)]))
     handles = [Line2D([], [], color=MARK_COLORS[symbol], marker="o", linewidth=2.5, label=words)
@@ -235,7 +241,8 @@ def plot_selection(runs: pd.DataFrame, profile: str, protocol: str, records: pd.
                 test, at = cell.loc[(method, policy)], y + offsets[policy]
                 ax.plot([test["diff_ci_low"], test["diff_ci_high"]], [at, at], color=POLICY_COLORS[policy], linewidth=2)
                 ax.plot(test["diff"], at, "o" if test["mark"] == NO_EVIDENCE else "D", color=POLICY_COLORS[policy], markersize=5)
-        _forest_panel(ax, methods, ax is axes[0], dataset, ratio, baseline)
+        units = {method: int(n) for (method, _), n in cell["units"].items()}
+        _forest_panel(ax, methods, ax is axes[0], dataset, ratio, baseline, units)
     handles = [Line2D([], [], color=POLICY_COLORS[p], marker="o", linewidth=2, label=POLICY_LABELS[p]) for p in POLICIES]
     titled_legend(fig, handles, f"Difference from {baseline} by checkpoint-selection policy, mIoU {protocol} protocol (profile "
                   f"{profile})\nbar: unadjusted 95 % CI over units; diamond: significant after Holm (per policy)", 4)
