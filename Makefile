@@ -95,10 +95,12 @@ report: setup
 perf: setup
 	$(PY) -m defectseg.benchmarks.perf --out $(RESULTS)/perf $(PERF_ARGS)
 
-# wheels a lent GPU machine's image lacks (Python 3.12, no internet) for benchmarks/perf/device_session.sh -> .whl/
+# wheels a lent GPU machine's image lacks (Python 3.12, no internet) for benchmarks/perf/device_session.sh -> .whl/,
+# at the versions requirements.txt pins
+DEVICE_WHEELS = $(shell grep -E '^(segmentation-models-pytorch|scikit-posthocs)==' requirements.txt)
 device-wheels: setup
 	$(PY) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-		--platform manylinux2014_x86_64 -d .whl segmentation-models-pytorch==0.6.0 scikit-posthocs==0.17.1
+		--platform manylinux2014_x86_64 -d .whl $(DEVICE_WHEELS)
 
 # make data                      download NEU-Seg and MTiles into $DEFECTSEG_DATA_ROOT (or data/)
 # make data FROM=../shared/data  link them from a local copy instead

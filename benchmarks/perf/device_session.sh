@@ -13,7 +13,7 @@
 #    TRAIN_ITERATIONS iterations): validation, checkpoint, test and metrics.json on the GPU.
 # Writes to $OUT (default results/perf_device): session.log, perf.csv, perf.md, perf.json,
 # paper_run.json, metrics.json (at most 8 files, none deeper than $OUT). Each step has its own time
-# limit, so a slow one costs its own result only. A dry run here, on the CPU, in about two minutes:
+# limit, so a slow one costs its own result only. A dry run here, on the CPU, in about three minutes:
 #   DEVICE=cpu PY=.venv/bin/python PERF_ARGS='--methods supervised --configs 64:2:2 --steps 2 --warmup 1 --no-memory' \
 #     PAPER_RUN_SECONDS=5 TRAIN_ITERATIONS=2 TRAIN_ARGS='--set train.image_size=64' bash benchmarks/perf/device_session.sh
 set -uo pipefail
