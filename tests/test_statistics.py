@@ -13,7 +13,7 @@ from defectseg.benchmarks.engine import layout
 from defectseg.benchmarks.engine.per_image import PixelCounts, paper_image_iou, standard_miou
 from defectseg.benchmarks.reporting.statistics import (
     BETTER, NO_EVIDENCE, NO_RECORDS, PROTOCOLS, TOO_FEW_UNITS, WORSE, RunRecords, average_ranks, cell_scores, cell_statistics, compare,
-    compare_run_folders, detectable_effect, friedman_permutation_p, holm, linearise, load_run_records, mark, nemenyi_critical_difference,
+    compare_run_folders, contrast, detectable_effect, friedman_permutation_p, holm, linearise, load_run_records, mark, nemenyi_critical_difference,
     probability_of_improvement, rank_analysis, run_metric, shared_image_variance, unit_interval,
 )
 from tests.fixtures_results import PROFILE, write_fixture_results
@@ -147,6 +147,22 @@ def test_paired_runs_must_hold_the_same_images():
     method[1] = RunRecords.from_counts(1, "m/seed1/per_image.npz", ["other0", "other1"], _counts([0.5, 0.6]))
     with pytest.raises(ResultsError, match="m/seed1/per_image.npz and b/seed1/per_image.npz"):
         compare(method, baseline, "paper")
+
+
+def test_a_difference_of_differences_is_the_change_in_gain_unit_by_unit():
+    rng = np.random.default_rng(3)
+    sides = {name: _runs(rng.uniform(0.3, 0.9, (4, 6)).tolist(), name) for name in ("m_here", "b_here", "m_there", "b_there")}
+    sides["m_there"] = sides["m_there"][1:]  # unit 0 not trained at the other size: left out of every side
+    change = contrast([(1.0, sides["m_here"]), (-1.0, sides["b_here"]), (-1.0, sides["m_there"]), (1.0, sides["b_there"])], "paper")
+    assert change.seeds == [1, 2, 3]
+    metric = {name: {r.seed: run_metric(r.features["paper"], PROTOCOLS["paper"]) for r in runs} for name, runs in sides.items()}
+    per_unit = [metric["m_here"][u] - metric["b_here"][u] - metric["m_there"][u] + metric["b_there"][u] for u in (1, 2, 3)]
+    assert float(change.interval.estimate) == pytest.approx(np.mean(per_unit))
+    assert float(change.interval.low) < np.mean(per_unit) < float(change.interval.high)
+    same = contrast([(1.0, sides["m_here"]), (-1.0, sides["b_here"]), (-1.0, sides["m_here"]), (1.0, sides["b_here"])], "paper")
+    assert float(same.interval.estimate) == 0.0 and float(same.interval.high - same.interval.low) == 0.0  # identical gains
+    paired = contrast([(1.0, sides["m_here"]), (-1.0, sides["b_here"])], "paper")
+    assert 100 * float(paired.interval.estimate) == compare(sides["m_here"], sides["b_here"], "paper")["diff"]
 
 
 def test_probability_of_improvement():

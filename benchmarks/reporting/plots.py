@@ -18,6 +18,8 @@ Under ``<out>/<profile>/``:
    paired difference from the baseline under each checkpoint-selection policy, a panel per cell.
    ``spread_standard`` / ``spread_paper`` (cells joined by runs sharing a labelled subset): each
    method's runs, one per labelled subset beside the seed replicates of a shared subset.
+   ``resolution_standard`` / ``resolution_paper`` (units another profile trained at another image size): each
+   method's gain over the baseline at both sizes, a panel per checkpoint-selection policy.
 5. ``validation_curves``: validation mean Dice against the step, a panel per (dataset, ratio); the
    last 10 % of the run is shaded (a best step there means the run had not levelled off). For a
    profile of ablation variants only, a panel per group of variants a section names (e.g. one UAPS
@@ -51,6 +53,7 @@ from defectseg.benchmarks.reporting.aggregate import aggregate, main_runs
 from defectseg.benchmarks.reporting.figure_style import note_missing, panels, save, theme, titled_legend, zero_nan
 from defectseg.benchmarks.reporting.results_view import ResultsView, read_train_log
 from defectseg.benchmarks.reporting.sections import PublishedPoints, ReportSection
+from defectseg.benchmarks.reporting.resolution import POLICIES as RESOLUTION_POLICIES, POLICY_NAMES as RESOLUTION_POLICY_NAMES
 from defectseg.benchmarks.reporting.selection import POLICIES, POLICY_LABELS, selection_tests
 from defectseg.benchmarks.reporting.statistics import ALPHA, BETTER, NO_EVIDENCE, WORSE, CellStatistics, RankAnalysis
 from defectseg.benchmarks.reporting.table_format import (
@@ -276,6 +279,43 @@ def plot_spread(points: pd.DataFrame, profile: str, protocol: str) -> Figure | N
     return fig
 
 
+SIZE_COLORS = ("0.5", "tab:purple")  # the gain at the other image size, at this profile's
+
+
+def plot_resolution(tests: pd.DataFrame, profile: str, protocol: str, baseline: str) -> Figure | None:
+    """Each method's gain over ``baseline`` at the other image size and at this profile's, on the same units, a panel per
+    (cell, pair of sizes, checkpoint-selection policy) (``benchmarks.reporting.resolution``); None without such runs."""
+    if tests.empty:
+        return None
+    tested = tests[(tests["protocol"] == protocol) & (tests["note"] == "")]
+    if tested.empty:
+        return None
+    methods = ordered_methods(tested["method"])
+    sizes = sorted(set(zip(tested["there_size"], tested["here_size"])))
+    present = set(zip(tested["dataset"], tested["ratio"], tested["there_size"], tested["here_size"], tested["policy"]))
+    keys = [(dataset, ratio, there, here, policy) for dataset, ratio in ordered_cells(tested) for there, here in sizes
+            for policy in RESOLUTION_POLICIES if (dataset, ratio, there, here, policy) in present]
+    fig, axes = panels(len(keys), width=3.8, height=max(2.6, 1.4 + 0.5 * len(methods)))
+    for ax, (dataset, ratio, there, here, policy) in zip(axes, keys):
+        cell = tested[(tested["dataset"] == dataset) & (tested["ratio"] == ratio) & (tested["there_size"] == there)
+                      & (tested["here_size"] == here) & (tested["policy"] == policy)].set_index("method")
+        for y, method in enumerate(methods):
+            if method not in cell.index:
+                continue
+            test = cell.loc[method]
+            for name, offset, color in (("gain_there", -0.15, SIZE_COLORS[0]), ("gain_here", 0.15, SIZE_COLORS[1])):
+                ax.plot([test[f"{name}_low"], test[f"{name}_high"]], [y + offset] * 2, color=color, linewidth=2)
+                changed = name == "gain_here" and test["mark"] != NO_EVIDENCE
+                ax.plot(test[name], y + offset, "D" if changed else "o", color=color, markersize=5)
+        _forest_panel(ax, methods, ax is axes[0], dataset, ratio, baseline, {m: int(n) for m, n in cell["units"].items()})
+        ax.set_title(f"{ax.get_title()}\n{RESOLUTION_POLICY_NAMES[policy]}")
+    handles = [Line2D([], [], color=SIZE_COLORS[0], marker="o", linewidth=2, label=" / ".join(f"{t} px" for t, _ in sizes)),
+               Line2D([], [], color=SIZE_COLORS[1], marker="o", linewidth=2, label=" / ".join(f"{h} px" for _, h in sizes))]
+    titled_legend(fig, handles, f"Gain over {baseline} at two image sizes on the same units, mIoU {protocol} protocol (profile "
+                  f"{profile})\nbar: unadjusted 95 % CI over units; diamond: the gain changed significantly (Holm, per policy)", 2)
+    return fig
+
+
 # ---------------------------------------------------------------------------------------------
 # validation curves
 
@@ -397,6 +437,7 @@ def build_figures(view: ResultsView, profile: str, sections: Sequence[ReportSect
            for p in PROTOCOLS},
         **{f"selection_{p}": plot_selection(runs, profile, p, view.policy_records(profile), baseline) for p in PROTOCOLS},
         **{f"spread_{p}": plot_spread(spread, profile, p) for p in PROTOCOLS},
+        **{f"resolution_{p}": plot_resolution(view.resolution_tests(profile), profile, p, baseline) for p in PROTOCOLS},
         "validation_curves": plot_validation_curves(runs, profile, view.train_log, sections),
         **{name: fig for section in sections for name, fig in section.figures(view, profile).items()},
     }

@@ -58,6 +58,10 @@ FIGURE_CAPTIONS = {
                        "one subset and differ only in their training seed (triangles): the labelled subset's spread against the seed's.",
     "spread_paper": "Each unit's mIoU (paper protocol; circles: one labelled subset each) beside the runs that share "
                     "one subset and differ only in their training seed (triangles): the labelled subset's spread against the seed's.",
+    "resolution_standard": "Gain over the baseline (standard protocol) at the other image size (grey) and at this profile's "
+                           "(purple) on the same units, per checkpoint-selection policy; diamond: the gain changed significantly.",
+    "resolution_paper": "Gain over the baseline (paper protocol) at the other image size (grey) and at this profile's "
+                        "(purple) on the same units, per checkpoint-selection policy; diamond: the gain changed significantly.",
     "validation_curves": "Validation mean Dice against the iteration (mean over units); dots: each unit's best step; "
                          "shaded: the last 10 % of the run, where a best step means the run may not have levelled off.",
 }
@@ -68,6 +72,7 @@ TABLE_GROUPS: TableGroups = (
     ("Is a difference real?", lambda n: n.startswith(("difference_", "significance_", "ranks_"))),
     ("How was the checkpoint chosen?", lambda n: n.startswith("selection_")),
     ("Does it matter which images are labelled?", lambda n: n.startswith("spread_")),
+    ("Does the ordering hold at another image size?", lambda n: n.startswith("resolution_")),
     ("Did training level off?", lambda n: n == "best_steps"),
 )
 LAST_TABLE_GROUPS: TableGroups = (("Per-class IoU", lambda n: n.startswith("per_class_")),)

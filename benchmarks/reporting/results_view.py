@@ -5,8 +5,8 @@ the figures and the report page, so a report collects the runs once, loads each 
 records, trajectory and training log once (lazily, when a table or figure first needs them) and
 computes each profile's statistics once: the intervals and paired tests (``statistics.cell_statistics``,
 against every baseline), the ranks and the Friedman permutation test, the checkpoint-selection
-records (``selection.policy_records``) and the runs pooled for the spread over labelled subsets
-(``spread.spread_points``).
+records (``selection.policy_records``), the runs pooled for the spread over labelled subsets
+(``spread.spread_points``) and the gains at two image sizes (``resolution.resolution_tests``).
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import pandas as pd
 from defectseg.benchmarks.engine import layout
 from defectseg.benchmarks.engine.io import ResultsError
 from defectseg.benchmarks.reporting.aggregate import collect_failures, collect_runs, main_runs
+from defectseg.benchmarks.reporting.resolution import resolution_partners, resolution_tests
 from defectseg.benchmarks.reporting.selection import policy_records
 from defectseg.benchmarks.reporting.spread import spread_points
 from defectseg.benchmarks.reporting.statistics import (
@@ -108,3 +109,14 @@ class ResultsView:
         """The runs pooled for the profile's spread over labelled subsets; seed replicates may come from any
         profile of the view (``spread.spread_points``)."""
         return self._once(("spread_points", profile), lambda: spread_points(main_runs(self.runs), profile))
+
+    def resolution_tests(self, profile: str) -> pd.DataFrame:
+        """Each method's gain over the baseline on the profile's units against the same units' gain at another image
+        size, trained by any profile of the view (``resolution.resolution_tests``); empty without such runs."""
+        def compute() -> pd.DataFrame:
+            partners = resolution_partners(main_runs(self.runs), profile)
+            if partners.empty:
+                return pd.DataFrame()
+            there = pd.concat([self.policy_records(other) for other in partners["there_profile"].unique()], ignore_index=True)
+            return resolution_tests(self.policy_records(profile), there, partners, self.baseline)
+        return self._once(("resolution", profile), compute)

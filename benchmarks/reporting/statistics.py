@@ -348,6 +348,38 @@ COMPARISON_COLUMNS = ("diff", "diff_ci_low", "diff_ci_high", "se", "df", "p_valu
                       "mark", "note")
 
 
+@dataclass(frozen=True)
+class Contrast:
+    """A signed sum of runs' metrics taken unit by unit (``contrast``): the units (seeds) every side ran, each
+    side's metric on them (fractions, seed order) and the interval of the sum; no interval below ``MIN_UNITS``."""
+
+    seeds: list[int]
+    side_values: list[np.ndarray]
+    interval: UnitInterval | None
+
+
+def contrast(sides: Sequence[tuple[float, Sequence[RunRecords]]], protocol: str) -> Contrast:
+    """sum_k weight_k metric_k per unit over the units that every side ran, e.g. [(1, method), (-1, baseline)] for a
+    paired difference; all runs of a unit must hold the same test images (``check_paired``), so the shared test-image
+    noise enters through the summed per-image influences (module doc)."""
+    by_seed = [{r.seed: r for r in runs} for _, runs in sides]
+    seeds = sorted(set.intersection(*(set(runs) for runs in by_seed)))
+    for other in by_seed[1:]:
+        for seed in seeds:
+            check_paired(by_seed[0][seed], other[seed])
+    if not seeds:
+        return Contrast([], [], None)
+    spec, side_values = PROTOCOLS[protocol], []
+    values, influence, index = 0.0, 0.0, None
+    for (weight, _), runs in zip(sides, by_seed):
+        features, index = _stacked([runs[seed] for seed in seeds], protocol)
+        side, side_influence = linearise(features, spec)
+        side_values.append(side)
+        values, influence = values + weight * side, influence + weight * side_influence
+    interval = unit_interval(values, influence, index) if len(seeds) >= MIN_UNITS else None
+    return Contrast(seeds, side_values, interval)
+
+
 def compare(method: list[RunRecords] | None, baseline: list[RunRecords] | None, protocol: str) -> dict[str, object]:
     """Paired difference (points) over the units both ran, its unadjusted 95 % CI, standard error, degrees of
     freedom, p-value, P(improvement), the number of units and the unadjusted mark (``holm`` decides the
@@ -355,22 +387,15 @@ def compare(method: list[RunRecords] | None, baseline: list[RunRecords] | None, 
     empty = {column: math.nan for column in COMPARISON_COLUMNS} | {"units": 0, "mark": "", "note": ""}
     if method is None or baseline is None:
         return {**empty, "note": NO_RECORDS}
-    by_seed = {r.seed: r for r in baseline}
-    pairs = [(m, by_seed[m.seed]) for m in method if m.seed in by_seed]
-    if len(pairs) < MIN_UNITS:
-        return {**empty, "units": len(pairs), "note": TOO_FEW_UNITS}
-    for m, b in pairs:
-        check_paired(m, b)
-    spec = PROTOCOLS[protocol]
-    ours, ours_influence = linearise(_stacked([m for m, _ in pairs], protocol)[0], spec)
-    features, index = _stacked([b for _, b in pairs], protocol)
-    theirs, theirs_influence = linearise(features, spec)
-    result = unit_interval(ours - theirs, ours_influence - theirs_influence, index)
+    paired = contrast([(1.0, method), (-1.0, baseline)], protocol)
+    if paired.interval is None:
+        return {**empty, "units": len(paired.seeds), "note": TOO_FEW_UNITS}
+    result, (ours, theirs) = paired.interval, paired.side_values
     return {
         **empty,
         "diff": 100 * float(result.estimate), "diff_ci_low": 100 * float(result.low), "diff_ci_high": 100 * float(result.high),
         "se": 100 * float(result.se), "df": float(result.df), "p_value": float(result.p_value),
-        "p_improvement": probability_of_improvement(ours, theirs), "units": len(pairs),
+        "p_improvement": probability_of_improvement(ours, theirs), "units": len(paired.seeds),
         "mark": mark(float(result.estimate), float(result.p_value)),
     }
 

@@ -23,6 +23,9 @@ Per profile, under ``<out>/<profile>/``:
   their checkpoint by each of four policies (``benchmarks.reporting.selection``).
 * ``spread_standard`` / ``spread_paper`` (cells joined by runs that share a labelled subset, from any profile of
   the folder): the spread over labelled subsets beside the spread over seeds (``benchmarks.reporting.spread``).
+* ``resolution_standard`` / ``resolution_paper`` (profiles whose units another profile of the folder trained at
+  another image size): each method's gain over the baseline at both sizes and its change, per checkpoint-selection
+  policy (``benchmarks.reporting.resolution``).
 * ``best_steps``: per method (ablation variants included) and (dataset, ratio), the range of the
   seeds' best validation steps (the tested checkpoints) and how many fall in the last 10 % of the
   run, where a run may not have levelled off.
@@ -51,6 +54,7 @@ from defectseg.benchmarks.engine.io import remove_stale
 from defectseg.benchmarks.reporting.aggregate import aggregate, main_runs
 from defectseg.benchmarks.reporting.results_view import ResultsView
 from defectseg.benchmarks.reporting.sections import ReportSection
+from defectseg.benchmarks.reporting.resolution import resolution_table
 from defectseg.benchmarks.reporting.selection import selection_table
 from defectseg.benchmarks.reporting.spread import spread_records, spread_table
 from defectseg.benchmarks.reporting.statistics import (
@@ -326,6 +330,7 @@ def build_tables(view: ResultsView, profile: str, sections: Sequence[ReportSecti
         *((f"ranks_{p}", ranks_table(runs, profile, p, view.ranks(profile, p)) if has_main else None) for p in PROTOCOLS),
         *((f"selection_{p}", selection_table(view.policy_records(profile), main_runs(runs), profile, p, baseline)) for p in PROTOCOLS),
         *((f"spread_{p}", spread_table(spread, runs, profile, p)) for p in PROTOCOLS),
+        *((f"resolution_{p}", resolution_table(view.resolution_tests(profile), runs, profile, p)) for p in PROTOCOLS),
         ("best_steps", best_steps_table(runs, profile)),
         *((t.name, t) for t in per_class_tables(runs, profile)),
         *(candidate for section in sections for candidate in section.tables(view, profile)),
