@@ -53,7 +53,7 @@ from defectseg.benchmarks.reporting.aggregate import aggregate, main_runs
 from defectseg.benchmarks.reporting.figure_style import note_missing, panels, save, theme, titled_legend, zero_nan
 from defectseg.benchmarks.reporting.results_view import ResultsView, read_train_log
 from defectseg.benchmarks.reporting.sections import PublishedPoints, ReportSection
-from defectseg.benchmarks.reporting.resolution import POLICIES as RESOLUTION_POLICIES, POLICY_NAMES as RESOLUTION_POLICY_NAMES
+from defectseg.benchmarks.reporting.resolution import POLICIES as RESOLUTION_POLICIES
 from defectseg.benchmarks.reporting.selection import POLICIES, POLICY_LABELS, selection_tests
 from defectseg.benchmarks.reporting.statistics import ALPHA, BETTER, NO_EVIDENCE, WORSE, CellStatistics, RankAnalysis
 from defectseg.benchmarks.reporting.table_format import (
@@ -308,7 +308,7 @@ def plot_resolution(tests: pd.DataFrame, profile: str, protocol: str, baseline: 
                 changed = name == "gain_here" and test["mark"] != NO_EVIDENCE
                 ax.plot(test[name], y + offset, "D" if changed else "o", color=color, markersize=5)
         _forest_panel(ax, methods, ax is axes[0], dataset, ratio, baseline, {m: int(n) for m, n in cell["units"].items()})
-        ax.set_title(f"{ax.get_title()}\n{RESOLUTION_POLICY_NAMES[policy]}")
+        ax.set_title(f"{ax.get_title()}\n{POLICY_LABELS[policy]}")
     handles = [Line2D([], [], color=SIZE_COLORS[0], marker="o", linewidth=2, label=" / ".join(f"{t} px" for t, _ in sizes)),
                Line2D([], [], color=SIZE_COLORS[1], marker="o", linewidth=2, label=" / ".join(f"{h} px" for _, h in sizes))]
     titled_legend(fig, handles, f"Gain over {baseline} at two image sizes on the same units, mIoU {protocol} protocol (profile "

@@ -25,6 +25,7 @@ import pandas as pd
 from defectseg.benchmarks.engine import layout
 from defectseg.benchmarks.engine.io import read_yaml
 from defectseg.benchmarks.engine.results_format import hashed_config
+from defectseg.benchmarks.reporting.selection import POLICY_LABELS
 from defectseg.benchmarks.reporting.statistics import (
     BETTER, DETECTABLE, INTERVALS, NO_EVIDENCE, TOO_FEW_UNITS, WORSE, RunRecords, UnitInterval, contrast, holm,
 )
@@ -34,7 +35,6 @@ from defectseg.benchmarks.reporting.table_format import (
 )
 
 POLICIES = ("final", "val_budget", "full_val")  # those a user can apply (best on test is only a bound)
-POLICY_NAMES = {"final": "final checkpoint", "val_budget": "validation budget", "full_val": "full validation split"}
 UNMATCHED = ("profile", "config_hash")  # what else may differ between the two sizes' runs of one unit
 SIZE_COLUMNS = ["here_size", "there_size", "there_profile"]
 
@@ -146,7 +146,7 @@ def resolution_table(tests: pd.DataFrame, runs: pd.DataFrame, profile: str, prot
                 else:
                     texts = [_gain_text(row, "gain_there"), _gain_text(row, "gain_here"),
                              f"{difference_text(row)} (n={int(row['units'])})"]
-                rows.append([dataset_label(dataset), ratio_label(ratio), method, POLICY_NAMES[row["policy"]], sizes, *texts])
+                rows.append([dataset_label(dataset), ratio_label(ratio), method, POLICY_LABELS[row["policy"]], sizes, *texts])
     baseline = data["baseline"].iloc[0]
     _, description = PROTOCOLS[protocol]
     caption = (
