@@ -371,12 +371,24 @@ def config_hash(run_config: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
+def comparable_config(run_config: dict[str, Any], ignore: tuple[str, ...] = ("config_hash",)) -> dict[str, Any]:
+    """The hashed parts of a run config (``hashed_config``) by dotted key, without the keys in ``ignore``: a dotted
+    key (``"train.image_size"``) drops that key, a top-level name drops it and everything under it."""
+    flat = _flatten(hashed_config(run_config))
+    return {key: value for key, value in flat.items() if not any(key == i or key.startswith(f"{i}.") for i in ignore)}
+
+
+def config_key(run_config: dict[str, Any], ignore: tuple[str, ...]) -> str:
+    """``comparable_config`` as canonical JSON: equal for two run configs exactly when ``differing_keys`` finds nothing."""
+    return json.dumps(comparable_config(run_config, ignore), sort_keys=True, default=str)
+
+
 def differing_keys(
     first: dict[str, Any], second: dict[str, Any], ignore: tuple[str, ...] = ("config_hash",)
 ) -> list[tuple[str, Any, Any]]:
     """(dotted key, first's value, second's value) wherever the hashed parts (``hashed_config``) of
-    two run configs differ, top-level keys in ``ignore`` aside; a missing key's value is ``ABSENT``."""
-    flat = [_flatten({k: v for k, v in hashed_config(config).items() if k not in ignore}) for config in (first, second)]
+    two run configs differ, keys in ``ignore`` aside (``comparable_config``); a missing key's value is ``ABSENT``."""
+    flat = [comparable_config(config, ignore) for config in (first, second)]
     keys = sorted(set(flat[0]) | set(flat[1]))
     values = [(key, flat[0].get(key, ABSENT), flat[1].get(key, ABSENT)) for key in keys]
     return [(key, a, b) for key, a, b in values if a != b]

@@ -16,7 +16,6 @@ the units where the method and the baseline ran at both sizes:
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import pandas as pd
 
 from defectseg.benchmarks.engine import layout
 from defectseg.benchmarks.engine.io import read_yaml
-from defectseg.benchmarks.engine.results_format import hashed_config
+from defectseg.benchmarks.engine.config import config_key
 from defectseg.benchmarks.reporting.selection import POLICY_LABELS
 from defectseg.benchmarks.reporting.statistics import (
     BETTER, DETECTABLE, INTERVALS, NO_EVIDENCE, TOO_FEW_UNITS, WORSE, RunRecords, UnitInterval, contrast, holm,
@@ -35,17 +34,14 @@ from defectseg.benchmarks.reporting.table_format import (
 )
 
 POLICIES = ("final", "val_budget", "full_val")  # those a user can apply (best on test is only a bound)
-UNMATCHED = ("profile", "config_hash")  # what else may differ between the two sizes' runs of one unit
+UNMATCHED = ("profile", "config_hash", "train.image_size")  # what may differ between the two sizes' runs of one unit
 SIZE_COLUMNS = ["here_size", "there_size", "there_profile"]
 
 
 def _unit_and_size(path: str) -> tuple[str, int]:
-    """(the run's hashed config without ``UNMATCHED`` keys and image size, as canonical JSON; its image size)."""
-    config = hashed_config(read_yaml(Path(path) / layout.CONFIG))
-    train = dict(config["train"])
-    size = int(train.pop("image_size"))
-    unit = {**{k: v for k, v in config.items() if k not in UNMATCHED}, "train": train}
-    return json.dumps(unit, sort_keys=True, default=str), size
+    """(the run's hashed config without ``UNMATCHED`` keys, as canonical JSON; its image size), from its config.yaml."""
+    config = read_yaml(Path(path) / layout.CONFIG)
+    return config_key(config, UNMATCHED), int(config["train"]["image_size"])
 
 
 def resolution_partners(runs: pd.DataFrame, profile: str) -> pd.DataFrame:

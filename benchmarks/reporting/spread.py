@@ -18,7 +18,6 @@ split seed, so only runs trained identically but for those are pooled.
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import pandas as pd
 import scipy.stats
 
 from defectseg.benchmarks.engine import layout
-from defectseg.benchmarks.engine.results_format import hashed_config
+from defectseg.benchmarks.engine.config import config_key
 from defectseg.benchmarks.engine.io import read_yaml
 from defectseg.benchmarks.reporting.table_format import (
     MISSING, PROTOCOLS, Table, dataset_label, number, ordered_cells, ordered_methods, profile_setup, ratio_label,
@@ -41,8 +40,7 @@ SPREAD_COLUMNS = ["sd_units", "units", "sd_seeds", "seed_df", "shared_subsets", 
 def _training_and_split(path: str) -> tuple[str, int]:
     """(the run's hashed config without ``UNPOOLED`` keys, as canonical JSON; its split seed), from its config.yaml."""
     config = read_yaml(Path(path) / layout.CONFIG)
-    training = json.dumps({k: v for k, v in hashed_config(config).items() if k not in UNPOOLED}, sort_keys=True, default=str)
-    return training, int(config["split_seed"])
+    return config_key(config, UNPOOLED), int(config["split_seed"])
 
 
 def spread_statistics(values: pd.DataFrame) -> dict[str, float]:
