@@ -1,7 +1,9 @@
 """The result tables in README.md and docs/ are the generated tables they name, not hand-typed numbers."""
 import pytest
 
-from defectseg.benchmarks.docs_tools.doc_tables import ROOT, stale_blocks, table_blocks, table_rows, unbacked_intervals, update_documents
+from defectseg.benchmarks.docs_tools.doc_tables import (
+    DOCUMENTS, ROOT, cited_tables, stale_blocks, table_blocks, table_rows, unbacked_intervals, update_documents,
+)
 
 STUDY_TABLES = ROOT / "results" / "reference" / "label_scarcity" / "tables" / "label_scarcity"
 
@@ -11,6 +13,11 @@ def test_documents_match_the_committed_tables_they_name():
     names = [block.table.name for block in table_blocks(ROOT / "README.md")]
     assert "selection_standard.md" in names and "selection_paper.md" in names  # the headline: the second edition
     assert unbacked_intervals(ROOT / "README.md") == [], "the README's reading quotes intervals its tables no longer hold"
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda d: d.name)
+def test_every_interval_a_document_quotes_is_in_a_table_it_cites(document):
+    assert unbacked_intervals(document) == [], f"{document.name} quotes intervals that the tables it cites do not hold"
 
 
 def _table(folder, name, rows):
@@ -79,3 +86,15 @@ def test_a_reading_that_quotes_an_interval_the_tables_no_longer_hold_is_reported
     assert unbacked_intervals(document, tmp_path) == ["+2.00 [-0.25, +4.25]"]
     (tmp_path / "other.md").write_text("no blocks: +9.00 [+1.00, +2.00]\n")
     assert unbacked_intervals(tmp_path / "other.md", tmp_path) == []
+
+
+def test_a_cited_folder_backs_the_prose_of_a_document_without_blocks(tmp_path):
+    (tmp_path / "tables").mkdir()
+    _table(tmp_path / "tables", "first.md", ["[+0.50, +1.50]"])
+    document = tmp_path / "history.md"
+    document.write_text("<!-- cites: tables -->\nx led by +1.00 [+0.50, +1.50], y by +2.00 [-0.25, +4.25].\n")
+    assert cited_tables(document, tmp_path) == [tmp_path / "tables" / "first.md"]
+    assert unbacked_intervals(document, tmp_path) == ["+2.00 [-0.25, +4.25]"]
+    document.write_text("<!-- cites: gone -->\n")
+    with pytest.raises(FileNotFoundError, match="gone"):
+        cited_tables(document, tmp_path)

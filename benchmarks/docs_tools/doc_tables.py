@@ -9,6 +9,8 @@ A document (``README.md``, ``docs/*.md``) holds a generated table between two ma
 The path is relative to the repository root and names a table ``run_all.py tables`` wrote; the
 block holds its header, rule and rows, without the caption. After the path, ``|``-separated column
 names keep only those columns, in that order (``<!-- table: PATH | Method | validation budget -->``).
+A document whose prose also quotes tables it holds no block of names their folder once:
+``<!-- cites: results/reference/label_scarcity/tables/label_scarcity -->``.
 ``python -m defectseg.benchmarks.docs_tools.doc_tables`` (``make doc-tables``) rewrites the blocks
 that differ from their tables; ``stale_blocks`` tells a test which do, and ``unbacked_intervals``
 which intervals the prose around them quotes that the tables no longer hold.
@@ -23,6 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENTS = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")))
 BLOCK = re.compile(r"<!-- table: (?P<spec>[^\n]*?) -->\n(?P<body>.*?)<!-- /table -->", re.S)
+CITES = re.compile(r"<!-- cites: (?P<path>[^\n]*?) -->")
 INTERVAL = re.compile(r"[+-]\d+\.\d+ \[[+-]\d+\.\d+, [+-]\d+\.\d+\]")
 
 
@@ -97,14 +100,25 @@ def update_documents(documents: tuple[Path, ...] = DOCUMENTS, root: Path = ROOT)
     return updated
 
 
+def cited_tables(document: Path, root: Path = ROOT) -> list[Path]:
+    """The generated markdown tables ``document``'s prose may quote: those its blocks name, and those in the
+    folders its ``cites`` markers name."""
+    text = Path(document).read_text()
+    folders = [root / match["path"].strip() for match in CITES.finditer(text)]
+    missing = [folder for folder in folders if not folder.is_dir()]
+    if missing:
+        raise FileNotFoundError(f"{document}: cited folder(s) {', '.join(map(str, missing))} not found")
+    return [block.table for block in table_blocks(document, root)] + [table for folder in folders for table in sorted(folder.glob("*.md"))]
+
+
 def unbacked_intervals(document: Path, root: Path = ROOT) -> list[str]:
     """The differences with intervals (``+3.36 [+2.25, +4.48]``) quoted in ``document``'s prose,
-    outside its blocks, that none of the tables its blocks name holds: a reading gone stale."""
-    text = Path(document).read_text()
-    blocks = table_blocks(document, root)
-    prose = BLOCK.sub("", text)
-    tables = "".join(block.table.read_text() for block in blocks if block.table.is_file())
-    return [quote for quote in dict.fromkeys(INTERVAL.findall(prose)) if quote not in tables] if blocks else []
+    outside its blocks, that none of the tables it cites holds (``cited_tables``): a reading gone stale.
+    A document that cites no table is not checked."""
+    prose = BLOCK.sub("", Path(document).read_text())
+    cited = cited_tables(document, root)
+    tables = "".join(table.read_text() for table in cited if table.is_file())
+    return [quote for quote in dict.fromkeys(INTERVAL.findall(prose)) if quote not in tables] if cited else []
 
 
 def main(argv: list[str] | None = None) -> int:

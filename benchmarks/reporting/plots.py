@@ -54,7 +54,7 @@ from defectseg.benchmarks.reporting.figure_style import note_missing, panels, sa
 from defectseg.benchmarks.reporting.results_view import ResultsView, read_train_log
 from defectseg.benchmarks.reporting.sections import PublishedPoints, ReportSection
 from defectseg.benchmarks.reporting.resolution import POLICIES as RESOLUTION_POLICIES
-from defectseg.benchmarks.reporting.selection import POLICIES, POLICY_LABELS, selection_tests
+from defectseg.benchmarks.reporting.selection import POLICIES, POLICY_LABELS
 from defectseg.benchmarks.reporting.statistics import ALPHA, BETTER, NO_EVIDENCE, WORSE, CellStatistics, RankAnalysis
 from defectseg.benchmarks.reporting.table_format import (
     LATE_FRACTION, PROTOCOLS, SKIPPED_WHY, dataset_label, is_missing, ordered_cells, ordered_datasets, ordered_methods, ratio_label,
@@ -221,14 +221,13 @@ def plot_differences(runs: pd.DataFrame, profile: str, protocol: str, statistics
 POLICY_COLORS = dict(zip(POLICIES, ("tab:blue", "tab:orange", "tab:green", "0.55")))
 
 
-def plot_selection(runs: pd.DataFrame, profile: str, protocol: str, records: pd.DataFrame, baseline: str) -> Figure | None:
+def plot_selection(runs: pd.DataFrame, profile: str, protocol: str, tests: pd.DataFrame, baseline: str) -> Figure | None:
     """Each method's paired difference from ``baseline`` under each checkpoint-selection policy (both sides
     choose by that policy), a panel per cell: how much a gain depends on the checkpoint rule. None without
     trajectories or without a tested comparison."""
-    if records.empty:
+    if tests.empty:
         return None
-    tests = selection_tests(records[records["protocol"] == protocol], baseline)
-    tested = tests[tests["note"] == ""]
+    tested = tests[(tests["protocol"] == protocol) & (tests["note"] == "")]
     if tested.empty:
         return None
     cells = ordered_cells(tested)
@@ -435,7 +434,7 @@ def build_figures(view: ResultsView, profile: str, sections: Sequence[ReportSect
         **{f"difference_{p}": plot_differences(runs, profile, p, statistics, baseline) for p in PROTOCOLS},
         **{f"critical_difference_{p}": plot_critical_difference(profile, p, view.ranks(profile, p)[1]) if has_main else None
            for p in PROTOCOLS},
-        **{f"selection_{p}": plot_selection(runs, profile, p, view.policy_records(profile), baseline) for p in PROTOCOLS},
+        **{f"selection_{p}": plot_selection(runs, profile, p, view.selection_tests(profile), baseline) for p in PROTOCOLS},
         **{f"spread_{p}": plot_spread(spread, profile, p) for p in PROTOCOLS},
         **{f"resolution_{p}": plot_resolution(view.resolution_tests(profile), profile, p, baseline) for p in PROTOCOLS},
         "validation_curves": plot_validation_curves(runs, profile, view.train_log, sections),

@@ -5,7 +5,7 @@ the figures and the report page, so a report collects the runs once, loads each 
 records, trajectory and training log once (lazily, when a table or figure first needs them) and
 computes each profile's statistics once: the intervals and paired tests (``statistics.cell_statistics``,
 against every baseline), the ranks and the Friedman permutation test, the checkpoint-selection
-records (``selection.policy_records``), the runs pooled for the spread over labelled subsets
+records and tests (``selection.policy_records``, ``selection.selection_tests``), the runs pooled for the spread over labelled subsets
 (``spread.spread_points``) and the gains at two image sizes (``resolution.resolution_tests``).
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from defectseg.benchmarks.engine import layout
 from defectseg.benchmarks.engine.io import ResultsError
 from defectseg.benchmarks.reporting.aggregate import collect_failures, collect_runs, main_runs
 from defectseg.benchmarks.reporting.resolution import resolution_partners, resolution_tests
-from defectseg.benchmarks.reporting.selection import policy_records
+from defectseg.benchmarks.reporting.selection import policy_records, selection_tests
 from defectseg.benchmarks.reporting.spread import spread_points
 from defectseg.benchmarks.reporting.statistics import (
     CellStatistics, RankAnalysis, RunRecords, baselines_for, cell_scores, cell_statistics, load_run_records, primary_baseline, rank_analysis,
@@ -104,6 +104,14 @@ class ResultsView:
     def policy_records(self, profile: str) -> pd.DataFrame:
         """The checkpoint-selection records of the profile's main runs (``selection.policy_records``)."""
         return self._once(("policy_records", profile), lambda: policy_records(main_runs(self.profile_runs(profile))))
+
+    def selection_tests(self, profile: str) -> pd.DataFrame:
+        """Each method's paired difference from the baseline when both choose their checkpoints by each policy, in
+        both protocols (``selection.selection_tests``); empty without trajectories."""
+        def compute() -> pd.DataFrame:
+            records = self.policy_records(profile)
+            return pd.DataFrame() if records.empty else selection_tests(records, self.baseline)
+        return self._once(("selection_tests", profile), compute)
 
     def spread_points(self, profile: str) -> pd.DataFrame:
         """The runs pooled for the profile's spread over labelled subsets; seed replicates may come from any

@@ -13,6 +13,9 @@ comparisons of one policy in one table), with both sides chosen by the same poli
 * ``final``: the last checkpoint;
 * ``test_best``: best on the test set itself (per protocol): an upper bound, the inflation that
   selecting on the test set gives, not a policy anyone should report.
+
+``selection_leaders`` ranks the methods of each cell by their final-checkpoint difference from the baseline,
+averaged over the two protocols: the rule docs/study.md fixes for choosing the methods of the follow-up cells.
 """
 from __future__ import annotations
 
@@ -29,10 +32,12 @@ from defectseg.benchmarks.reporting.statistics import (
 )
 from defectseg.benchmarks.reporting.table_format import (
     MISSING, PROTOCOLS, Table, dataset_label, difference_text, mean_std, ordered_cells, ordered_methods, profile_setup,
-    ratio_label,
+    ratio_label, signed,
 )
 
 POLICIES = ("full_val", "val_budget", "final", "test_best")
+LEADER_POLICY = "final"
+FOLLOW_UP = 3  # how many leaders go on to the follow-up cells
 POLICY_LABELS = {
     "full_val": "full validation split",
     "val_budget": "validation budget",
@@ -87,13 +92,13 @@ def _cell_text(test: pd.Series) -> str:
     return f"{text}; {test['note'] or difference_text(test)}"
 
 
-def selection_table(records: pd.DataFrame, runs: pd.DataFrame, profile: str, protocol: str, baseline: str) -> Table | None:
+def selection_table(tests: pd.DataFrame, runs: pd.DataFrame, profile: str, protocol: str, baseline: str) -> Table | None:
     """(dataset, ratio, method) x policy: each method's mIoU and its difference from ``baseline`` when both
-    choose their checkpoints by that policy, from ``policy_records`` of ``runs``; None when no run recorded a
-    trajectory."""
-    if records.empty:
+    choose their checkpoints by that policy, from ``selection_tests`` of the profile's runs; None when no run
+    recorded a trajectory."""
+    if tests.empty:
         return None
-    tests = selection_tests(records[records["protocol"] == protocol], baseline)
+    tests = tests[tests["protocol"] == protocol]
     indexed = tests.set_index(["dataset", "ratio", "method", "policy"])
     rows = []
     for dataset, ratio in ordered_cells(tests):
@@ -113,3 +118,51 @@ def selection_table(records: pd.DataFrame, runs: pd.DataFrame, profile: str, pro
     data = tests.assign(units=tests["units"].astype("Int64"))
     header = ["Dataset", "Labels", "Method", *(POLICY_LABELS[p] for p in POLICIES)]
     return Table(f"selection_{protocol}", caption, header, rows, data, label_columns=3)
+
+
+def leader_ranking(tests: pd.DataFrame, policy: str = LEADER_POLICY) -> pd.DataFrame:
+    """Per cell, each method but the baseline with its difference from the baseline under ``policy`` in each
+    protocol (``diff_<protocol>``), their mean (``mean_diff``), the fewest units of the two and its ``rank``
+    (1 = largest mean); methods without a difference in every protocol are left out."""
+    rows = []
+    chosen = tests[(tests["policy"] == policy) & (tests["note"] != "(baseline)")]
+    for (dataset, ratio, method), group in chosen.groupby(["dataset", "ratio", "method"], sort=False):
+        diffs = group.set_index("protocol")["diff"]
+        if set(diffs.dropna().index) != set(STATISTICS_PROTOCOLS):
+            continue
+        rows.append({"dataset": dataset, "ratio": ratio, "method": method, "baseline": group["baseline"].iloc[0],
+                     "policy": policy, **{f"diff_{p}": diffs[p] for p in STATISTICS_PROTOCOLS},
+                     "mean_diff": diffs[list(STATISTICS_PROTOCOLS)].mean(), "units": int(group["units"].min())})
+    if not rows:
+        return pd.DataFrame()
+    ranking = pd.DataFrame(rows).sort_values(["dataset", "ratio", "mean_diff"], ascending=[True, True, False], kind="stable")
+    ranking.insert(3, "rank", ranking.groupby(["dataset", "ratio"]).cumcount() + 1)
+    return ranking.reset_index(drop=True)
+
+
+def leaders(ranking: pd.DataFrame, dataset: str, ratio: float, count: int = FOLLOW_UP) -> list[str]:
+    """The ``count`` best-ranked methods of one cell of a ``leader_ranking``."""
+    cell = ranking[(ranking["dataset"] == dataset) & (ranking["ratio"] == ratio)]
+    return list(cell.sort_values("rank")["method"].head(count))
+
+
+def leaders_table(tests: pd.DataFrame, runs: pd.DataFrame, profile: str, baseline: str) -> Table | None:
+    """(dataset, ratio) x method: the methods ranked by their final-checkpoint difference from ``baseline``,
+    averaged over the protocols, the first ``FOLLOW_UP`` marked; None without such differences."""
+    ranking = leader_ranking(tests) if not tests.empty else pd.DataFrame()
+    if ranking.empty:
+        return None
+    rows = []
+    for dataset, ratio in ordered_cells(ranking):
+        cell = ranking[(ranking["dataset"] == dataset) & (ranking["ratio"] == ratio)]
+        rows += [[dataset_label(dataset), ratio_label(ratio), str(r.rank), r.method, *(signed(getattr(r, f"diff_{p}")) for p in STATISTICS_PROTOCOLS),
+                  signed(r.mean_diff), str(r.units), "yes" if r.rank <= FOLLOW_UP else ""] for r in cell.itertuples()]
+    caption = (
+        f"Leaders: the methods ranked by their paired difference from {baseline} (points) when both take the "
+        f"{POLICY_LABELS[LEADER_POLICY]}, in each protocol and averaged over the two; the first {FOLLOW_UP} lead "
+        f"(the rule that chooses the methods of the study's follow-up cells, docs/study.md). Estimates only: the "
+        f"intervals are in the selection tables. Profile {profile} ({profile_setup(runs)})."
+    )
+    header = ["Dataset", "Labels", "Rank", "Method", *(f"{p} protocol" for p in STATISTICS_PROTOCOLS), "mean", "units",
+              f"top {FOLLOW_UP}"]
+    return Table("selection_leaders", caption, header, rows, ranking.assign(profile=profile), label_columns=4)

@@ -21,6 +21,8 @@ Per profile, under ``<out>/<profile>/``:
 * ``selection_standard`` / ``selection_paper`` (runs trained with ``train.record_every`` only): per
   method and cell, the test mIoU and the paired difference from the baseline when both choose
   their checkpoint by each of four policies (``benchmarks.reporting.selection``).
+* ``selection_leaders`` (the same runs): per cell, the methods ranked by their final-checkpoint difference
+  from the baseline averaged over the two protocols, the first three marked (the study's follow-up rule).
 * ``spread_standard`` / ``spread_paper`` (cells joined by runs that share a labelled subset, from any profile of
   the folder): the spread over labelled subsets beside the spread over seeds (``benchmarks.reporting.spread``).
 * ``resolution_standard`` / ``resolution_paper`` (profiles whose units another profile of the folder trained at
@@ -55,7 +57,7 @@ from defectseg.benchmarks.reporting.aggregate import aggregate, main_runs
 from defectseg.benchmarks.reporting.results_view import ResultsView
 from defectseg.benchmarks.reporting.sections import ReportSection
 from defectseg.benchmarks.reporting.resolution import resolution_table
-from defectseg.benchmarks.reporting.selection import selection_table
+from defectseg.benchmarks.reporting.selection import leaders_table, selection_table
 from defectseg.benchmarks.reporting.spread import spread_records, spread_table
 from defectseg.benchmarks.reporting.statistics import (
     ALPHA, COMPARISON_COLUMNS, DETECTABLE, INTERVALS, N_PERMUTATIONS, RULE, TOO_FEW_UNITS, CellStatistics, RankAnalysis,
@@ -328,7 +330,8 @@ def build_tables(view: ResultsView, profile: str, sections: Sequence[ReportSecti
         *((f"difference_{p}", difference_table(runs, profile, p, statistics, baseline)) for p in PROTOCOLS),
         *((f"significance_{p}", significance_table(runs, profile, p, statistics, view.baselines)) for p in PROTOCOLS),
         *((f"ranks_{p}", ranks_table(runs, profile, p, view.ranks(profile, p)) if has_main else None) for p in PROTOCOLS),
-        *((f"selection_{p}", selection_table(view.policy_records(profile), main_runs(runs), profile, p, baseline)) for p in PROTOCOLS),
+        *((f"selection_{p}", selection_table(view.selection_tests(profile), main_runs(runs), profile, p, baseline)) for p in PROTOCOLS),
+        ("selection_leaders", leaders_table(view.selection_tests(profile), main_runs(runs), profile, baseline)),
         *((f"spread_{p}", spread_table(spread, runs, profile, p)) for p in PROTOCOLS),
         *((f"resolution_{p}", resolution_table(view.resolution_tests(profile), runs, profile, p)) for p in PROTOCOLS),
         ("best_steps", best_steps_table(runs, profile)),
