@@ -33,7 +33,7 @@ RUN_KEYS = ["profile", "dataset", "ratio", "method", "seed"]
 CELL_KEYS = ["profile", "dataset", "ratio", "method"]
 RUN_COLUMNS = [
     *RUN_KEYS, "base_method", "miou", "mdice", "paper_miou", "miou_with_bg", "pixel_accuracy",
-    "params_m", "gmacs", "eval_ms", "image_size", "iterations", "best_step", "precision", "train_seconds", "path",
+    "params_m", "gmacs", "eval_ms", "image_size", "iterations", "best_step", "precision", "train_seconds", "path", "config",
 ]
 FAILURE_COLUMNS = [*RUN_KEYS, "status", "error", "reason", "path"]
 
@@ -73,6 +73,7 @@ def _run_row(directory: Path, metrics: dict[str, Any], config: dict[str, Any]) -
         "paper_per_class_iou": paper.get("per_class_iou") or {},
         "options": options,
         "environment": metrics.get("environment") or {},
+        "config": config,
     }
     for name, variant in (metrics.get("variants") or {}).items():
         row[f"{name}:miou"] = _percent(variant["standard"]["miou"])

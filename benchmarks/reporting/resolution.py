@@ -21,8 +21,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from defectseg.benchmarks.engine import layout
-from defectseg.benchmarks.engine.io import read_yaml
 from defectseg.benchmarks.engine.config import config_key
 from defectseg.benchmarks.reporting.selection import POLICY_LABELS
 from defectseg.benchmarks.reporting.statistics import (
@@ -38,9 +36,8 @@ UNMATCHED = ("profile", "config_hash", "train.image_size")  # what may differ be
 SIZE_COLUMNS = ["here_size", "there_size", "there_profile"]
 
 
-def _unit_and_size(path: str) -> tuple[str, int]:
-    """(the run's hashed config without ``UNMATCHED`` keys, as canonical JSON; its image size), from its config.yaml."""
-    config = read_yaml(Path(path) / layout.CONFIG)
+def _unit_and_size(config: dict) -> tuple[str, int]:
+    """(the run's hashed config without ``UNMATCHED`` keys, as canonical JSON; its image size)."""
     return config_key(config, UNMATCHED), int(config["train"]["image_size"])
 
 
@@ -48,10 +45,10 @@ def resolution_partners(runs: pd.DataFrame, profile: str) -> pd.DataFrame:
     """``profile``'s runs matched with the same unit's runs at another image size in ``runs`` (any profile that ran at
     least as many runs: the check is read in the smaller profile, against the study it checks): one row per pair with
     ``here_path``, ``there_path`` and ``SIZE_COLUMNS``; empty when there is none."""
-    runs = runs[[(Path(path) / layout.CONFIG).is_file() for path in runs["path"]]]
+    runs = runs[runs["config"].map(bool)]
     if not (runs["profile"] == profile).any():  # e.g. a profile of ablation variants only
         return pd.DataFrame(columns=["here_path", "there_path", *SIZE_COLUMNS])
-    units, sizes = zip(*(_unit_and_size(path) for path in runs["path"]))
+    units, sizes = zip(*(_unit_and_size(config) for config in runs["config"]))
     keyed = runs.assign(unit=list(units), size=list(sizes))
     here, there = keyed[keyed["profile"] == profile], keyed[keyed["profile"] != profile]
     pairs = here.merge(there, on="unit", suffixes=("_here", "_there"))

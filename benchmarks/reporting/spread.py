@@ -19,15 +19,12 @@ split seed, so only runs trained identically but for those are pooled.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import scipy.stats
 
-from defectseg.benchmarks.engine import layout
 from defectseg.benchmarks.engine.config import config_key
-from defectseg.benchmarks.engine.io import read_yaml
 from defectseg.benchmarks.reporting.table_format import (
     MISSING, PROTOCOLS, Table, dataset_label, number, ordered_cells, ordered_methods, profile_setup, ratio_label,
 )
@@ -37,9 +34,8 @@ UNPOOLED = ("profile", "seed", "split_seed", "config_hash")  # what may differ b
 SPREAD_COLUMNS = ["sd_units", "units", "sd_seeds", "seed_df", "shared_subsets", "sd_subset", "variance_ratio", "ratio_low", "ratio_high", "p_value"]
 
 
-def _training_and_split(path: str) -> tuple[str, int]:
-    """(the run's hashed config without ``UNPOOLED`` keys, as canonical JSON; its split seed), from its config.yaml."""
-    config = read_yaml(Path(path) / layout.CONFIG)
+def _training_and_split(config: dict) -> tuple[str, int]:
+    """(the run's hashed config without ``UNPOOLED`` keys, as canonical JSON; its split seed)."""
     return config_key(config, UNPOOLED), int(config["split_seed"])
 
 
@@ -74,10 +70,10 @@ def spread_points(runs: pd.DataFrame, profile: str) -> pd.DataFrame:
     """The runs pooled for each (dataset, ratio, method) of ``profile``: its own and those of any profile in
     ``runs`` trained identically but for profile, seed and split seed, with ``split_seed`` and ``shared`` (the
     run's subset has other seeds too); only cells of at least two subsets of ``profile``'s own and one shared subset."""
-    runs = runs[[(Path(path) / layout.CONFIG).is_file() for path in runs["path"]]]  # only what can be matched
+    runs = runs[runs["config"].map(bool)]  # only what can be matched
     if runs.empty:
         return pd.DataFrame()
-    training, split_seeds = zip(*(_training_and_split(path) for path in runs["path"]))
+    training, split_seeds = zip(*(_training_and_split(config) for config in runs["config"]))
     keyed = runs.assign(training=list(training), split_seed=list(split_seeds))
     cells = []
     for (dataset, ratio, method), cell in keyed[keyed["profile"] == profile].groupby(["dataset", "ratio", "method"], sort=False):
