@@ -81,9 +81,9 @@ def test_a_reading_that_quotes_an_interval_the_tables_no_longer_hold_is_reported
     _table(tmp_path, "first.md", ["x"])
     document = tmp_path / "README.md"
     document.write_text("<!-- table: first.md -->\n<!-- /table -->\nx leads by +1.00 [+0.50, +1.50]; "
-                        "y by +2.00 [-0.25, +4.25] and again +2.00 [-0.25, +4.25].\n")
+                        "y by +2.00 [-0.25, +4.25] and again +2.00 [-0.25, +4.25]; z by +3.00 [+1.00,\n+5.00].\n")
     (tmp_path / "first.md").write_text((tmp_path / "first.md").read_text().replace("+1.00 x", "+1.00 [+0.50, +1.50]"))
-    assert unbacked_intervals(document, tmp_path) == ["+2.00 [-0.25, +4.25]"]
+    assert unbacked_intervals(document, tmp_path) == ["+2.00 [-0.25, +4.25]", "+3.00 [+1.00, +5.00]"]  # across a line too
     (tmp_path / "other.md").write_text("no blocks: +9.00 [+1.00, +2.00]\n")
     assert unbacked_intervals(tmp_path / "other.md", tmp_path) == []
 

@@ -9,7 +9,7 @@ A document (``README.md``, ``docs/*.md``) holds a generated table between two ma
 The path is relative to the repository root and names a table ``run_all.py tables`` wrote; the
 block holds its header, rule and rows, without the caption. After the path, ``|``-separated column
 names keep only those columns, in that order (``<!-- table: PATH | Method | validation budget -->``).
-A document whose prose also quotes tables it holds no block of names their folder once:
+A document whose prose also quotes tables it holds no block of names their folder once, on a line of its own:
 ``<!-- cites: results/reference/label_scarcity/tables/label_scarcity -->``.
 ``python -m defectseg.benchmarks.docs_tools.doc_tables`` (``make doc-tables``) rewrites the blocks
 that differ from their tables; ``stale_blocks`` tells a test which do, and ``unbacked_intervals``
@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENTS = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")))
 BLOCK = re.compile(r"<!-- table: (?P<spec>[^\n]*?) -->\n(?P<body>.*?)<!-- /table -->", re.S)
-CITES = re.compile(r"<!-- cites: (?P<path>[^\n]*?) -->")
+CITES = re.compile(r"^<!-- cites: (?P<path>[^\n]*?) -->$", re.M)  # on a line of its own
 INTERVAL = re.compile(r"[+-]\d+\.\d+ \[[+-]\d+\.\d+, [+-]\d+\.\d+\]")
 
 
@@ -115,7 +115,7 @@ def unbacked_intervals(document: Path, root: Path = ROOT) -> list[str]:
     """The differences with intervals (``+3.36 [+2.25, +4.48]``) quoted in ``document``'s prose,
     outside its blocks, that none of the tables it cites holds (``cited_tables``): a reading gone stale.
     A document that cites no table is not checked."""
-    prose = BLOCK.sub("", Path(document).read_text())
+    prose = " ".join(BLOCK.sub("", Path(document).read_text()).split())  # an interval may break across lines
     cited = cited_tables(document, root)
     tables = "".join(table.read_text() for table in cited if table.is_file())
     return [quote for quote in dict.fromkeys(INTERVAL.findall(prose)) if quote not in tables] if cited else []
