@@ -123,9 +123,11 @@ def selection_table(tests: pd.DataFrame, runs: pd.DataFrame, profile: str, proto
 def leader_ranking(tests: pd.DataFrame, policy: str = LEADER_POLICY) -> pd.DataFrame:
     """Per cell, each method but the baseline with its difference from the baseline under ``policy`` in each
     protocol (``diff_<protocol>``), their mean (``mean_diff``), the fewest units of the two and its ``rank``
-    (1 = largest mean); methods without a difference in every protocol are left out."""
+    (1 = largest mean); methods without a difference in every protocol are left out; empty without tests."""
+    if tests.empty:
+        return pd.DataFrame()
     rows = []
-    chosen = tests[(tests["policy"] == policy) & (tests["note"] != "(baseline)")]
+    chosen = tests[(tests["policy"] == policy) & (tests["method"] != tests["baseline"])]
     for (dataset, ratio, method), group in chosen.groupby(["dataset", "ratio", "method"], sort=False):
         diffs = group.set_index("protocol")["diff"]
         if set(diffs.dropna().index) != set(STATISTICS_PROTOCOLS):
@@ -149,7 +151,7 @@ def leaders(ranking: pd.DataFrame, dataset: str, ratio: float, count: int = FOLL
 def leaders_table(tests: pd.DataFrame, runs: pd.DataFrame, profile: str, baseline: str) -> Table | None:
     """(dataset, ratio) x method: the methods ranked by their final-checkpoint difference from ``baseline``,
     averaged over the protocols, the first ``FOLLOW_UP`` marked; None without such differences."""
-    ranking = leader_ranking(tests) if not tests.empty else pd.DataFrame()
+    ranking = leader_ranking(tests)
     if ranking.empty:
         return None
     rows = []
