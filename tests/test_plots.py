@@ -228,3 +228,29 @@ def test_an_earlier_builds_figure_is_removed_when_it_is_no_longer_drawn(tree, tm
     written, notes = write_figures(ResultsView(tree, ["other"]), tmp_path, SECTIONS)
     assert not stale.exists() and written["other"]
     assert any("removed" in note and "ablation_losses.png" in note for note in notes)
+
+
+def test_titled_legend_widens_a_narrow_figure_wraps_the_rest_and_balances_its_columns():
+    from matplotlib.lines import Line2D
+
+    from defectseg.benchmarks.reporting.figure_style import panels, theme, titled_legend
+    with theme():
+        fig, _ = panels(1, width=3.0)
+        handles = [Line2D([], [], label=f"policy number {i}") for i in range(4)]
+        titled_legend(fig, handles, "a title line far longer than one narrow panel " * 4 + "\nsecond line", columns=4, widest=6.0)
+    legend = fig.legends[0]
+    assert fig.get_figwidth() == 6.0  # widened, but no wider than allowed
+    title_lines = legend.get_title().get_text().split("\n")
+    assert len(title_lines) > 2 and title_lines[-1] == "second line"  # the long line wrapped, the break kept
+    assert legend._ncols == 2  # four entries: not 3 + 1 but 2 + 2
+
+
+def test_titled_legend_leaves_a_figure_wide_enough_for_its_title_alone():
+    from matplotlib.lines import Line2D
+
+    from defectseg.benchmarks.reporting.figure_style import panels, theme, titled_legend
+    with theme():
+        fig, _ = panels(3, width=4.0)
+        titled_legend(fig, [Line2D([], [], label=name) for name in "abc"], "short title", columns=3)
+    assert fig.get_figwidth() == 12.0 and fig.legends[0]._ncols == 3
+    assert fig.legends[0].get_title().get_text() == "short title"

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
 import seaborn as sns
 from matplotlib.artist import Artist
 from matplotlib.axes import Axes
@@ -46,11 +47,30 @@ def panels(count: int, width: float = 4.3, height: float = 3.5, columns: int | N
     return fig, axes[:count]
 
 
-def titled_legend(fig: Figure, handles: Sequence[Artist], title: str, columns: int) -> None:
+def titled_legend(fig: Figure, handles: Sequence[Artist], title: str, columns: int, widest: float = 7.5) -> None:
     """The figure's legend above its ``panels``, headed by the figure's title (one block, so the
-    constrained layout keeps title, legend and panels apart however many rows the legend has)."""
+    constrained layout keeps title, legend and panels apart however many rows the legend has).
+
+    A figure narrower than its title widens, up to ``widest`` inches, so its panels fill the width
+    instead of hanging in wide margins; title lines still longer wrap, and the legend takes fewer
+    than ``columns`` columns where they would not fit.
+    """
+    chars_per_inch = 72 / (0.5 * matplotlib.rcParams["font.size"])  # an average glyph is about half an em
+    longest = max(len(line) for line in title.split("\n"))
+    fig.set_figwidth(max(fig.get_figwidth(), min(longest / chars_per_inch, widest)))
+    line_chars = int(fig.get_figwidth() * chars_per_inch)
+    title = "\n".join(textwrap.fill(line, line_chars, break_on_hyphens=False) for line in title.split("\n"))
+    labels = [len(str(handle.get_label())) for handle in handles]
+    balanced = [-(-len(labels) // -(-len(labels) // c)) for c in range(min(columns, len(labels)), 0, -1)]  # no 3 + 1
+    columns = next(c for c in balanced if c == 1 or _legend_chars(labels, c) <= line_chars)
     fig.legend(handles=list(handles), loc="outside upper center", ncol=columns, frameon=False, title=title,
                title_fontsize="medium")
+
+
+def _legend_chars(labels: Sequence[int], columns: int) -> int:
+    """The width, in characters, of a legend of labels this long in ``columns`` columns, split as matplotlib
+    splits them (``np.array_split``; a column: its longest label, the marker and the gap)."""
+    return sum(max(column) + 8 for column in np.array_split(np.asarray(labels), columns))
 
 
 def note_missing(ax: Axes, missing: Sequence[str]) -> None:
