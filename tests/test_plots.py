@@ -9,9 +9,10 @@ import pytest
 from matplotlib.collections import PolyCollection
 from matplotlib.container import BarContainer, ErrorbarContainer
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from defectseg.benchmarks.reporting.aggregate import collect_runs, main_runs
-from defectseg.benchmarks.reporting.figure_style import bar_group, bar_limits
+from defectseg.benchmarks.reporting.figure_style import bar_group, bar_limits, panels, theme, titled_legend
 from defectseg.benchmarks.reporting.plots import MARK_COLORS, plot_critical_difference, plot_differences, plot_miou_vs_ratio, write_figures
 from defectseg.benchmarks.reporting.results_view import ResultsView
 from defectseg.benchmarks.reporting.statistics import cell_scores, cell_statistics, rank_analysis
@@ -231,9 +232,6 @@ def test_an_earlier_builds_figure_is_removed_when_it_is_no_longer_drawn(tree, tm
 
 
 def test_titled_legend_widens_a_narrow_figure_wraps_the_rest_and_balances_its_columns():
-    from matplotlib.lines import Line2D
-
-    from defectseg.benchmarks.reporting.figure_style import panels, theme, titled_legend
     with theme():
         fig, _ = panels(1, width=3.0)
         handles = [Line2D([], [], label=f"policy number {i}") for i in range(4)]
@@ -246,9 +244,6 @@ def test_titled_legend_widens_a_narrow_figure_wraps_the_rest_and_balances_its_co
 
 
 def test_titled_legend_leaves_a_figure_wide_enough_for_its_title_alone():
-    from matplotlib.lines import Line2D
-
-    from defectseg.benchmarks.reporting.figure_style import panels, theme, titled_legend
     with theme():
         fig, _ = panels(3, width=4.0)
         titled_legend(fig, [Line2D([], [], label=name) for name in "abc"], "short title", columns=3)

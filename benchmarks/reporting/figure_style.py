@@ -10,6 +10,7 @@ bars of zero where the std is missing (``zero_nan``), and the value axis zoomed 
 from __future__ import annotations
 
 import contextlib
+import math
 import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -61,7 +62,8 @@ def titled_legend(fig: Figure, handles: Sequence[Artist], title: str, columns: i
     line_chars = int(fig.get_figwidth() * chars_per_inch)
     title = "\n".join(textwrap.fill(line, line_chars, break_on_hyphens=False) for line in title.split("\n"))
     labels = [len(str(handle.get_label())) for handle in handles]
-    balanced = [-(-len(labels) // -(-len(labels) // c)) for c in range(min(columns, len(labels)), 0, -1)]  # no 3 + 1
+    count = len(labels)  # each candidate evened out: 4 entries in 3 columns would be 2 + 1 + 1, so 2 + 2
+    balanced = [math.ceil(count / math.ceil(count / c)) for c in range(min(columns, count), 0, -1)]
     columns = next(c for c in balanced if c == 1 or _legend_chars(labels, c) <= line_chars)
     fig.legend(handles=list(handles), loc="outside upper center", ncol=columns, frameon=False, title=title,
                title_fontsize="medium")
